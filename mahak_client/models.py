@@ -1,0 +1,313 @@
+"""Typed models of the Mahak entities this project reads and writes.
+
+Field lists follow `shared/mahak-api.md` section 3/4. Every synced row has `row_version`
+(int64, kept exact) and `deleted` (logical delete). The `ENTITIES` registry ties each logical
+entity name (used in cursors, the sync log, CLI commands and operator updates) to its
+GetAllData request field, its response collection and its model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from .types import MahakBool, MahakDateTime, MahakFloat, MahakInt, MahakModel, MahakText
+
+
+class SyncedRow(MahakModel):
+    row_version: MahakInt = 0
+    deleted: MahakBool = False
+
+
+# --- Catalog -------------------------------------------------------------------------------
+
+
+class Store(SyncedRow):
+    store_id: MahakInt
+    store_client_id: MahakInt | None = None
+    store_code: MahakInt | None = None
+    name: MahakText = ""
+    stock: MahakInt | None = None
+    comment: MahakText | None = None
+
+
+class ProductCategory(SyncedRow):
+    product_category_id: MahakInt
+    product_category_client_id: MahakInt | None = None
+    product_category_code: MahakInt | None = None
+    name: MahakText = ""
+    color: str | None = None
+    icon: str | None = None
+
+
+class Product(SyncedRow):
+    product_id: MahakInt
+    product_client_id: MahakInt | None = None
+    product_code: MahakInt | None = None
+    product_category_id: MahakInt | None = None
+    name: MahakText = ""
+    unit_name: MahakText | None = None
+    unit_name2: MahakText | None = None
+    unit_ratio: MahakFloat | None = None
+    min: MahakFloat | None = None
+    tax_percent: MahakFloat | None = None
+    charge_percent: MahakFloat | None = None
+    width: MahakFloat | None = None
+    height: MahakFloat | None = None
+    length: MahakFloat | None = None
+    weight: MahakFloat | None = None
+    type: MahakInt | None = None
+    tags: MahakText | None = None
+    description: MahakText | None = None
+    data_hash: str | None = None
+    create_date: MahakDateTime | None = None
+    update_date: MahakDateTime | None = None
+
+
+class ProductDetail(SyncedRow):
+    """A sellable variant: the id orders reference."""
+
+    product_detail_id: MahakInt
+    product_detail_client_id: MahakInt | None = None
+    product_detail_code: MahakInt | None = None
+    product_id: MahakInt
+    properties: str | None = None
+    barcode: str | None = None
+    price1: MahakFloat = 0
+    price2: MahakFloat = 0
+    price3: MahakFloat = 0
+    price4: MahakFloat = 0
+    price5: MahakFloat = 0
+    price6: MahakFloat = 0
+    price7: MahakFloat = 0
+    price8: MahakFloat = 0
+    price9: MahakFloat = 0
+    price10: MahakFloat = 0
+    discount: MahakFloat | None = None
+    default_sell_price_level: MahakInt | None = None
+    customer_price: MahakFloat | None = None
+    data_hash: str | None = None
+    create_date: MahakDateTime | None = None
+
+    def price(self, level: int) -> float:
+        """Price of a level 1..10; Mahak's -1 default level means level 1."""
+        if level < 1 or level > 10:
+            level = 1
+        return float(getattr(self, f"price{level}"))
+
+
+class ProductDetailStoreAsset(SyncedRow):
+    """Stock of one product detail in one store."""
+
+    product_detail_store_asset_id: MahakInt
+    product_detail_id: MahakInt
+    store_id: MahakInt
+    count1: MahakFloat = 0
+    count2: MahakFloat = 0
+    create_date: MahakDateTime | None = None
+
+
+class VisitorProduct(SyncedRow):
+    """A product detail offered to this site; deleted = withdrawn from the site."""
+
+    visitor_product_id: MahakInt
+    product_detail_id: MahakInt
+    visitor_id: MahakInt
+    count1: MahakFloat | None = None
+    count2: MahakFloat | None = None
+    price: MahakFloat | None = None
+
+
+class Picture(SyncedRow):
+    picture_id: MahakInt
+    picture_client_id: MahakInt | None = None
+    picture_code: MahakInt | None = None
+    file_name: str | None = None
+    display_order: MahakInt | None = None
+    title: MahakText | None = None
+    url: str | None = None
+    file_size: MahakInt | None = None
+    width: MahakInt | None = None
+    height: MahakInt | None = None
+    format: str | None = None
+
+
+class PhotoGallery(SyncedRow):
+    """Links a picture to a product (EntityType 102) or person (101) by server id."""
+
+    photo_gallery_id: MahakInt
+    picture_id: MahakInt
+    entity_type: MahakInt
+    item_code: MahakInt
+    item_type: MahakInt | None = None
+
+
+# --- People --------------------------------------------------------------------------------
+
+
+class Person(SyncedRow):
+    person_id: MahakInt | None = None
+    person_client_id: MahakInt | None = None
+    person_code: MahakInt | None = None
+    person_group_id: MahakInt | None = None
+    person_type: MahakInt | None = None
+    first_name: MahakText | None = None
+    last_name: MahakText | None = None
+    organization: MahakText | None = None
+    national_code: str | None = None
+    email: str | None = None
+    mobile: str | None = None
+    phone: str | None = None
+    address: MahakText | None = None
+    city: MahakText | None = None
+    state: MahakText | None = None
+    postal_code: str | None = None
+
+
+class VisitorPerson(SyncedRow):
+    visitor_person_id: MahakInt | None = None
+    person_id: MahakInt | None = None
+    person_client_id: MahakInt | None = None
+    visitor_id: MahakInt
+
+
+# --- Orders --------------------------------------------------------------------------------
+
+
+class Order(SyncedRow):
+    order_id: MahakInt | None = None
+    order_client_id: MahakInt | None = None
+    order_code: MahakInt | None = None
+    person_id: MahakInt | None = None
+    person_client_id: MahakInt | None = None
+    visitor_id: MahakInt | None = None
+    receipt_client_id: MahakInt | None = None
+    order_type: MahakInt | None = None
+    order_date: MahakDateTime | None = None
+    delivery_date: MahakDateTime | None = None
+    discount: MahakFloat | None = None
+    discount_type: MahakInt | None = None
+    send_cost: MahakFloat | None = None
+    other_cost: MahakFloat | None = None
+    settlement_type: MahakInt | None = None
+    description: MahakText | None = None
+    shipping_address: str | None = None
+    create_date: MahakDateTime | None = None
+
+
+class OrderDetail(SyncedRow):
+    order_detail_id: MahakInt | None = None
+    order_detail_client_id: MahakInt | None = None
+    order_id: MahakInt | None = None
+    order_client_id: MahakInt | None = None
+    item_type: MahakInt | None = None
+    product_detail_id: MahakInt | None = None
+    store_id: MahakInt | None = None
+    price: MahakFloat | None = None
+    count1: MahakFloat | None = None
+    count2: MahakFloat | None = None
+    discount: MahakFloat | None = None
+    discount_type: MahakInt | None = None
+    tax_percent: MahakFloat | None = None
+    charge_percent: MahakFloat | None = None
+    description: MahakText | None = None
+
+
+class Receipt(SyncedRow):
+    receipt_id: MahakInt | None = None
+    receipt_client_id: MahakInt | None = None
+    order_client_id: MahakInt | None = None
+    person_id: MahakInt | None = None
+    person_client_id: MahakInt | None = None
+    visitor_id: MahakInt | None = None
+    cash_amount: MahakFloat | None = None
+    date: MahakDateTime | None = None
+    description: MahakText | None = None
+
+
+# --- Login ---------------------------------------------------------------------------------
+
+
+class LoginData(MahakModel):
+    user_token: str = Field(repr=False)
+    sync_id: MahakInt | None = None
+    visitor_id: MahakInt | None = None
+    database_id: MahakInt | None = None
+    user_title: MahakText | None = None
+    mahak_id: str | None = None
+    server_time: MahakDateTime | None = None
+    package_no: MahakInt | None = None
+    credit_day: MahakInt | None = None
+
+
+# --- Registry ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    name: str  # logical name: cursors, sync log, CLI, operator updates
+    collection: str  # GetAllData `Objects` key and SaveAllData result key (PascalCase)
+    request_field: str  # GetAllData `from…Version` request field
+    model: type[SyncedRow]
+    id_field: str  # the model's server-id attribute
+    dispute_name: str  # `entityName` for SolveDispute
+
+
+def _spec(name: str, collection: str, request: str, model: type[SyncedRow], id_field: str,
+          dispute: str) -> EntitySpec:
+    return EntitySpec(name, collection, request, model, id_field, dispute)
+
+
+ENTITIES: dict[str, EntitySpec] = {
+    s.name: s
+    for s in (
+        _spec("stores", "Stores", "fromStoreVersion", Store, "store_id", "store"),
+        _spec("product_categories", "ProductCategories", "fromProductCategoryVersion",
+              ProductCategory, "product_category_id", "productCategory"),
+        _spec("products", "Products", "fromProductVersion", Product, "product_id", "product"),
+        _spec("product_details", "ProductDetails", "fromProductDetailVersion", ProductDetail,
+              "product_detail_id", "ProductDetail"),
+        _spec("visitor_products", "VisitorProducts", "fromVisitorProductVersion", VisitorProduct,
+              "visitor_product_id", "visitorProduct"),
+        _spec("product_detail_store_assets", "ProductDetailStoreAssets",
+              "fromProductDetailStoreAssetVersion", ProductDetailStoreAsset,
+              "product_detail_store_asset_id", "ProductDetailStoreAsset"),
+        _spec("pictures", "Pictures", "fromPictureVersion", Picture, "picture_id", "picture"),
+        _spec("photo_galleries", "PhotoGalleries", "fromPhotoGalleryVersion", PhotoGallery,
+              "photo_gallery_id", "PhotoGallery"),
+        _spec("people", "People", "fromPersonVersion", Person, "person_id", "person"),
+        _spec("visitor_people", "VisitorPeople", "fromVisitorPersonVersion", VisitorPerson,
+              "visitor_person_id", "visitorPerson"),
+        _spec("orders", "Orders", "fromOrderVersion", Order, "order_id", "order"),
+        _spec("order_details", "OrderDetails", "fromOrderDetailVersion", OrderDetail,
+              "order_detail_id", "orderDetail"),
+        _spec("receipts", "Receipts", "fromReceiptVersion", Receipt, "receipt_id", "receipt"),
+    )
+}
+
+# The incoming sync's dependency order: parents before the rows that reference them.
+INCOMING_ORDER: tuple[str, ...] = (
+    "stores",
+    "product_categories",
+    "products",
+    "product_details",
+    "visitor_products",
+    "product_detail_store_assets",
+    "pictures",
+    "photo_galleries",
+    "orders",
+    "order_details",
+)
+
+
+def entity(name: str) -> EntitySpec:
+    try:
+        return ENTITIES[name]
+    except KeyError:
+        raise KeyError(f"unknown Mahak entity {name!r}; known: {', '.join(ENTITIES)}") from None
+
+
+def row_id(spec: EntitySpec, row: Any) -> int | None:
+    return getattr(row, spec.id_field, None)

@@ -1,0 +1,103 @@
+"""The one place configuration is read from.
+
+Every setting comes from the environment (or a `.env` file); the environment names are a
+public contract with operators and are documented in the README. Nothing else in the
+project reads `os.environ` for configuration.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAHAK_BASE_URL = "https://mahakacc.mahaksoft.com/API/v3"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- Mahak -----------------------------------------------------------------------
+    mahak_base_url: str = Field(DEFAULT_MAHAK_BASE_URL, validation_alias="MAHAK_BASE_URL")
+    mahak_username: str = Field("", validation_alias="MAHAK_USERNAME")
+    mahak_password: SecretStr = Field(SecretStr(""), validation_alias="MAHAK_PASSWORD")
+    mahak_database_id: int | None = Field(None, validation_alias="MAHAK_DATABASE_ID")
+    mahak_package_no: str | None = Field(None, validation_alias="MAHAK_PACKAGE_NO")
+    mahak_page_size: int = Field(100, ge=1, le=10_000, validation_alias="MAHAK_PAGE_SIZE")
+    # `LoginV2` sends the extended login body; `Login` only user name and password.
+    mahak_login_endpoint: Literal["Login", "LoginV2"] = Field(
+        "LoginV2", validation_alias="MAHAK_LOGIN_ENDPOINT"
+    )
+    # Mahak support has pointed some integrators at the non-V2 data paths; both are live.
+    mahak_use_v2: bool = Field(True, validation_alias="MAHAK_USE_V2")
+    mahak_timeout_seconds: float = Field(120.0, gt=0, validation_alias="MAHAK_TIMEOUT_SECONDS")
+    # Tokens live 7 days; refresh this long before `exp` so a long sync never meets a 401.
+    mahak_token_refresh_margin_seconds: float = Field(
+        300.0, ge=0, validation_alias="MAHAK_TOKEN_REFRESH_MARGIN_SECONDS"
+    )
+    mahak_language: str = Field("fa", validation_alias="MAHAK_LANGUAGE")
+    mahak_app_id: str = Field("mahak-sync", validation_alias="MAHAK_APP_ID")
+    mahak_client_version: str = Field("0.1.0", validation_alias="MAHAK_CLIENT_VERSION")
+
+    # --- Shop database -----------------------------------------------------------------
+    # Unset: dev and tests start an embedded PostgreSQL under `data_dir`.
+    database_url: SecretStr | None = Field(None, validation_alias="DATABASE_URL")
+    database_pool_min_size: int = Field(1, ge=0, validation_alias="DATABASE_POOL_MIN_SIZE")
+    database_pool_max_size: int = Field(10, ge=1, validation_alias="DATABASE_POOL_MAX_SIZE")
+    migrate_on_start: bool = Field(True, validation_alias="MIGRATE_ON_START")
+    # Which Price<n> of a product detail is the shop price (business configuration).
+    shop_price_level: int = Field(1, ge=1, le=10, validation_alias="SHOP_PRICE_LEVEL")
+    data_dir: str = Field(".data", validation_alias="MAHAK_SYNC_DATA_DIR")
+
+    # --- Temporal ----------------------------------------------------------------------
+    # Unset: dev starts the bundled `temporal server start-dev`.
+    temporal_address: str | None = Field(None, validation_alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
+    temporal_task_queue: str = Field("mahak-sync", validation_alias="TEMPORAL_TASK_QUEUE")
+
+    # --- Schedules ---------------------------------------------------------------------
+    incoming_sync_interval_seconds: float = Field(
+        300.0,
+        gt=0,
+        validation_alias=AliasChoices("INCOMING_SYNC_INTERVAL_SECONDS", "INCOMING_SYNC_INTERVAL"),
+    )
+    outgoing_sweep_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        validation_alias=AliasChoices("OUTGOING_SWEEP_INTERVAL_SECONDS", "OUTGOING_SWEEP_INTERVAL"),
+    )
+
+    # --- Payment webhook ---------------------------------------------------------------
+    webhook_secret: SecretStr = Field(SecretStr(""), validation_alias="WEBHOOK_SECRET")
+    webhook_max_skew_seconds: int = Field(300, ge=1, validation_alias="WEBHOOK_MAX_SKEW_SECONDS")
+    payment_gateway_url: str | None = Field(None, validation_alias="PAYMENT_GATEWAY_URL")
+
+    # --- Logging -----------------------------------------------------------------------
+    log_format: Literal["json", "console"] = Field("console", validation_alias="LOG_FORMAT")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    @field_validator("mahak_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @property
+    def incoming_sync_interval(self) -> timedelta:
+        return timedelta(seconds=self.incoming_sync_interval_seconds)
+
+    @property
+    def outgoing_sweep_interval(self) -> timedelta:
+        return timedelta(seconds=self.outgoing_sweep_interval_seconds)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,5 @@
+"""Session-wide fixtures: each real server (PostgreSQL, the Mahak simulator, Temporal) starts
+once per test run and is shared; each plugin module below owns one of them."""
+
+pytest_plugins: list[str] = [
+]
