@@ -311,3 +311,29 @@ def entity(name: str) -> EntitySpec:
 
 def row_id(spec: EntitySpec, row: Any) -> int | None:
     return getattr(row, spec.id_field, None)
+
+
+# --- What one GetAllData page yields per entity --------------------------------------------
+
+
+class RejectedRow(MahakModel):
+    """A row Mahak sent that does not validate: quarantined (dead-lettered), never dropped."""
+
+    entity: str
+    raw: dict[str, Any]
+    error: str
+    mahak_id: int | None = None
+    row_version: int | None = None
+
+
+class EntityBatch(MahakModel):
+    """One entity's slice of a GetAllData answer: valid rows plus quarantined ones.
+
+    `max_row_version` covers rejected rows too: they are stored (as dead letters), so the
+    cursor may pass them.
+    """
+
+    entity: str
+    rows: list[Any] = Field(default_factory=list)  # instances of ENTITIES[entity].model
+    rejected: list[RejectedRow] = Field(default_factory=list)
+    max_row_version: int | None = None
