@@ -168,6 +168,7 @@ class Person(SyncedRow):
 
 class VisitorPerson(SyncedRow):
     visitor_person_id: MahakInt | None = None
+    visitor_person_client_id: MahakInt | None = None
     person_id: MahakInt | None = None
     person_client_id: MahakInt | None = None
     visitor_id: MahakInt

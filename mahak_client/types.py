@@ -25,7 +25,12 @@ _DATETIME = re.compile(
 
 
 def normalize_text(value: Any) -> Any:
-    """Trim and turn Arabic ي/ك into Persian ی/ک, so names compare and search equal."""
+    """Trim and turn Arabic ي/ك into Persian ی/ک, so names compare and search equal.
+
+    Mahak (.NET) sends null for empty strings, e.g. in the tombstone of a deleted row;
+    a required text field reads that as "" rather than quarantining the row."""
+    if value is None:
+        return ""
     if isinstance(value, str):
         return value.translate(_ARABIC_TO_PERSIAN).strip()
     return value

@@ -1,0 +1,123 @@
+"""`mahak-sync mahak …`: look at the Mahak account from an operator's terminal.
+
+- `check`: log in, show the account's ids and clock, and probe every core entity.
+- `pull ENTITY`: stream one entity's parsed rows as JSON lines (snake_case) for debugging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mahak_client import ENTITIES, MahakAuthError, MahakClient, MahakError, iter_pages
+
+from .config import Settings, get_settings
+
+CORE_ENTITIES = (
+    "stores",
+    "product_categories",
+    "products",
+    "product_details",
+    "product_detail_store_assets",
+    "visitor_products",
+    "pictures",
+    "photo_galleries",
+    "orders",
+    "order_details",
+    "people",
+)
+
+EXIT_BAD_CREDENTIALS = 2
+EXIT_UNREACHABLE = 3
+EXIT_ENTITY_FAILED = 4
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("mahak", help="inspect the Mahak account (login, entities)")
+    commands = group.add_subparsers(dest="mahak_command", metavar="SUBCOMMAND", required=True)
+
+    check = commands.add_parser("check", help="log in and probe every core entity")
+    check.set_defaults(func=_check)
+
+    pull = commands.add_parser("pull", help="stream one entity's rows as JSON lines")
+    pull.add_argument("entity", choices=sorted(ENTITIES), metavar="ENTITY",
+                      help=f"one of: {', '.join(sorted(ENTITIES))}")
+    pull.add_argument("--from", dest="from_version", type=int, default=0,
+                      help="RowVersion cursor: rows newer than this (default 0: all)")
+    pull.add_argument("--page-size", type=int, default=None,
+                      help="rows per request (default MAHAK_PAGE_SIZE)")
+    pull.set_defaults(func=_pull)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def _login_failure(exc: MahakError, settings: Settings) -> int:
+    if isinstance(exc, MahakAuthError):
+        return _fail(f"Mahak refused the credentials of {settings.mahak_username!r}: "
+                     f"{exc.mahak_message or exc}", EXIT_BAD_CREDENTIALS)
+    return _fail(f"cannot reach Mahak at {settings.mahak_base_url}: {exc}", EXIT_UNREACHABLE)
+
+
+async def _check(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    async with MahakClient.from_settings(settings) as client:
+        try:
+            login = await client.login()
+        except MahakError as exc:
+            return _login_failure(exc, settings)
+        print(f"Mahak      {settings.mahak_base_url}")
+        print(f"user       {settings.mahak_username} ({login.user_title or '-'})")
+        print(f"database   {login.database_id if login.database_id is not None else '-'}")
+        print(f"visitor    {login.visitor_id if login.visitor_id is not None else '-'}")
+        server_time = login.server_time.isoformat() if login.server_time else "-"
+        print(f"server     {server_time}")
+        failed = 0
+        for name in CORE_ENTITIES:
+            try:
+                batch = (await client.get_all_data({name: 0}, page_size=1))[name]
+            except MahakError as exc:
+                failed += 1
+                print(f"  {name:<28} FAILED  {exc}")
+                continue
+            sample = "has rows" if batch.rows or batch.rejected else "empty"
+            print(f"  {name:<28} ok      {sample}")
+        if failed:
+            return _fail(f"{failed} of {len(CORE_ENTITIES)} entities unreachable",
+                         EXIT_ENTITY_FAILED)
+        return 0
+
+
+def _json_line(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def _pull(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    settings = settings or get_settings()
+    page_size = args.page_size or settings.mahak_page_size
+    if page_size < 1:
+        return _fail("--page-size must be at least 1", 1)
+    async with MahakClient.from_settings(settings) as client:
+        try:
+            await client.login()
+        except MahakError as exc:
+            return _login_failure(exc, settings)
+        rows = rejected = 0
+        try:
+            async for batch in iter_pages(client, args.entity, args.from_version, page_size):
+                for row in batch.rows:
+                    print(_json_line(row.model_dump(mode="json")))
+                    rows += 1
+                for bad in batch.rejected:
+                    # Quarantined rows go to stderr so stdout stays a clean stream of records.
+                    print(_json_line({"rejected": bad.model_dump(mode="json")}), file=sys.stderr)
+                    rejected += 1
+                sys.stdout.flush()
+        except MahakError as exc:
+            return _fail(f"pull {args.entity} stopped after {rows} rows: {exc}", EXIT_UNREACHABLE)
+        print(f"{args.entity}: {rows} rows, {rejected} rejected", file=sys.stderr)
+        return 0
