@@ -1,0 +1,308 @@
+"""SaveAllData: per-record validation and commit, no rollback of the good records.
+
+Lists are processed parents first (people, visitorPeople, orders, orderDetails, receipts) so
+a child may name a parent sent in the same request by its `…ClientId`. Every record gets a
+result with its 1-based `Index`; failures carry `Errors[{Property, Error}]` and, as LIVE
+shows, no `EntityId` (nor, by default, `EntityClientId`). Null members are omitted.
+
+Server rules this simulator enforces (see `shared/mahak-api.md` §4, §9):
+- a line needs `productDetailId` (or `incomeId`/`expenseId`): the LIVE error otherwise;
+- unknown (or deleted) product detail, store, person, visitor, person group: a failure
+  naming the property;
+- a known `orderClientId` updates that order until Mahak desktop imports it; afterwards the
+  order and its lines fail on `OrderId` with the "already registered, cannot edit" text.
+  Every resubmission of a known `orderClientId` is counted as a duplicate submission;
+- a sale invoice (orderType 201) line takes its `count1` from its store's Count1; a line the
+  store cannot cover fails on `Count1` while the rest of the request commits. A line without
+  `storeId` uses the visitor's store (its StoreCode), else the first store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import SimulatorConfig
+from .schema import BY_NAME, COLLECTIONS, InvalidValue, bind, coerce, fold, mahak_time
+from .state import SimState
+from .stock import adjust, available
+
+ALREADY_REGISTERED = "این سفارش قبلا در محک ثبت شده است و امکان ویرایش آن وجود ندارد"
+PRODUCT_REQUIRED = ("IncomeId,ExpenseId,ProductDetailId", "ProductDetailId or IncomeId or ExpenseId is required ")
+SALE_INVOICE = 201
+ORDER_TYPES = frozenset({201, 202, 203, 204, 299})
+# Parents before children; the request's list names are these in camelCase.
+SAVED = ("People", "VisitorPeople", "Orders", "OrderDetails", "Receipts")
+# Columns the server assigns; a client's value for them is ignored.
+_SERVER_COLUMNS = {"RowVersion", "OrderCode", "CreateDate"}
+
+
+def _merge(existing: dict[str, Any] | None, values: dict[str, Any]) -> dict[str, Any]:
+    """The record as it will be: the stored row overlaid with what the client sent."""
+    return {**(existing or {}), **{k: v for k, v in values.items() if v is not None}}
+
+
+class RecordError(Exception):
+    def __init__(self, prop: str, message: str) -> None:
+        super().__init__(message)
+        self.prop = prop
+        self.message = message
+
+
+@dataclass
+class _Save:
+    state: SimState
+    config: SimulatorConfig
+    visitor_id: int | None  # the caller's, from its token
+
+    def person(self, values: dict[str, Any]) -> dict[str, Any]:
+        person_id, client_id = values.get("PersonId"), values.get("PersonClientId")
+        if person_id is not None:
+            row = self.state.live("People", person_id)
+        elif client_id is not None:
+            row = self.state.by_client_id("People", client_id)
+            row = None if row is None or row.get("Deleted") else row
+        else:
+            raise RecordError("PersonId", "PersonId is required")
+        if row is None:
+            raise RecordError("PersonId", f"شخص یافت نشد (person {person_id or client_id} not found)")
+        return row
+
+    def visitor(self, values: dict[str, Any], *, required: bool) -> int | None:
+        visitor_id = values.get("VisitorId")
+        if visitor_id is None:
+            if required:
+                raise RecordError("VisitorId", "VisitorId is required")
+            return self.visitor_id
+        if self.state.live("Visitors", visitor_id) is None or (
+                self.visitor_id is not None and visitor_id != self.visitor_id):
+            raise RecordError("VisitorId", f"بازاریاب نامعتبر است (visitor {visitor_id} is not this user's)")
+        return visitor_id
+
+    def order(self, values: dict[str, Any]) -> dict[str, Any]:
+        order_id, client_id = values.get("OrderId"), values.get("OrderClientId")
+        if order_id is None and client_id is None:
+            raise RecordError("OrderId", "OrderId or OrderClientId is required")
+        row = (self.state.get("Orders", order_id) if order_id is not None
+               else self.state.by_client_id("Orders", client_id))
+        if row is None:
+            raise RecordError("OrderId", f"سفارش یافت نشد (order {order_id or client_id} not found)")
+        return row
+
+    def existing(self, collection: str, values: dict[str, Any], id_field: str,
+                 client_field: str) -> dict[str, Any] | None:
+        """The row a record updates: by server id (which must exist) or by client id."""
+        if values.get(id_field) is not None:
+            row = self.state.get(collection, values[id_field])
+            if row is None:
+                raise RecordError(id_field, f"{id_field} {values[id_field]} not found")
+            return row
+        row = self.state.by_client_id(collection, values.get(client_field))
+        if row is None and values.get(client_field) is None:
+            raise RecordError(client_field, f"{client_field} is required")
+        return row
+
+    def write(self, collection: str, existing: dict[str, Any] | None, values: dict[str, Any],
+              **server: Any) -> dict[str, Any]:
+        """Insert or update with the client's non-null values; the server's own win."""
+        id_field = BY_NAME[collection].id_field
+        given = {k: v for k, v in values.items()
+                 if v is not None and k not in _SERVER_COLUMNS and k != id_field}
+        if existing is not None:
+            return self.state.put(collection, {**existing, **given, **server})
+        return self.state.create(collection, {"CreateDate": mahak_time(), **given, **server})
+
+
+def _save_person(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
+    existing = ctx.existing("People", values, "PersonId", "PersonClientId")
+    group_id = _merge(existing, values).get("PersonGroupId")
+    if group_id is None:
+        group = next((r for r in ctx.state.rows("PersonGroups") if not r.get("Deleted")), None)
+    else:
+        group = ctx.state.live("PersonGroups", group_id)
+    if group is None:
+        raise RecordError("PersonGroupId", f"گروه اشخاص یافت نشد (person group {group_id} not found)")
+    return ctx.write("People", existing, values, PersonGroupId=group["PersonGroupId"],
+                     PersonGroupCode=group.get("PersonGroupCode"))
+
+
+def _save_visitor_person(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
+    visitor_id = ctx.visitor(values, required=True)
+    person = ctx.person(values)
+    links = ctx.state.find("VisitorPeople", VisitorId=visitor_id, PersonId=person["PersonId"])
+    return ctx.write("VisitorPeople", links[0] if links else None, values, VisitorId=visitor_id,
+                     PersonId=person["PersonId"], PersonClientId=person.get("PersonClientId"),
+                     PersonCode=person.get("PersonCode"), Deleted=bool(values.get("Deleted")))
+
+
+def _save_order(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
+    existing = ctx.existing("Orders", values, "OrderId", "OrderClientId")
+    book = ctx.state.orders
+    if values.get("OrderClientId") is not None:
+        book.submissions[values["OrderClientId"]] += 1
+    if existing is not None:
+        if values.get("OrderClientId") is not None:
+            book.duplicate_submissions += 1
+        if existing["OrderId"] in book.imported:
+            raise RecordError("OrderId", ALREADY_REGISTERED)
+    merged = _merge(existing, values)
+    visitor_id = ctx.visitor(merged, required=True)
+    person = ctx.person(merged)
+    order_type = merged.get("OrderType") or SALE_INVOICE
+    if order_type not in ORDER_TYPES:
+        raise RecordError("OrderType", f"نوع سفارش نامعتبر است (order type {order_type})")
+    return ctx.write("Orders", existing, values, VisitorId=visitor_id, PersonId=person["PersonId"],
+                     PersonClientId=person.get("PersonClientId"), PersonCode=person.get("PersonCode"),
+                     OrderType=order_type, OrderDate=merged.get("OrderDate") or mahak_time(),
+                     Deleted=bool(merged.get("Deleted")))
+
+
+def _default_store(ctx: _Save) -> dict[str, Any] | None:
+    stores = [r for r in ctx.state.rows("Stores") if not r.get("Deleted")]
+    visitor = ctx.state.get("Visitors", ctx.visitor_id) if ctx.visitor_id is not None else None
+    code = (visitor or {}).get("StoreCode")
+    return next((s for s in stores if s.get("StoreCode") == code), stores[0] if stores else None)
+
+
+def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
+    order = ctx.order(values)
+    if order["OrderId"] in ctx.state.orders.imported:
+        raise RecordError("OrderId", ALREADY_REGISTERED)
+    existing = ctx.existing("OrderDetails", values, "OrderDetailId", "OrderDetailClientId")
+    merged = _merge(existing, values)
+    detail_id = merged.get("ProductDetailId")
+    if detail_id is None and merged.get("IncomeId") is None and merged.get("ExpenseId") is None:
+        raise RecordError(*PRODUCT_REQUIRED)
+    detail = None
+    if detail_id is not None:
+        detail = ctx.state.live("ProductDetails", detail_id)
+        if detail is None:
+            raise RecordError("ProductDetailId", f"کالا یافت نشد (ProductDetailId {detail_id} not found)")
+    if merged.get("StoreId") is not None:
+        store = ctx.state.live("Stores", merged["StoreId"])
+        if store is None:
+            raise RecordError("StoreId", f"انبار یافت نشد (StoreId {merged['StoreId']} not found)")
+    else:
+        store = _default_store(ctx)
+        if store is None:
+            raise RecordError("StoreId", "StoreId is required")
+    count1 = merged.get("Count1") or 0
+    count2 = merged.get("Count2") or 0
+    if count1 < 0 or count2 < 0:
+        raise RecordError("Count1", "تعداد نامعتبر است (count must not be negative)")
+    deleted = bool(merged.get("Deleted")) or bool(order.get("Deleted"))
+
+    moves = ctx.state.orders.stock_moves
+    old = moves.get(existing["OrderDetailId"]) if existing else None
+    new = None
+    if detail is not None and order.get("OrderType") == SALE_INVOICE and not deleted:
+        new = (detail_id, store["StoreId"], count1, count2)
+    if new != old:
+        if new is not None:
+            have = available(ctx.state, detail_id, store["StoreId"])
+            if old is not None and old[:2] == new[:2]:
+                have += old[2]
+            if count1 > have:
+                raise RecordError("Count1", (
+                    f"موجودی کالا در انبار کافی نیست: موجودی {have:g}، درخواست {count1:g} "
+                    f"(insufficient stock of ProductDetailId {detail_id} in StoreId {store['StoreId']})"))
+        if old is not None:
+            adjust(ctx.state, old[0], old[1], old[2], old[3])
+        if new is not None:
+            adjust(ctx.state, detail_id, store["StoreId"], -count1, -count2)
+    row = ctx.write(
+        "OrderDetails", existing, values, OrderId=order["OrderId"],
+        OrderClientId=order.get("OrderClientId"), OrderCode=order.get("OrderCode"),
+        ItemType=merged.get("ItemType") or 1, StoreId=store["StoreId"], Count1=count1, Count2=count2,
+        ProductDetailCode=(detail or {}).get("ProductDetailCode"), Deleted=deleted,
+    )
+    if new is None:
+        moves.pop(row["OrderDetailId"], None)
+    else:
+        moves[row["OrderDetailId"]] = new
+    return row
+
+
+def _save_receipt(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
+    existing = ctx.existing("Receipts", values, "ReceiptId", "ReceiptClientId")
+    merged = _merge(existing, values)
+    visitor_id = ctx.visitor(merged, required=False)
+    person = ctx.person(merged)
+    if merged.get("OrderClientId") is not None and ctx.state.by_client_id(
+            "Orders", merged["OrderClientId"]) is None:
+        raise RecordError("OrderClientId", f"سفارش یافت نشد (order {merged['OrderClientId']} not found)")
+    return ctx.write("Receipts", existing, values, VisitorId=visitor_id, PersonId=person["PersonId"],
+                     PersonClientId=person.get("PersonClientId"), PersonCode=person.get("PersonCode"),
+                     Date=merged.get("Date") or mahak_time())
+
+
+_HANDLERS: dict[str, Callable[[_Save, dict[str, Any]], dict[str, Any]]] = {
+    "People": _save_person,
+    "VisitorPeople": _save_visitor_person,
+    "Orders": _save_order,
+    "OrderDetails": _save_order_detail,
+    "Receipts": _save_receipt,
+}
+_CLIENT_ID_FIELD = {
+    "People": "PersonClientId", "VisitorPeople": "VisitorPersonClientId", "Orders": "OrderClientId",
+    "OrderDetails": "OrderDetailClientId", "Receipts": "ReceiptClientId",
+}
+_ID_FIELD = {
+    "People": "PersonId", "VisitorPeople": "VisitorPersonId", "Orders": "OrderId",
+    "OrderDetails": "OrderDetailId", "Receipts": "ReceiptId",
+}
+
+
+def _client_id(collection: str, record: Any) -> int | None:
+    if not isinstance(record, dict):
+        return None
+    wanted = fold(_CLIENT_ID_FIELD[collection])
+    for key, value in record.items():
+        if isinstance(key, str) and fold(key) == wanted:
+            try:
+                return coerce(key, "i", value)
+            except InvalidValue:
+                return None
+    return None
+
+
+def _save_one(ctx: _Save, collection: str, index: int, record: Any) -> dict[str, Any]:
+    client_id = _client_id(collection, record)
+    try:
+        if not isinstance(record, dict):
+            raise RecordError(collection, "record must be an object")
+        row = _HANDLERS[collection](ctx, bind(collection, record))
+    except InvalidValue as exc:
+        error: RecordError | None = RecordError(exc.prop, str(exc))
+    except RecordError as exc:
+        error = exc
+    else:
+        result = {"Result": True, "Index": index, "EntityId": row[_ID_FIELD[collection]],
+                  "EntityClientId": row.get(_CLIENT_ID_FIELD[collection]),
+                  "RowVersion": row["RowVersion"]}
+        return {k: v for k, v in result.items() if v is not None}
+    failure: dict[str, Any] = {"Result": False, "Index": index}
+    if ctx.config.echo_client_id_on_failure and client_id is not None:
+        failure["EntityClientId"] = client_id
+    failure["Errors"] = [{"Property": error.prop, "Error": error.message}]
+    return failure
+
+
+def save_all_data(state: SimState, config: SimulatorConfig, body: dict[str, Any], *,
+                  visitor_id: int | None) -> tuple[bool, dict[str, Any]]:
+    """Return (Result, Objects). Other lists a client sends are accepted and ignored."""
+    lists = {fold(k): v for k, v in body.items() if isinstance(k, str)}
+    objects: dict[str, Any] = {c.save_name: {"Results": []} for c in COLLECTIONS}
+    ctx = _Save(state, config, visitor_id)
+    ok = True
+    with state.lock:
+        for collection in SAVED:
+            records = lists.get(fold(collection))
+            if not isinstance(records, list):
+                continue
+            for index, record in enumerate(records, 1):
+                result = _save_one(ctx, collection, index, record)
+                ok = ok and result["Result"]
+                objects[collection]["Results"].append(result)
+    return ok, objects

@@ -1,0 +1,207 @@
+"""The simulated Mahak database: every entity's rows plus the server's own bookkeeping.
+
+Rows are stored exactly as GetAllData sends them (PascalCase dicts in wire order). One
+database-wide RowVersion counter stamps every write, across all entities, and never goes
+back (not even on reset), so a client's stored cursors stay meaningful across test resets.
+Server ids likewise keep counting. A write always replaces a row with a new dict, so a row
+handed out for serialisation is never mutated behind the reader's back.
+
+Thread safety: the server thread owns the state; callers hold `lock` around every read
+that must be consistent and every mutation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Boundary, SimulatorConfig
+from .schema import BY_NAME, COLLECTIONS, blank_row
+
+# Server-id sequences start at magnitudes like the LIVE ones (ProductId ~7 digits,
+# OrderId ~9); all stay within int32 as Mahak's ids are.
+_ID_START = {
+    "Stores": 101,
+    "ProductCategories": 501,
+    "Products": 1_210_001,
+    "ProductDetails": 2_310_001,
+    "ProductDetailStoreAssets": 5_100_001,
+    "VisitorProducts": 6_100_001,
+    "Pictures": 700_001,
+    "PhotoGalleries": 800_001,
+    "People": 3_100_001,
+    "VisitorPeople": 7_100_001,
+    "Orders": 401_000_001,
+    "OrderDetails": 502_000_001,
+    "Receipts": 903_000_001,
+}
+
+
+class UnknownRow(LookupError):
+    pass
+
+
+@dataclass
+class OrderBook:
+    """What the server knows about orders beyond their rows."""
+
+    imported: set[int] = field(default_factory=set)  # OrderIds taken into Mahak desktop
+    desktop: set[int] = field(default_factory=set)  # orders created in desktop (in-store sales)
+    submissions: Counter[int] = field(default_factory=Counter)  # per OrderClientId
+    duplicate_submissions: int = 0
+    # OrderDetailId -> (ProductDetailId, StoreId, Count1, Count2) taken from stock, so an
+    # edited or deleted line gives back exactly what it took.
+    stock_moves: dict[int, tuple[int, int, float, float]] = field(default_factory=dict)
+
+
+class SimState:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.lock = threading.RLock()
+        self._row_version = config.row_version_start
+        self._ids: dict[str, itertools.count[int]] = {}
+        self._raw_keys = itertools.count(1)
+        self._write_seq = itertools.count(1)
+        self.clear()
+
+    def clear(self) -> None:
+        with self.lock:
+            # Each collection's dict is kept in write order, which is ascending RowVersion
+            # unless a test injected an explicit, older version (then `_unordered`).
+            self._rows: dict[str, dict[Any, dict[str, Any]]] = {c.name: {} for c in COLLECTIONS}
+            self._seq: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
+            self._unordered: set[str] = set()
+            self._client_index: dict[str, dict[int, Any]] = {c.name: {} for c in COLLECTIONS}
+            self._codes: dict[str, itertools.count[int]] = {}
+            self.orders = OrderBook()
+            self.requests: Counter[str] = Counter()
+            self.faults_injected = 0
+            self.issued_tokens: set[str] = set()
+            self.revoked_tokens: set[str] = set()
+
+    # --- counters ------------------------------------------------------------------------
+
+    def next_row_version(self) -> int:
+        with self.lock:
+            self._row_version += 1
+            return self._row_version
+
+    @property
+    def row_version(self) -> int:
+        return self._row_version
+
+    def new_id(self, collection: str) -> int:
+        with self.lock:
+            seq = self._ids.setdefault(collection, itertools.count(_ID_START.get(collection, 1001)))
+            return next(seq)
+
+    def new_code(self, collection: str) -> int:
+        """Mahak desktop codes: small per-entity numbers, restarting with each reset."""
+        with self.lock:
+            return next(self._codes.setdefault(collection, itertools.count(1)))
+
+    # --- rows ----------------------------------------------------------------------------
+
+    def put(self, collection: str, row: dict[str, Any], row_version: int | None = None) -> dict[str, Any]:
+        """Write (insert or replace) a row with a fresh RowVersion, or the given one.
+
+        A row whose id is not an integer (an injected malformed row) is kept under a key of
+        its own, so it never overwrites a real row.
+        """
+        spec = BY_NAME[collection]
+        with self.lock:
+            if row_version is None:
+                row_version = self.next_row_version()
+            else:
+                if row_version < self._row_version:
+                    self._unordered.add(collection)
+                self._row_version = max(self._row_version, row_version)
+            stored = {**row, "RowVersion": row_version}
+            row_id = stored.get(spec.id_field)
+            key: Any = row_id if isinstance(row_id, int) and not isinstance(row_id, bool) else (
+                "raw", next(self._raw_keys))
+            self._rows[collection].pop(key, None)
+            self._rows[collection][key] = stored
+            self._seq[collection][key] = next(self._write_seq)
+            client_id = stored.get(spec.id_field[:-2] + "ClientId")
+            if isinstance(client_id, int) and not isinstance(key, tuple):
+                self._client_index[collection][client_id] = key
+            return stored
+
+    def create(self, collection: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Insert a new row with a fresh server id, every column present."""
+        spec = BY_NAME[collection]
+        row = blank_row(collection)
+        row.update(values)
+        row[spec.id_field] = self.new_id(collection)
+        return self.put(collection, row)
+
+    def update(self, collection: str, row_id: int, **changes: Any) -> dict[str, Any]:
+        with self.lock:
+            return self.put(collection, {**self.require(collection, row_id), **changes})
+
+    def get(self, collection: str, row_id: Any) -> dict[str, Any] | None:
+        return self._rows[collection].get(row_id)
+
+    def require(self, collection: str, row_id: Any) -> dict[str, Any]:
+        row = self.get(collection, row_id)
+        if row is None:
+            raise UnknownRow(f"no {collection} row with id {row_id}")
+        return row
+
+    def live(self, collection: str, row_id: Any) -> dict[str, Any] | None:
+        """The row if it exists and is not logically deleted."""
+        row = self.get(collection, row_id)
+        return None if row is None or row.get("Deleted") else row
+
+    def by_client_id(self, collection: str, client_id: int | None) -> dict[str, Any] | None:
+        if client_id is None:
+            return None
+        key = self._client_index[collection].get(client_id)
+        return None if key is None else self._rows[collection].get(key)
+
+    def rows(self, collection: str) -> list[dict[str, Any]]:
+        """Every row, ascending RowVersion (write order among equals)."""
+        with self.lock:
+            if collection not in self._unordered:
+                return list(self._rows[collection].values())
+            seq = self._seq[collection]
+            items = self._rows[collection].items()
+            # Ties between equal RowVersions (injected on purpose) keep write order.
+            ordered = sorted(items, key=lambda kv: (_version_key(kv[1]), seq[kv[0]]))
+            return [row for _, row in ordered]
+
+    def find(self, collection: str, **match: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self._rows[collection].values()
+                    if all(r.get(k) == v for k, v in match.items())]
+
+    def query(
+        self,
+        collection: str,
+        from_version: int,
+        *,
+        boundary: Boundary,
+        page_size: int | None = None,
+        order_types: list[int] | None = None,
+    ) -> list[dict[str, Any]]:
+        """GetAllData's slice of one entity: rows at/after `from_version`, capped."""
+        selected = []
+        for row in self.rows(collection):
+            version = _version_key(row)
+            if from_version > 0 and (version < from_version or (
+                    boundary == "exclusive" and version == from_version)):
+                continue
+            if order_types and row.get("OrderType") not in order_types:
+                continue
+            selected.append(row)
+            if page_size and len(selected) >= page_size:
+                break
+        return selected
+
+
+def _version_key(row: dict[str, Any]) -> int:
+    version = row.get("RowVersion")
+    return version if isinstance(version, int) else 0
