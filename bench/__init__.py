@@ -1,0 +1,1 @@
+"""Benchmarks (run by hand, never by pytest): `.venv/bin/python -m bench.apply_page`."""

@@ -1,0 +1,33 @@
+"""Sync history: one `mahak_sync_log` row per sync run and entity, for operators."""
+
+from __future__ import annotations
+
+from .models import SyncLogEntry
+from .pool import Executor
+
+_FIELDS = tuple(SyncLogEntry.model_fields)
+
+
+async def record(db: Executor, entry: SyncLogEntry) -> None:
+    """Insert, or replace the figures of, this run's row for this entity (so a run may
+    record its progress after each page and again when it finishes)."""
+    cols = ", ".join(_FIELDS)
+    params = ", ".join(f"${i}" for i in range(1, len(_FIELDS) + 1))
+    updates = ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f not in ("run_id", "entity"))
+    await db.execute(
+        f"INSERT INTO mahak_sync_log ({cols}) VALUES ({params}) "
+        f"ON CONFLICT (run_id, entity) DO UPDATE SET {updates}",
+        *(getattr(entry, f) for f in _FIELDS),
+    )
+
+
+async def recent(db: Executor, limit: int = 50, *, entity: str | None = None) -> list[SyncLogEntry]:
+    rows = await db.fetch(
+        f"""
+        SELECT {", ".join(_FIELDS)} FROM mahak_sync_log
+        WHERE $2::text IS NULL OR entity = $2
+        ORDER BY started_at DESC, id DESC LIMIT $1
+        """,
+        limit, entity,
+    )
+    return [SyncLogEntry.from_record(r) for r in rows]

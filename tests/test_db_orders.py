@@ -1,0 +1,192 @@
+"""Website orders on the real PostgreSQL: payment, compare-and-set races, cancel + restock,
+the notification outbox, the sweep query and inventory conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from mahak_client.models import EntityBatch, ProductDetailStoreAsset
+from shopdb import orders
+from shopdb.catalog import apply_page
+from shopdb.models import NewCustomer, NewOrder, NewOrderLine, ShopOrder
+from shopdb.notifications import pending_notifications
+
+
+async def new_order(pool: asyncpg.Pool, *lines: tuple[int, int, str], paid_ref: str | None = None) -> ShopOrder:
+    customer = await orders.create_customer(pool, NewCustomer(first_name="Reza", mobile="09120000000"))
+    order = await orders.create_order(pool, NewOrder(
+        customer_id=customer.id,
+        lines=[NewOrderLine(product_detail_id=d, store_id=s, quantity=Decimal(q), unit_price=Decimal("1000"))
+               for d, s, q in (lines or [(1, 1, "1")])],
+    ))
+    if paid_ref:
+        order = await orders.mark_paid(pool, order.id, order.amount, paid_ref)
+    return order
+
+
+async def test_created_order_loads_with_lines_customer_and_client_ids(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, (11, 1, "2"), (12, 2, "1.5"))
+    loaded = await orders.get_order(db_pool, order.id)
+    assert loaded == order
+    assert loaded.amount == Decimal("3500") and loaded.payment_status == "unpaid"
+    assert loaded.order_client_id == 8_000_000_000_000_000 + order.id
+    assert [ln.order_detail_client_id - 8_100_000_000_000_000 for ln in loaded.lines] == [
+        ln.id for ln in loaded.lines]
+    assert loaded.customer is not None and loaded.customer.mobile == "09120000000"
+    assert await orders.get_order(db_pool, 999_999) is None
+
+
+async def test_mark_paid_is_idempotent_and_refuses_mismatches(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, (1, 1, "3"))
+    with pytest.raises(orders.AmountMismatchError) as mismatch:
+        await orders.mark_paid(db_pool, order.id, "2999", "pay-1")
+    assert mismatch.value.expected == Decimal(3000)
+    assert (await orders.get_order(db_pool, order.id)).payment_status == "unpaid"
+
+    paid = await orders.mark_paid(db_pool, order.id, Decimal("3000.00"), "pay-1")
+    assert paid.payment_status == "paid" and paid.payment_ref == "pay-1" and paid.paid_at is not None
+    again = await orders.mark_paid(db_pool, order.id, 3000, "pay-1")  # the gateway retries its webhook
+    assert again.paid_at == paid.paid_at
+    with pytest.raises(orders.AlreadyPaidError):
+        await orders.mark_paid(db_pool, order.id, 3000, "pay-2")
+    with pytest.raises(orders.OrderNotFoundError):
+        await orders.mark_paid(db_pool, 424242, 1, "pay-3")
+
+
+async def test_concurrent_transitions_have_exactly_one_winner(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, paid_ref="p")
+    attempts = [orders.transition_status(db_pool, order.id, "pending", "sending") for _ in range(12)]
+    attempts += [orders.transition_status(db_pool, order.id, {"pending", "failed"}, "cancelled")
+                 for _ in range(12)]
+    results = await asyncio.gather(*attempts)
+    assert results.count(True) == 1
+    final = await orders.get_order(db_pool, order.id)
+    winner = "sending" if results.index(True) < 12 else "cancelled"
+    assert final.sync_status == winner
+
+
+async def test_transition_fields_and_synced_bookkeeping(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, paid_ref="p")
+    assert await orders.transition_status(db_pool, order.id, "pending", "sending")
+    assert not await orders.transition_status(db_pool, order.id, "pending", "sending")
+    assert await orders.transition_status(db_pool, order.id, "sending", "dispute", last_mahak_error="stock too low")
+    got = await orders.get_order(db_pool, order.id)
+    assert (got.sync_status, got.last_mahak_error, got.synced_to_mahak) == ("dispute", "stock too low", False)
+    assert await orders.transition_status(db_pool, order.id, {"dispute"}, "synced", mahak_order_id=900001)
+    got = await orders.get_order(db_pool, order.id)
+    assert got.synced_to_mahak and got.mahak_synced_at is not None and got.mahak_order_id == 900001
+    with pytest.raises(ValueError):
+        await orders.transition_status(db_pool, order.id, "synced", "shipped")
+    with pytest.raises(ValueError):
+        await orders.transition_status(db_pool, order.id, "synced", "pending", amount=0)
+
+
+async def test_mahak_ids_and_attempts_are_recorded(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, (1, 1, "1"), (2, 1, "1"), paid_ref="p")
+    assert await orders.record_attempt(db_pool, order.id, "timeout") == 1
+    assert await orders.record_attempt(db_pool, order.id, None) == 2
+    first, second = order.lines
+    got = await orders.record_mahak_ids(db_pool, order.id, 700, {first.order_detail_client_id: 71,
+                                                                 second.order_detail_client_id: 72})
+    assert got.mahak_order_id == 700 and got.synced_to_mahak and got.mahak_synced_at is not None
+    assert [ln.mahak_order_detail_id for ln in got.lines] == [71, 72]
+    assert got.sync_attempts == 2 and got.last_mahak_error is None
+    with pytest.raises(orders.OrderNotFoundError):
+        await orders.record_attempt(db_pool, 31337, "x")
+
+
+async def test_cancel_and_restock_once_even_when_raced(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, (5, 1, "2"), (6, 2, "1"), paid_ref="p")
+    results = await asyncio.gather(*(orders.cancel_and_restock(db_pool, order.id, "out of stock")
+                                     for _ in range(6)))
+    assert results.count(True) == 1
+    assert await orders.cancel_and_restock(db_pool, order.id, "again") is False
+    got = await orders.get_order(db_pool, order.id)
+    assert got.sync_status == "cancelled" and got.cancel_reason == "out of stock" and got.cancelled_at
+    assert all(ln.restocked_at is not None for ln in got.lines)
+    moves = await db_pool.fetch(
+        "SELECT product_detail_id, store_id, delta, order_line_id FROM shop_stock_movements ORDER BY id")
+    assert [(m["product_detail_id"], m["store_id"], m["delta"]) for m in moves] == [
+        (5, 1, Decimal(2)), (6, 2, Decimal(1))]
+
+
+async def test_cancel_and_restock_is_all_or_nothing(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, (5, 1, "2"), (6, 2, "1"), paid_ref="p")
+    # Make the second restock row fail inside the transaction.
+    await db_pool.execute("""
+        CREATE FUNCTION refuse_detail_6() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.product_detail_id = 6 THEN RAISE EXCEPTION 'ledger down'; END IF; RETURN NEW; END $$;
+        CREATE TRIGGER refuse BEFORE INSERT ON shop_stock_movements
+            FOR EACH ROW EXECUTE FUNCTION refuse_detail_6();
+    """)
+    with pytest.raises(asyncpg.RaiseError):
+        await orders.cancel_and_restock(db_pool, order.id, "x")
+    got = await orders.get_order(db_pool, order.id)
+    assert got.sync_status == "pending" and got.cancelled_at is None
+    assert all(ln.restocked_at is None for ln in got.lines)
+    assert await db_pool.fetchval("SELECT count(*) FROM shop_stock_movements") == 0
+
+
+async def test_a_synced_order_is_not_cancelled_by_default(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, paid_ref="p")
+    await orders.transition_status(db_pool, order.id, "pending", "synced")
+    with pytest.raises(orders.OrderStateError):
+        await orders.cancel_and_restock(db_pool, order.id, "x")
+    assert await orders.cancel_and_restock(db_pool, order.id, "refund", allowed_from={"synced"})
+
+
+async def test_notifications_are_enqueued_once(db_pool: asyncpg.Pool) -> None:
+    order = await new_order(db_pool, paid_ref="p")
+    payload = {"text": "سفارش شما لغو شد", "order": order.id}
+    assert await orders.enqueue_notification(db_pool, kind="order_cancelled", order_id=order.id, payload=payload)
+    assert not await orders.enqueue_notification(db_pool, kind="order_cancelled", order_id=order.id,
+                                                 payload=payload)
+    (note,) = await pending_notifications(db_pool)
+    assert note.payload == payload and note.customer_id == order.customer_id
+    assert note.dedup_key == f"order_cancelled:{order.id}"
+
+
+async def test_paid_orders_without_sync_is_what_the_sweep_needs(db_pool: asyncpg.Pool) -> None:
+    await new_order(db_pool)  # unpaid
+    waiting = await new_order(db_pool, paid_ref="a")
+    failed = await new_order(db_pool, paid_ref="b")
+    await orders.transition_status(db_pool, failed.id, "pending", "failed")
+    synced = await new_order(db_pool, paid_ref="c")
+    await orders.record_mahak_ids(db_pool, synced.id, 1)
+    cancelled = await new_order(db_pool, paid_ref="d")
+    await orders.cancel_and_restock(db_pool, cancelled.id, "x")
+    found = await orders.paid_orders_without_sync(db_pool, limit=10)
+    assert [o.id for o in found] == [waiting.id, failed.id]
+    assert found[0].lines and found[0].customer is not None
+    assert [o.id for o in await orders.paid_orders_without_sync(db_pool, limit=1)] == [waiting.id]
+
+
+async def test_inventory_conflicts_compare_mahak_stock_with_held_quantities(db_pool: asyncpg.Pool) -> None:
+    stock = [
+        ProductDetailStoreAsset(product_detail_store_asset_id=1, product_detail_id=100, store_id=1, count1=5,
+                                row_version=1),
+        ProductDetailStoreAsset(product_detail_store_asset_id=2, product_detail_id=200, store_id=1, count1=2,
+                                row_version=2),
+        ProductDetailStoreAsset(product_detail_store_asset_id=3, product_detail_id=300, store_id=2, count1=9,
+                                row_version=3, deleted=True),
+    ]
+    await apply_page(db_pool, EntityBatch(entity="product_detail_store_assets", rows=stock), new_cursor=3)
+    a = await new_order(db_pool, (100, 1, "3"), (200, 1, "1"), paid_ref="a")
+    b = await new_order(db_pool, (100, 1, "4"), paid_ref="b")
+    c = await new_order(db_pool, (300, 2, "1"), paid_ref="c")  # its stock row is deleted in Mahak
+    await new_order(db_pool, (100, 1, "50"))  # unpaid: holds nothing
+    synced = await new_order(db_pool, (100, 1, "50"), paid_ref="s")
+    await orders.record_mahak_ids(db_pool, synced.id, 5)  # Mahak already counted it
+    cancelled = await new_order(db_pool, (200, 1, "50"), paid_ref="x")
+    await orders.cancel_and_restock(db_pool, cancelled.id, "x")
+
+    conflicts = await orders.inventory_conflicts(db_pool)
+    assert [(x.product_detail_id, x.store_id, x.mahak_count1, x.held, x.order_ids) for x in conflicts] == [
+        (100, 1, Decimal(5), Decimal(7), [a.id, b.id]),
+        (300, 2, Decimal(0), Decimal(1), [c.id]),
+    ]
+    assert conflicts[0].shortfall == Decimal(2)
