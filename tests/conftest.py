@@ -2,4 +2,7 @@
 once per test run and is shared; each plugin module below owns one of them."""
 
 pytest_plugins: list[str] = [
+    "tests.fixtures_temporal",
+    "tests.fixtures_db",
+    "tests.fixtures_sim",
 ]

@@ -1,0 +1,218 @@
+"""Messages of the incoming sync: what crosses the workflow/activity boundary and what
+operators see (query, updates, CLI).
+
+Only counts, cursors and short error texts travel here; catalog rows never enter workflow
+history. This module imports nothing that does I/O, so the workflow sandbox, the CLI and the
+tests share it freely.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from mahak_client.models import INCOMING_ORDER
+
+ALL_ENTITIES = "*"
+STOCK_ENTITY = "product_detail_store_assets"  # after it lands, inventory conflicts are checked
+
+Trigger = Literal["timer", "sync_now", "manual", "cli"]
+
+# Activity names: the workflow calls them by name so it imports no I/O code, and tests can
+# register stand-ins under the same names.
+SYNC_ENTITY = "incoming.sync_entity"
+RECORD_FAILURE = "incoming.record_failure"
+DETECT_INVENTORY_CONFLICTS = "incoming.detect_inventory_conflicts"
+RESET_CURSOR = "incoming.reset_cursor"
+
+
+class EntityCounts(BaseModel):
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    dead_lettered: int = 0
+
+    def __add__(self, other: EntityCounts) -> EntityCounts:
+        return EntityCounts(**{
+            name: getattr(self, name) + getattr(other, name) for name in EntityCounts.model_fields
+        })
+
+
+class SyncEntityInput(BaseModel):
+    entity: str
+    page_size: int = Field(ge=1)
+    run_id: str  # one id per cycle, shared by that cycle's sync-log rows
+
+
+class EntityProgress(BaseModel):
+    """Heartbeat details of `sync_entity`: how far it got, carried across retries."""
+
+    entity: str
+    started_at: datetime
+    pages: int = 0
+    cursor: int = 0
+    counts: EntityCounts = Field(default_factory=EntityCounts)
+
+
+class EntitySyncResult(BaseModel):
+    entity: str
+    counts: EntityCounts = Field(default_factory=EntityCounts)
+    cursor: int | None = None  # the entity's cursor afterwards (None: unknown, e.g. DB down)
+    pages: int = 0
+    error: str | None = None
+    error_type: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class RecordFailureInput(BaseModel):
+    """A sync-log row for an entity whose activity gave up (permanent error or retries out)."""
+
+    run_id: str
+    entity: str
+    started_at: datetime
+    error: str
+    counts: EntityCounts = Field(default_factory=EntityCounts)
+
+
+class StockShortage(BaseModel):
+    """Mahak's stock of one product detail in one store is below what paid, unsent web
+    orders hold."""
+
+    product_detail_id: int
+    store_id: int
+    held: float  # by all paid, unsent web orders together
+    available: float  # Mahak's Count1
+
+    def describe(self) -> str:
+        return (f"detail {self.product_detail_id} in store {self.store_id}: Mahak has "
+                f"{self.available:g}, paid unsent orders hold {self.held:g}")
+
+
+class OrderStockConflict(BaseModel):
+    """One web order touched by shortages: its order workflow gets `inventory_conflict`."""
+
+    order_id: int
+    shortages: list[StockShortage] = Field(min_length=1)
+
+    def worst(self) -> StockShortage:
+        return max(self.shortages, key=lambda s: (s.held - s.available, -s.product_detail_id))
+
+    def fingerprint(self) -> str:
+        """Equal while the shortage is unchanged, so one conflict is signalled once."""
+        return ";".join(
+            f"{s.product_detail_id}@{s.store_id}:{s.held:g}/{s.available:g}"
+            for s in sorted(self.shortages, key=lambda s: (s.product_detail_id, s.store_id))
+        )
+
+    def describe(self) -> str:
+        return "; ".join(s.describe() for s in self.shortages)
+
+
+class DetectConflictsInput(BaseModel):
+    run_id: str
+
+
+class ResetCursorRequest(BaseModel):
+    entity: str  # a name from INCOMING_ORDER, or "*" for all of them
+    row_version: int = 0
+
+    def validate_request(self) -> None:
+        """Raises ValueError with an operator-readable message."""
+        if self.entity != ALL_ENTITIES and self.entity not in INCOMING_ORDER:
+            raise ValueError(
+                f"unknown entity {self.entity!r}; use one of {', '.join(INCOMING_ORDER)} or '*'"
+            )
+        if self.row_version < 0:
+            raise ValueError(f"row_version must be >= 0, got {self.row_version}")
+
+    def entities(self) -> list[str]:
+        return list(INCOMING_ORDER) if self.entity == ALL_ENTITIES else [self.entity]
+
+
+class ResetCursorResult(BaseModel):
+    cursors: dict[str, int]  # entity -> cursor now stored
+
+
+class CycleSummary(BaseModel):
+    run_id: str
+    trigger: Trigger
+    started_at: datetime
+    finished_at: datetime | None = None
+    entities: dict[str, EntitySyncResult] = Field(default_factory=dict)
+    skipped: list[str] = Field(default_factory=list)  # not attempted (outage, pause)
+    inventory_conflicts: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return not self.skipped and all(r.ok for r in self.entities.values())
+
+    def totals(self) -> EntityCounts:
+        total = EntityCounts()
+        for result in self.entities.values():
+            total = total + result.counts
+        return total
+
+
+class SyncConfig(BaseModel):
+    """Tunables; start-time values, carried across continue-as-new."""
+
+    interval_seconds: float = Field(300.0, gt=0)
+    page_size: int = Field(100, ge=1)
+    # Budget for one entity including retries: past it a Mahak outage ends the cycle and
+    # the next cycle resumes from the stored cursor.
+    entity_timeout_seconds: float = Field(600.0, gt=0)
+    attempt_timeout_seconds: float = Field(300.0, gt=0)
+    heartbeat_timeout_seconds: float = Field(60.0, gt=0)
+    retry_initial_seconds: float = Field(2.0, gt=0)
+    retry_max_seconds: float = Field(60.0, gt=0)
+    cycles_per_run: int = Field(1, ge=1)  # continue-as-new after this many cycles
+    # Upserting an unregistered search attribute fails every workflow task, so a namespace
+    # without them (a locked-down Temporal Cloud one, the time-skipping test server) turns
+    # this off rather than wedging the sync.
+    publish_search_attributes: bool = True
+
+
+class IncomingSyncState(BaseModel):
+    """The workflow's whole state: its input, and what continue-as-new carries forward."""
+
+    config: SyncConfig = Field(default_factory=SyncConfig)
+    paused: bool = False
+    cycles_done: int = 0
+    next_run_at: datetime | None = None  # None: run a cycle as soon as the run starts
+    sync_now_pending: bool = False
+    cursors: dict[str, int] = Field(default_factory=dict)
+    last_summary: CycleSummary | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    # order id -> fingerprint of the shortage last signalled to its order workflow
+    signalled_conflicts: dict[str, str] = Field(default_factory=dict)
+
+
+class SyncStatus(BaseModel):
+    """Answer of the `status` query.
+
+    Page-level progress of the running entity is in the activity's heartbeat (the Web UI's
+    pending activities; `mahak-sync sync status` merges it in as `current_progress`), so it
+    costs no history events.
+    """
+
+    paused: bool
+    running: bool
+    current_entity: str | None = None
+    current_progress: EntityProgress | None = None
+    cycles_done: int
+    next_run_at: datetime | None = None
+    cursors: dict[str, int]
+    last_cycle: CycleSummary | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    config: SyncConfig

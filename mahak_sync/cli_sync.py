@@ -1,0 +1,127 @@
+"""`mahak-sync sync`: the incoming sync (Mahak -> shop), by hand or through its workflow.
+
+- `once`: one whole cycle in this process, no Temporal needed; prints a JSON summary and
+  exits non-zero if any entity failed.
+- `status`, `pause`, `resume`, `now`, `reset-cursor`: talk to the running workflow
+  `mahak-incoming-sync` (the same operations are in the Temporal Web UI and CLI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+
+from activities.incoming_types import (
+    ALL_ENTITIES,
+    SYNC_ENTITY,
+    CycleSummary,
+    EntityProgress,
+    ResetCursorRequest,
+    SyncStatus,
+)
+from mahak_client.models import INCOMING_ORDER
+
+from .config import get_settings
+from .temporal import connect
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("sync", help="incoming sync: Mahak -> shop")
+    sub = group.add_subparsers(dest="sync_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("once", help="run one sync cycle now, in this process (no Temporal)")
+    p.add_argument("--page-size", type=int, help="rows per page (default MAHAK_PAGE_SIZE)")
+    p.set_defaults(func=_once)
+
+    p = sub.add_parser("status", help="the incoming sync workflow's status, as JSON")
+    p.set_defaults(func=_status)
+
+    for name, help_text in (("pause", "stop cycles until resumed"), ("resume", "resume cycles"),
+                            ("now", "wake the workflow for a cycle now (signal sync_now)")):
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=_signal, signal_name="sync_now" if name == "now" else name)
+
+    p = sub.add_parser("reset-cursor", help="re-sync an entity (or all) from a row version")
+    p.add_argument("entity", choices=[*INCOMING_ORDER, ALL_ENTITIES])
+    p.add_argument("--row-version", type=int, default=0, help="default 0: everything")
+    p.set_defaults(func=_reset_cursor)
+
+
+def summary_json(summary: CycleSummary) -> dict[str, Any]:
+    return {**summary.model_dump(mode="json"), "totals": summary.totals().model_dump()}
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+async def _once(args: argparse.Namespace) -> int:
+    # Imported here: only this command needs the database and Mahak client stack.
+    from activities.incoming import IncomingSync
+    from mahak_client.client import MahakClient
+    from shopdb.pool import open_database
+
+    settings = get_settings()
+    async with open_database(settings) as pool, MahakClient.from_settings(settings) as mahak:
+        summary = await IncomingSync(pool, mahak).run_cycle(
+            page_size=args.page_size or settings.mahak_page_size,
+            run_id=f"cli-{uuid.uuid4()}",
+        )
+    _print(summary_json(summary))
+    return 0 if summary.ok else 1
+
+
+def _handle(client: Client) -> WorkflowHandle[Any, Any]:
+    from workflows.incoming_sync import WORKFLOW_ID
+
+    return client.get_workflow_handle(WORKFLOW_ID)
+
+
+async def current_progress(client: Client, handle: WorkflowHandle[Any, Any]
+                           ) -> EntityProgress | None:
+    """Page-level progress of the running entity, from its activity's last heartbeat."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.activity_type.name == SYNC_ENTITY and pending.heartbeat_details.payloads:
+            [progress] = await client.data_converter.decode(
+                pending.heartbeat_details.payloads, [EntityProgress]
+            )
+            return progress
+    return None
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from workflows.incoming_sync import IncomingSyncWorkflow
+
+    client = await connect(get_settings())
+    handle = _handle(client)
+    status: SyncStatus = await handle.query(IncomingSyncWorkflow.status)
+    if status.running:
+        status.current_progress = await current_progress(client, handle)
+    _print(status.model_dump(mode="json"))
+    return 0
+
+
+async def _signal(args: argparse.Namespace) -> int:
+    await _handle(await connect(get_settings())).signal(args.signal_name)
+    print(f"{args.signal_name} sent")
+    return 0
+
+
+async def _reset_cursor(args: argparse.Namespace) -> int:
+    from workflows.incoming_sync import IncomingSyncWorkflow
+
+    handle = _handle(await connect(get_settings()))
+    request = ResetCursorRequest(entity=args.entity, row_version=args.row_version)
+    try:
+        result = await handle.execute_update(IncomingSyncWorkflow.reset_cursor, request)
+    except WorkflowUpdateFailedError as exc:
+        print(f"reset refused: {exc.cause}", file=sys.stderr)
+        return 1
+    _print(result.model_dump(mode="json"))
+    return 0

@@ -1,0 +1,369 @@
+"""`IncomingSyncWorkflow`: Mahak -> shop, one cycle every interval, forever.
+
+One long-lived workflow (id `mahak-incoming-sync`) replaces the cron loop. A cycle syncs the
+entities in dependency order, one activity per entity that fetches and applies page after
+page (rows never enter history; only counts and cursors come back). Between cycles it sleeps
+on a timer that `sync_now` cuts short, then continues as new so its history stays small.
+
+Failure policy: a permanent error (non-retryable activity failure) is recorded and the
+cycle goes on with the other entities; an entity that keeps failing transiently until its
+time budget runs out means Mahak or the database is down, so the rest of the cycle is
+skipped and the next cycle resumes from the stored cursors. The workflow itself never fails
+because a dependency is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.incoming_types import (
+        DETECT_INVENTORY_CONFLICTS,
+        RECORD_FAILURE,
+        RESET_CURSOR,
+        STOCK_ENTITY,
+        SYNC_ENTITY,
+        CycleSummary,
+        DetectConflictsInput,
+        EntityCounts,
+        EntityProgress,
+        EntitySyncResult,
+        IncomingSyncState,
+        OrderStockConflict,
+        RecordFailureInput,
+        ResetCursorRequest,
+        ResetCursorResult,
+        SyncEntityInput,
+        SyncStatus,
+        Trigger,
+    )
+    from mahak_client.models import INCOMING_ORDER
+    from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
+    from workflows.order_types import InventoryConflictNotice  # the order workflow's signal
+
+WORKFLOW_ID = "mahak-incoming-sync"
+SYNC_KIND_VALUE = "incoming"
+INVENTORY_CONFLICT_SIGNAL = "inventory_conflict"
+
+# Bookkeeping activities (sync-log rows, conflict detection, cursor resets) are small DB
+# calls: short attempts, and a budget after which the cycle moves on without them.
+_SMALL_ACTIVITY = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "schedule_to_close_timeout": timedelta(minutes=2),
+}
+
+
+def order_workflow_id(order_id: int | str) -> str:
+    return f"order-sync-{order_id}"
+
+
+@workflow.defn(name="IncomingSyncWorkflow")
+class IncomingSyncWorkflow:
+    @workflow.init
+    def __init__(self, state: IncomingSyncState) -> None:
+        self._state = state
+        # A `run_cycle` update and the timer-driven loop must never sync at the same time,
+        # nor a cursor reset race a cycle that is advancing that cursor.
+        self._lock = asyncio.Lock()
+        self._current_entity: str | None = None
+        self._running = False
+        self._cycles_this_run = 0
+        self._wake = False  # set by anything that changes when the next cycle is due
+
+    # --- main loop -------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, state: IncomingSyncState) -> None:
+        self._publish_search_attributes()
+        while await self._wait_until_due():
+            async with self._lock:
+                trigger = self._due_trigger()  # a manual cycle may have run while we queued
+                if trigger is not None:
+                    await self._run_cycle(trigger)
+        # Let a running update (run_cycle, reset_cursor) finish before handing state over.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self._state)
+
+    def _should_continue_as_new(self) -> bool:
+        return (
+            self._cycles_this_run >= self._state.config.cycles_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
+
+    def _due_trigger(self) -> Trigger | None:
+        state = self._state
+        if state.paused:
+            return None
+        if state.sync_now_pending:
+            return "sync_now"
+        if state.next_run_at is None or state.next_run_at <= workflow.now():
+            return "timer"
+        return None
+
+    async def _wait_until_due(self) -> bool:
+        """Sleep until a cycle is due; False when this run should continue as new instead."""
+        while not self._should_continue_as_new():
+            if self._due_trigger() is not None:
+                return True
+            self._wake = False
+            timeout = None
+            if not self._state.paused and self._state.next_run_at is not None:
+                timeout = self._state.next_run_at - workflow.now()
+            try:
+                await workflow.wait_condition(
+                    lambda: self._wake or self._should_continue_as_new(),
+                    timeout=timeout,
+                    timeout_summary="next incoming sync cycle",
+                )
+            except asyncio.TimeoutError:
+                pass
+        return False
+
+    # --- one cycle -------------------------------------------------------------------------
+
+    async def _run_cycle(self, trigger: Trigger) -> CycleSummary:
+        state = self._state
+        state.sync_now_pending = False
+        summary = CycleSummary(
+            run_id=str(workflow.uuid4()), trigger=trigger, started_at=workflow.now()
+        )
+        workflow.logger.info("incoming sync cycle %s started (%s)", summary.run_id, trigger)
+        self._running = True
+        try:
+            for index, entity in enumerate(INCOMING_ORDER):
+                if state.paused:
+                    summary.skipped = list(INCOMING_ORDER[index:])
+                    break
+                self._current_entity = entity
+                result, outage = await self._sync_entity(entity, summary.run_id)
+                summary.entities[entity] = result
+                if result.cursor is not None:
+                    state.cursors[entity] = result.cursor
+                if result.error is not None:
+                    state.last_error = f"{entity}: {result.error}"
+                    state.last_error_at = workflow.now()
+                if outage:
+                    summary.skipped = list(INCOMING_ORDER[index + 1:])
+                    break
+                if entity == STOCK_ENTITY:
+                    summary.inventory_conflicts = await self._signal_inventory_conflicts(
+                        summary.run_id
+                    )
+        finally:
+            self._current_entity = None
+            self._running = False
+        summary.finished_at = workflow.now()
+        state.cycles_done += 1
+        state.last_summary = summary
+        state.next_run_at = summary.finished_at + timedelta(seconds=state.config.interval_seconds)
+        self._cycles_this_run += 1
+        self._wake = True
+        workflow.logger.info(
+            "incoming sync cycle %s finished: ok=%s skipped=%s",
+            summary.run_id, summary.ok, summary.skipped,
+        )
+        return summary
+
+    async def _sync_entity(self, entity: str, run_id: str) -> tuple[EntitySyncResult, bool]:
+        """Returns the entity's result and whether the failure looks like an outage."""
+        config = self._state.config
+        started_at = workflow.now()
+        try:
+            result = await workflow.execute_activity(
+                SYNC_ENTITY,
+                SyncEntityInput(entity=entity, page_size=config.page_size, run_id=run_id),
+                result_type=EntitySyncResult,
+                schedule_to_close_timeout=timedelta(seconds=config.entity_timeout_seconds),
+                start_to_close_timeout=timedelta(seconds=config.attempt_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=config.heartbeat_timeout_seconds),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=config.retry_initial_seconds),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=config.retry_max_seconds),
+                ),
+                summary=f"sync {entity}",
+            )
+            return result, False
+        except ActivityError as err:
+            cause = err.cause
+            permanent = isinstance(cause, ApplicationError) and cause.non_retryable
+            progress = _progress_from(cause)
+            counts = progress.counts if progress else EntityCounts()
+            result = EntitySyncResult(
+                entity=entity,
+                counts=counts,
+                cursor=progress.cursor if progress else None,
+                pages=progress.pages if progress else 0,
+                error=_describe(cause),
+                error_type=cause.type if isinstance(cause, ApplicationError) else "Timeout",
+            )
+            workflow.logger.warning("incoming sync of %s failed: %s", entity, result.error)
+            await self._record_failure(
+                RecordFailureInput(run_id=run_id, entity=entity, started_at=started_at,
+                                   error=result.error or "failed", counts=counts)
+            )
+            return result, not permanent
+
+    async def _record_failure(self, failure: RecordFailureInput) -> None:
+        try:
+            await workflow.execute_activity(
+                RECORD_FAILURE, failure, summary=f"record {failure.entity} failure",
+                **_SMALL_ACTIVITY,
+            )
+        except ActivityError as err:
+            # The database is down too; the workflow's own state still shows the error.
+            workflow.logger.warning("could not record sync failure: %s", _describe(err.cause))
+
+    async def _signal_inventory_conflicts(self, run_id: str) -> int:
+        """Tell each order workflow whose paid order Mahak's stock no longer covers.
+
+        A conflict is signalled once; it is signalled again only if its shortage changes.
+        """
+        try:
+            conflicts: list[OrderStockConflict] = await workflow.execute_activity(
+                DETECT_INVENTORY_CONFLICTS,
+                DetectConflictsInput(run_id=run_id),
+                result_type=list[OrderStockConflict],
+                summary="detect inventory conflicts",
+                **_SMALL_ACTIVITY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("inventory conflict check failed: %s", _describe(err.cause))
+            return 0
+        signalled: dict[str, str] = {}
+        for conflict in conflicts:
+            key, fingerprint = str(conflict.order_id), conflict.fingerprint()
+            if self._state.signalled_conflicts.get(key) != fingerprint:
+                worst = conflict.worst()
+                notice = InventoryConflictNotice(
+                    product_detail_id=worst.product_detail_id, store_id=worst.store_id,
+                    needed=worst.held, available=worst.available, reason=conflict.describe(),
+                )
+                handle = workflow.get_external_workflow_handle(order_workflow_id(key))
+                try:
+                    await handle.signal(INVENTORY_CONFLICT_SIGNAL, notice)
+                except FailureError as err:
+                    # No order workflow (yet): the conflict is in the sync log and is
+                    # signalled again next cycle.
+                    workflow.logger.info("order %s not signalled: %s", key, err)
+                    continue
+            signalled[key] = fingerprint
+        # Conflicts that are gone are forgotten, so this map stays as small as the shortage.
+        self._state.signalled_conflicts = signalled
+        return len(conflicts)
+
+    # --- operator surface --------------------------------------------------------------------
+
+    @workflow.signal
+    def sync_now(self) -> None:
+        if self._state.paused:
+            workflow.logger.info("sync_now ignored: incoming sync is paused")
+            return
+        self._state.sync_now_pending = True
+        self._wake = True
+
+    @workflow.signal
+    def pause(self) -> None:
+        self._state.paused = True
+        self._state.sync_now_pending = False
+        self._publish_search_attributes()
+        self._wake = True
+
+    @workflow.signal
+    def resume(self) -> None:
+        self._state.paused = False
+        self._publish_search_attributes()
+        self._wake = True
+
+    @workflow.query
+    def status(self) -> SyncStatus:
+        state = self._state
+        return SyncStatus(
+            paused=state.paused,
+            running=self._running,
+            current_entity=self._current_entity,
+            cycles_done=state.cycles_done,
+            next_run_at=None if state.paused else state.next_run_at,
+            cursors=dict(state.cursors),
+            last_cycle=state.last_summary,
+            last_error=state.last_error,
+            last_error_at=state.last_error_at,
+            config=state.config,
+        )
+
+    @workflow.update
+    async def run_cycle(self) -> CycleSummary:
+        async with self._lock:
+            if self._state.paused:  # paused while this update waited for the lock
+                raise ApplicationError("incoming sync is paused", type="SyncPaused")
+            return await self._run_cycle("manual")
+
+    @run_cycle.validator
+    def _validate_run_cycle(self) -> None:
+        if self._state.paused:
+            raise ValueError("incoming sync is paused; send `resume` first")
+
+    @workflow.update
+    async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
+        async with self._lock:
+            result: ResetCursorResult = await workflow.execute_activity(
+                RESET_CURSOR, request, result_type=ResetCursorResult,
+                summary=f"reset cursor {request.entity} to {request.row_version}",
+                **_SMALL_ACTIVITY,
+            )
+        self._state.cursors.update(result.cursors)
+        return result
+
+    @reset_cursor.validator
+    def _validate_reset_cursor(self, request: ResetCursorRequest) -> None:
+        request.validate_request()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _publish_search_attributes(self) -> None:
+        """Keep the Web UI's filters true; only changed values cost a history event."""
+        if not self._state.config.publish_search_attributes:
+            return
+        current = workflow.info().typed_search_attributes
+        updates = []
+        if current.get(SYNC_KIND) != SYNC_KIND_VALUE:
+            updates.append(SYNC_KIND.value_set(SYNC_KIND_VALUE))
+        if current.get(SYNC_PAUSED) != self._state.paused:
+            updates.append(SYNC_PAUSED.value_set(self._state.paused))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+
+def _progress_from(failure: BaseException | None) -> EntityProgress | None:
+    """Partial progress of a failed `sync_entity`: from a permanent error's details, or the
+    last heartbeat of an attempt that timed out."""
+    details: Any = ()
+    if isinstance(failure, ApplicationError):
+        details = failure.details
+    elif isinstance(failure, TimeoutError):
+        details = failure.last_heartbeat_details
+    if not details:
+        return None
+    try:
+        return EntityProgress.model_validate(details[0])
+    except ValueError:
+        return None
+
+
+def _describe(failure: BaseException | None) -> str:
+    """`message` of the failure and its causes, e.g. the last Mahak error behind a timeout."""
+    parts: list[str] = []
+    while failure is not None and len(parts) < 3:
+        text = failure.message if isinstance(failure, FailureError) else str(failure)
+        if isinstance(failure, TimeoutError):
+            text = f"gave up ({text or 'timeout'})"
+        if text and text not in parts:
+            parts.append(text)
+        failure = failure.__cause__ or getattr(failure, "cause", None)
+    return ": ".join(parts) or "unknown error"
