@@ -1,0 +1,88 @@
+"""Start (or attach to) an order's sync workflow: the one idempotent entry point.
+
+The payment callback, shops that call us in-process, `starter.py order` and the safety-net sweep
+all come through `start_order_sync`, so a duplicate callback, an operator's retry and the sweep
+can never start a second sync of the same order:
+- a running workflow for the order is attached to (id conflict policy USE_EXISTING);
+- a completed one (synced or cancelled) is not run again (id reuse policy
+  ALLOW_DUPLICATE_FAILED_ONLY); only a failed, terminated or timed-out run may be replaced.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from mahak_sync.config import Settings
+from mahak_sync.logging import get_logger
+from workflows.order_types import (
+    OrderSyncInput,
+    OrderSyncPolicy,
+    OrderSyncStatus,
+    ResolveAck,
+    ResolveDispute,
+    order_workflow_id,
+)
+
+log = get_logger(__name__)
+
+
+def policy_from_settings(settings: Settings) -> OrderSyncPolicy:
+    """The order policy, with any operator overrides from settings.
+
+    Settings fields are optional here (`order_send_retry_seconds`,
+    `order_dispute_escalation_seconds`, `order_max_stale_refreshes`) so this module works with
+    a configuration that does not define them yet; the defaults are the production values.
+    """
+    overrides: dict[str, object] = {}
+    for field, setting in (
+        ("send_retry_for", "order_send_retry_seconds"),
+        ("decision_timeout", "order_dispute_escalation_seconds"),
+        ("max_stale_refreshes", "order_max_stale_refreshes"),
+    ):
+        value = getattr(settings, setting, None)
+        if value is not None:
+            overrides[field] = value
+    return OrderSyncPolicy.model_validate(overrides)
+
+
+async def start_order_sync(
+    client: Client,
+    order_id: int,
+    settings: Settings,
+    *,
+    policy: OrderSyncPolicy | None = None,
+) -> str:
+    """Start the order's workflow, or attach to the one already syncing it; returns its id."""
+    workflow_id = order_workflow_id(order_id)
+    try:
+        handle: WorkflowHandle = await client.start_workflow(
+            "OrderSyncWorkflow",
+            OrderSyncInput(order_id=order_id, policy=policy or policy_from_settings(settings)),
+            id=workflow_id,
+            task_queue=settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        )
+        log.info("order sync started or attached", order_id=order_id, workflow_id=workflow_id,
+                 run_id=handle.result_run_id)
+    except WorkflowAlreadyStartedError:
+        # Completed before (synced or cancelled): never a second run.
+        log.info("order sync already completed", order_id=order_id, workflow_id=workflow_id)
+    return workflow_id
+
+
+async def order_sync_status(client: Client, order_id: int) -> OrderSyncStatus:
+    handle = client.get_workflow_handle(order_workflow_id(order_id))
+    return await handle.query("status", result_type=OrderSyncStatus)
+
+
+async def resolve_order_dispute(
+    client: Client, order_id: int, action: str, note: str | None = None
+) -> ResolveAck:
+    """The operator's decision on a disputed order, as an update (so a wrong one is refused)."""
+    handle = client.get_workflow_handle(order_workflow_id(order_id))
+    return await handle.execute_update(
+        "resolve_dispute", ResolveDispute(action=action, note=note), result_type=ResolveAck,
+    )

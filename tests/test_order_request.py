@@ -1,0 +1,87 @@
+"""The order as SaveAllData sends it, and how Mahak's per-record answers are read."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import pytest
+
+from activities.order_request import classify, order_request
+from mahak_client.save import EntityError, EntityUpdateResult, SaveAllDataResult
+from mahak_simulator.saving import ALREADY_REGISTERED
+from shopdb.models import ShopOrder, ShopOrderLine
+
+NOW = datetime(2025, 10, 4, 12, 0, tzinfo=timezone.utc)
+
+
+def _order() -> ShopOrder:
+    lines = [ShopOrderLine(id=i, order_id=7, product_detail_id=100 + i, store_id=5,
+                           quantity=Decimal(i), unit_price=Decimal(1000), discount=Decimal(0),
+                           order_detail_client_id=8_100_000_000_000_000 + i) for i in (1, 2)]
+    return ShopOrder(id=7, customer_id=3, amount=Decimal(3000), currency="IRR",
+                     payment_status="paid", payment_ref="PAY-7", paid_at=NOW,
+                     shipping_cost=Decimal(0), discount=Decimal(0),
+                     order_client_id=8_000_000_000_000_007, sync_status="sending",
+                     synced_to_mahak=False, sync_attempts=0, created_at=NOW, updated_at=NOW,
+                     lines=lines)
+
+
+def test_wire_shape_of_a_paid_order():
+    body = order_request(_order(), visitor_id=10101, person_id=42).to_wire()
+    [head] = body["orders"]
+    assert head["orderClientId"] == 8_000_000_000_000_007 and head["orderType"] == 201
+    assert head["visitorId"] == 10101 and head["personId"] == 42 and head["deleted"] is False
+    assert head["receiptClientId"] == head["orderClientId"]
+    assert [(d["orderDetailClientId"], d["productDetailId"], d["storeId"], d["count1"])
+            for d in body["orderDetails"]] == [
+        (8_100_000_000_000_001, 101, 5, 1.0), (8_100_000_000_000_002, 102, 5, 2.0)]
+    assert body["receipts"][0]["cashAmount"] == 3000.0
+
+
+def test_reversal_deletes_only_the_saved_lines_and_sends_no_receipt():
+    body = order_request(_order(), visitor_id=1, person_id=2, deleted=True,
+                         line_client_ids=[8_100_000_000_000_001]).to_wire()
+    assert body["orders"][0]["deleted"] is True and "receipts" not in body
+    assert [d["orderDetailClientId"] for d in body["orderDetails"]] == [8_100_000_000_000_001]
+    assert body["orderDetails"][0]["deleted"] is True
+
+
+def _answer(line2: tuple[str, str] | None, head_error: tuple[str, str] | None = None):
+    order = _order()
+    head = (EntityUpdateResult(result=False, index=1, entity_client_id=order.order_client_id,
+                               errors=[EntityError(property=head_error[0], error=head_error[1])])
+            if head_error else
+            EntityUpdateResult(result=True, index=1, entity_id=900,
+                               entity_client_id=order.order_client_id))
+    details = [EntityUpdateResult(result=True, index=1, entity_id=901,
+                                  entity_client_id=order.lines[0].order_detail_client_id)]
+    if line2 is None:
+        details.append(EntityUpdateResult(result=True, index=2, entity_id=902,
+                                          entity_client_id=order.lines[1].order_detail_client_id))
+    else:
+        details.append(EntityUpdateResult(
+            result=False, index=2, entity_client_id=order.lines[1].order_detail_client_id,
+            errors=[EntityError(property=line2[0], error=line2[1])]))
+    failed = line2 is not None or head_error is not None
+    return order, SaveAllDataResult(result=not failed,
+                                    collections={"Orders": [head], "OrderDetails": details})
+
+
+@pytest.mark.parametrize("line2, head_error, kind, stale", [
+    (None, None, "accepted", []),
+    (("Count1", "موجودی کالا در انبار کافی نیست (insufficient stock)"), None, "inventory", []),
+    (("ProductDetailId", "کالا یافت نشد (ProductDetailId 5 not found)"), None, "stale_reference",
+     ["product_details"]),
+    (("StoreId", "انبار یافت نشد (StoreId 9 not found)"), None, "stale_reference", ["stores"]),
+    (("Price", "price is below the allowed minimum"), None, "rejected", []),
+    (("OrderId", ALREADY_REGISTERED), ("OrderId", ALREADY_REGISTERED), "already_registered", []),
+])
+def test_classification(line2, head_error, kind, stale):
+    order, result = _answer(line2, head_error)
+    outcome = classify(order, result)
+    assert outcome.kind == kind and outcome.stale_entities == stale
+    if head_error is None:
+        assert outcome.mahak_order_id == 900
+        expected = [8_100_000_000_000_001] + ([8_100_000_000_000_002] if line2 is None else [])
+        assert outcome.saved_line_client_ids == expected

@@ -1,0 +1,426 @@
+"""`OrderSyncWorkflow`: one paid website order, sent to Mahak exactly once.
+
+Started by the payment callback (workflow id `order-sync-<order id>`), by `starter.py order` or
+by the safety-net sweep. It decides; its activities (`activities/orders.py`,
+`activities/payments.py`) do every read and write.
+
+Exactly once: Mahak has no idempotency key, only our deterministic `orderClientId`. Every send
+after the first (a timeout, a crashed worker, an operator's resend) therefore asks the send
+activity to look the order up in Mahak before sending, and an "already registered" answer is
+confirmed by comparing what Mahak holds with the order before it counts as synced.
+
+Compensation (inventory conflict or an operator's cancel) undoes the forward steps in reverse:
+the part Mahak already saved, then the website's reservation (cancel + restock), then the
+payment (refund), and finally tells the customer. Each step is idempotent and retried until done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.order_types import (
+        DISPUTE_ACTIONS,
+        INCOMING_SYNC_WORKFLOW_ID,
+        ORDER_ID_ATTR,
+        SYNC_STATUS_ATTR,
+        AttemptNote,
+        CancelRequest,
+        CustomerNotice,
+        DisputeInfo,
+        DisputeNote,
+        InventoryConflictNotice,
+        MahakFailure,
+        MahakOrderCheck,
+        OrderActivityNames as A,
+        OrderSummary,
+        OrderSyncInput,
+        OrderSyncPolicy,
+        OrderSyncResult,
+        OrderSyncStatus,
+        RefundOutcome,
+        ResolveAck,
+        ResolveDispute,
+        ReverseOutcome,
+        ReverseRequest,
+        SendOutcome,
+        SendRequest,
+        StaffNotice,
+        SyncedNote,
+        SyncOutcome,
+        SyncStatus,
+    )
+
+# Database bookkeeping and compensations must eventually succeed: retry forever, gently.
+_UNTIL_DONE = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+_DB_TIMEOUT = timedelta(seconds=60)
+_MAHAK_TIMEOUT = timedelta(minutes=5)
+
+
+@workflow.defn(name="OrderSyncWorkflow")
+class OrderSyncWorkflow:
+    def __init__(self) -> None:
+        self._order_id = 0
+        self._policy = OrderSyncPolicy()
+        self._stage = "pending"
+        self._sync_status: SyncStatus = "pending"
+        self._attempts = 0
+        self._last_error: str | None = None
+        self._mahak_order_id: int | None = None
+        self._saved_lines: list[int] = []
+        self._accepted = False
+        self._stale_refreshes = 0
+        self._dispute: DisputeInfo | None = None
+        self._decision: ResolveDispute | None = None  # an operator's, not yet acted on
+        self._conflict: InventoryConflictNotice | None = None
+        self._compensations: list[str] = []
+        self._status_published = False
+
+    # --- Messages ----------------------------------------------------------------------------
+
+    @workflow.query
+    def status(self) -> OrderSyncStatus:
+        return OrderSyncStatus(
+            order_id=self._order_id,
+            stage=self._stage,
+            sync_status=self._sync_status,
+            attempts=self._attempts,
+            last_error=self._last_error,
+            mahak_order_id=self._mahak_order_id,
+            saved_line_client_ids=list(self._saved_lines),
+            stale_refreshes=self._stale_refreshes,
+            dispute=self._dispute,
+            inventory_conflict=self._conflict,
+            compensations=list(self._compensations),
+        )
+
+    @workflow.signal(name="resolve_dispute")
+    def resolve_dispute_signal(self, decision: ResolveDispute) -> None:
+        # A signal cannot be refused; one that does not apply is logged and dropped.
+        problem = self._decision_problem(decision)
+        if problem:
+            workflow.logger.warning("resolve_dispute ignored: %s", problem)
+            return
+        self._decision = decision
+
+    @workflow.update(name="resolve_dispute")
+    async def resolve_dispute_update(self, decision: ResolveDispute) -> ResolveAck:
+        self._decision = decision
+        return ResolveAck(accepted=True, action=decision.action)
+
+    @resolve_dispute_update.validator
+    def _validate_resolve(self, decision: ResolveDispute) -> None:
+        problem = self._decision_problem(decision)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.signal
+    def inventory_conflict(self, notice: InventoryConflictNotice | None = None) -> None:
+        if self._accepted:
+            # Mahak took the order, so its stock already accounts for it: nothing to undo.
+            workflow.logger.info("inventory_conflict after Mahak accepted the order: ignored")
+            return
+        if self._conflict is None:
+            self._conflict = notice or InventoryConflictNotice(reason="signalled")
+
+    def _decision_problem(self, decision: ResolveDispute) -> str | None:
+        if decision.action not in DISPUTE_ACTIONS:
+            return f"unknown action {decision.action!r}; expected one of {', '.join(DISPUTE_ACTIONS)}"
+        if self._dispute is None:
+            return "no dispute is pending for this order"
+        if self._decision is not None:
+            return "a decision is already being applied"
+        return None
+
+    # --- Main line ---------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: OrderSyncInput) -> OrderSyncResult:
+        self._order_id = inp.order_id
+        self._policy = inp.policy
+        workflow.upsert_search_attributes([ORDER_ID_ATTR.value_set(inp.order_id)])
+        self._set_status("pending", "loading")
+
+        order: OrderSummary | None = await self._db(A.load, inp.order_id, result_type=OrderSummary)
+        if order is None:
+            raise ApplicationError(f"order {inp.order_id} does not exist", type="OrderNotFound")
+        if order.synced_to_mahak:
+            self._mahak_order_id = order.mahak_order_id
+            self._set_status("synced", "already_synced")
+            return self._result("already_synced", note="the order was already in Mahak")
+        if order.sync_status == "cancelled":
+            self._set_status("cancelled", "cancelled")
+            return self._result("cancelled", note="the order was already cancelled")
+        if not order.paid:
+            # Failing (not completing) leaves the workflow id free for a start after payment.
+            raise ApplicationError(
+                f"order {inp.order_id} is not paid (payment status {order.payable_status!r})",
+                type="OrderNotPaid",
+            )
+        self._mahak_order_id = order.mahak_order_id
+        return await self._sync()
+
+    async def _sync(self) -> OrderSyncResult:
+        while True:
+            outcome = await self._send_until_answered()
+            if outcome is None:  # an inventory conflict arrived before Mahak took the order
+                return await self._compensate("inventory conflict before Mahak accepted the order")
+
+            if outcome.kind == "accepted":
+                return await self._finish_synced(outcome.mahak_order_id, None)
+
+            if outcome.kind == "already_registered":
+                check: MahakOrderCheck = await self._activity(
+                    A.check_in_mahak, self._order_id, result_type=MahakOrderCheck,
+                    timeout=_MAHAK_TIMEOUT,
+                )
+                if check.found and check.mahak_order_id is not None:
+                    self._mahak_order_id = check.mahak_order_id
+                if check.found and check.matches:
+                    return await self._finish_synced(
+                        check.mahak_order_id, "already registered in Mahak; contents confirmed"
+                    )
+                decision = await self._dispute_wait(
+                    f"Mahak says the order is already registered but {check.detail or 'it differs'}",
+                    outcome.failures,
+                )
+            elif outcome.kind == "inventory":
+                return await self._compensate("Mahak refused a line for stock")
+            elif outcome.kind == "stale_reference" and (
+                self._stale_refreshes < self._policy.max_stale_refreshes
+            ):
+                await self._refresh_and_wait(outcome)
+                continue
+            else:
+                decision = await self._dispute_wait(
+                    self._dispute_reason(outcome), outcome.failures
+                )
+
+            if decision is None:  # inventory conflict while waiting for the operator
+                return await self._compensate("inventory conflict while in dispute")
+            if decision.action == "mark_synced":
+                return await self._finish_synced(
+                    self._mahak_order_id, f"marked synced by operator: {decision.note or ''}".strip()
+                )
+            if decision.action == "cancel":
+                return await self._compensate(f"cancelled by operator: {decision.note or ''}".strip())
+            self._stale_refreshes = 0  # resend: a fresh round
+
+    async def _send_until_answered(self) -> SendOutcome | None:
+        """Send until Mahak gives a business answer; transient failures are retried with
+        exponential backoff until the retry window closes (then an operator decides).
+        Returns None when an inventory conflict should stop the order first."""
+        policy = self._policy
+        deadline = workflow.now() + policy.send_retry_for
+        delay = policy.first_retry_delay
+        while True:
+            if self._conflict is not None:
+                return None
+            self._set_status("sending", "sending")
+            await self._db(A.begin_send, self._order_id)
+            answer: SendOutcome | None = None
+            try:
+                answer = await workflow.execute_activity(
+                    A.send,
+                    SendRequest(order_id=self._order_id, probe_first=self._attempts > 0),
+                    result_type=SendOutcome,
+                    start_to_close_timeout=policy.send_timeout,
+                    heartbeat_timeout=policy.send_heartbeat_timeout,
+                    # One try per activity: the retry loop is here, so every attempt is
+                    # counted, recorded on the order and visible in `status`.
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+                error = None if answer.kind == "accepted" else answer.summary()
+            except ActivityError as err:
+                error = _describe(err)
+                if _error_type(err) not in (None, "MahakTransientError"):
+                    # Mahak refused the whole request (not one record): an operator looks.
+                    answer = SendOutcome(
+                        kind="rejected",
+                        failures=[MahakFailure(collection="request", message=error)],
+                    )
+            self._attempts += 1
+            self._last_error = error
+            await self._db(A.record_attempt, AttemptNote(order_id=self._order_id, error=error))
+            if answer is not None:
+                self._absorb(answer)
+                return answer
+
+            if workflow.now() + delay > deadline:
+                return SendOutcome(
+                    kind="rejected",
+                    failures=[MahakFailure(
+                        collection="request",
+                        message=f"still failing after {self._attempts} attempts: {error}",
+                    )],
+                )
+            self._set_status("retrying", "waiting_to_retry")
+            try:
+                await workflow.wait_condition(lambda: self._conflict is not None, timeout=delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, policy.max_retry_delay)
+
+    def _absorb(self, outcome: SendOutcome) -> None:
+        if outcome.mahak_order_id is not None:
+            self._mahak_order_id = outcome.mahak_order_id
+        self._saved_lines = list(outcome.saved_line_client_ids)
+        if outcome.kind == "accepted":
+            self._accepted = True
+            self._conflict = None
+
+    async def _refresh_and_wait(self, outcome: SendOutcome) -> None:
+        self._stale_refreshes += 1
+        self._set_status("retrying", "refreshing_references")
+        try:
+            await workflow.get_external_workflow_handle(INCOMING_SYNC_WORKFLOW_ID).signal("sync_now")
+        except Exception as err:  # noqa: BLE001 - the incoming sync may simply not be running
+            workflow.logger.warning("could not signal the incoming sync: %s", err)
+        workflow.logger.info(
+            "stale references %s: refresh %d of %d",
+            outcome.stale_entities, self._stale_refreshes, self._policy.max_stale_refreshes,
+        )
+        try:
+            await workflow.wait_condition(
+                lambda: self._conflict is not None, timeout=self._policy.stale_refresh_wait
+            )
+        except asyncio.TimeoutError:
+            pass
+
+    # --- Disputes ----------------------------------------------------------------------------
+
+    async def _dispute_wait(self, reason: str, failures: list[MahakFailure]) -> ResolveDispute | None:
+        self._dispute = DisputeInfo(reason=reason, failures=failures, since=workflow.now())
+        self._set_status("dispute", "dispute")
+        await self._db(A.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason))
+
+        def decided() -> bool:
+            return self._decision is not None or self._conflict_blocks()
+
+        try:
+            await workflow.wait_condition(decided, timeout=self._policy.decision_timeout)
+        except asyncio.TimeoutError:
+            self._dispute.escalated = True
+            self._stage = "dispute_escalated"
+            await self._db(A.notify_staff, StaffNotice(
+                order_id=self._order_id,
+                kind="order_dispute_escalated",
+                message=f"order {self._order_id} has waited {self._policy.decision_timeout} "
+                        f"for a decision: {reason}"[:1000],
+            ))
+            await workflow.wait_condition(decided)
+
+        decision, self._decision = self._decision, None
+        self._dispute = None
+        return decision
+
+    def _conflict_blocks(self) -> bool:
+        return self._conflict is not None and not self._accepted
+
+    @staticmethod
+    def _dispute_reason(outcome: SendOutcome) -> str:
+        if outcome.kind == "stale_reference":
+            return "references still unknown to Mahak after refreshing: " + outcome.summary()
+        return outcome.summary()
+
+    # --- Endings -----------------------------------------------------------------------------
+
+    async def _finish_synced(self, mahak_order_id: int | None, note: str | None) -> OrderSyncResult:
+        self._accepted = True
+        self._conflict = None
+        if mahak_order_id is not None:
+            self._mahak_order_id = mahak_order_id
+        await self._db(A.mark_synced, SyncedNote(
+            order_id=self._order_id, mahak_order_id=self._mahak_order_id, note=note,
+        ))
+        self._last_error = None
+        self._set_status("synced", "synced")
+        return self._result("synced", note=note)
+
+    async def _compensate(self, reason: str) -> OrderSyncResult:
+        """The saga: undo the forward steps in reverse order, each retried until done."""
+        self._set_status(self._sync_status, "compensating")
+        if self._mahak_order_id is not None or self._saved_lines:
+            reversed_: ReverseOutcome = await self._activity(
+                A.reverse_in_mahak,
+                ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
+                               line_client_ids=list(self._saved_lines)),
+                result_type=ReverseOutcome, timeout=_MAHAK_TIMEOUT,
+            )
+            self._compensations.append("mahak_reversed" if reversed_.reversed else "mahak_reversal_manual")
+            if not reversed_.reversed:
+                await self._db(A.notify_staff, StaffNotice(
+                    order_id=self._order_id,
+                    kind="mahak_reversal_needed",
+                    message=f"reverse order {self._order_id} (Mahak id {self._mahak_order_id}) "
+                            f"by hand in Mahak: {reversed_.detail}"[:1000],
+                ))
+        await self._db(A.cancel_and_restock, CancelRequest(order_id=self._order_id, reason=reason))
+        self._compensations.append("cancelled_and_restocked")
+        refund: RefundOutcome = await self._activity(
+            A.refund, self._order_id, result_type=RefundOutcome, timeout=_MAHAK_TIMEOUT,
+        )
+        if refund.refunded or not refund.required:
+            self._compensations.append("refunded" if refund.refunded else "nothing_to_refund")
+        else:
+            self._compensations.append("refund_manual")
+            await self._db(A.notify_staff, StaffNotice(
+                order_id=self._order_id, kind="refund_needed",
+                message=f"refund order {self._order_id} by hand: {refund.detail}"[:1000],
+            ))
+        await self._db(A.notify_customer, CustomerNotice(
+            order_id=self._order_id, kind="order_cancelled", refunded=refund.refunded,
+        ))
+        self._compensations.append("customer_notified")
+        self._last_error = reason
+        self._set_status("cancelled", "cancelled")
+        return self._result("cancelled", note=reason)
+
+    # --- Helpers -----------------------------------------------------------------------------
+
+    def _set_status(self, status: SyncStatus, stage: str) -> None:
+        self._stage = stage
+        if status != self._sync_status or not self._status_published:
+            self._sync_status = status
+            self._status_published = True
+            workflow.upsert_search_attributes([SYNC_STATUS_ATTR.value_set(status)])
+
+    def _result(self, outcome: SyncOutcome, note: str | None = None) -> OrderSyncResult:
+        return OrderSyncResult(
+            order_id=self._order_id, outcome=outcome,
+            mahak_order_id=self._mahak_order_id, attempts=self._attempts, note=note,
+        )
+
+    async def _db(self, name: str, arg: Any, *, result_type: type | None = None) -> Any:
+        return await self._activity(name, arg, result_type=result_type, timeout=_DB_TIMEOUT)
+
+    async def _activity(self, name: str, arg: Any, *, result_type: type | None,
+                        timeout: timedelta) -> Any:
+        return await workflow.execute_activity(
+            name, arg, result_type=result_type,
+            start_to_close_timeout=timeout, retry_policy=_UNTIL_DONE,
+        )
+
+
+def _error_type(err: ActivityError) -> str | None:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type
+    return None  # timeouts and cancellations: the worker died or hung; treat as transient
+
+
+def _describe(err: ActivityError) -> str:
+    cause = err.cause
+    text = str(cause) if cause is not None else str(err)
+    kind = type(cause).__name__ if cause is not None else "ActivityError"
+    return f"{kind}: {text}"[:500]

@@ -1,0 +1,250 @@
+"""What crosses the boundary of `OrderSyncWorkflow`: its input, messages, query and the values
+its activities exchange with it.
+
+Everything here lands in workflow history, so it carries ids, statuses, amounts and Mahak's
+error texts only: never customer names, addresses, phone numbers, tokens or passwords. The
+activities read those from PostgreSQL themselves when they build the request.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributeKey
+
+ORDER_TASK_QUEUE = "mahak-sync"
+INCOMING_SYNC_WORKFLOW_ID = "mahak-incoming-sync"
+ORDER_SWEEP_WORKFLOW_ID = "mahak-order-sweep"
+
+
+def order_workflow_id(order_id: int) -> str:
+    return f"order-sync-{order_id}"
+
+
+# Search attributes (registered by `mahak_sync.temporal.ensure_search_attributes`).
+ORDER_ID_ATTR = SearchAttributeKey.for_int("OrderId")
+SYNC_STATUS_ATTR = SearchAttributeKey.for_keyword("MahakSyncStatus")
+
+SyncStatus = Literal["pending", "sending", "synced", "retrying", "dispute", "cancelled"]
+DISPUTE_ACTIONS: tuple[str, ...] = ("resend", "cancel", "mark_synced")
+SyncOutcome = Literal["synced", "already_synced", "cancelled"]
+
+
+class OrderSyncPolicy(BaseModel):
+    """Timings and bounds of one order's sync; defaults are production values, tests shrink them."""
+
+    # How long transient failures (Mahak down, 5xx, timeouts, 401) are retried before an
+    # operator is asked to decide. The order is never dropped either way.
+    send_retry_for: timedelta = timedelta(days=7)
+    first_retry_delay: timedelta = timedelta(seconds=5)
+    max_retry_delay: timedelta = timedelta(minutes=10)
+    # A dispute with no operator decision within this time is escalated to staff.
+    decision_timeout: timedelta = timedelta(hours=24)
+    # Stale references (unknown product detail, store, person): refresh and resend this often.
+    max_stale_refreshes: int = Field(3, ge=0)
+    stale_refresh_wait: timedelta = timedelta(seconds=30)
+    # A worker killed mid-send is noticed after this long and the send is retried (with a
+    # lookup first, so Mahak never gets the order twice).
+    send_heartbeat_timeout: timedelta = timedelta(seconds=30)
+    send_timeout: timedelta = timedelta(minutes=5)
+
+
+class OrderSyncInput(BaseModel):
+    order_id: int
+    policy: OrderSyncPolicy = Field(default_factory=OrderSyncPolicy)
+
+
+# --- Activity values -------------------------------------------------------------------------
+
+
+class OrderSummary(BaseModel):
+    """The PII-free facts the workflow decides on."""
+
+    order_id: int
+    paid: bool
+    payable_status: str  # the order's payment status as stored
+    sync_status: str
+    synced_to_mahak: bool
+    mahak_order_id: int | None = None
+    order_client_id: int
+    line_count: int
+
+
+class MahakFailure(BaseModel):
+    """One record Mahak refused, as it said it."""
+
+    collection: str
+    client_id: int | None = None
+    property: str | None = None
+    message: str = ""
+
+
+SendKind = Literal[
+    "accepted",  # the order and every line are in Mahak
+    "already_registered",  # Mahak says our orderClientId exists and cannot be edited
+    "stale_reference",  # a product detail / store / person we referenced is unknown to Mahak
+    "inventory",  # Mahak refused at least one line for stock
+    "rejected",  # anything else: an operator decides
+]
+
+
+class SendRequest(BaseModel):
+    order_id: int
+    # A previous attempt may have reached Mahak (timeout, crash): look before sending again.
+    probe_first: bool = False
+
+
+class SendOutcome(BaseModel):
+    kind: SendKind
+    mahak_order_id: int | None = None
+    # Lines Mahak holds (by orderDetailClientId); needed to reverse a partial save.
+    saved_line_client_ids: list[int] = Field(default_factory=list)
+    failures: list[MahakFailure] = Field(default_factory=list)
+    # Logical entity names (`mahak_client.models.ENTITIES`) the incoming sync should refresh.
+    stale_entities: list[str] = Field(default_factory=list)
+    # True when the probe found the order already in Mahak and nothing was sent.
+    found_by_probe: bool = False
+
+    def summary(self) -> str:
+        if not self.failures:
+            return self.kind
+        first = self.failures[0]
+        more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        return f"{self.kind}: {first.collection}.{first.property or '?'}: {first.message}{more}"[:500]
+
+
+class MahakOrderCheck(BaseModel):
+    """Whether Mahak holds exactly this order (the crash-after-send / already-registered case)."""
+
+    found: bool
+    matches: bool = False
+    mahak_order_id: int | None = None
+    detail: str = ""
+
+
+class AttemptNote(BaseModel):
+    order_id: int
+    error: str | None = None
+
+
+class SyncedNote(BaseModel):
+    order_id: int
+    mahak_order_id: int | None = None
+    note: str | None = None
+
+
+class DisputeNote(BaseModel):
+    order_id: int
+    reason: str
+
+
+class StaffNotice(BaseModel):
+    order_id: int
+    kind: str
+    message: str
+
+
+class CancelRequest(BaseModel):
+    order_id: int
+    reason: str
+
+
+class ReverseRequest(BaseModel):
+    order_id: int
+    mahak_order_id: int | None = None
+    line_client_ids: list[int] = Field(default_factory=list)
+
+
+class ReverseOutcome(BaseModel):
+    reversed: bool
+    detail: str = ""
+
+
+class RefundOutcome(BaseModel):
+    refunded: bool
+    # False when nothing was paid, so there is nothing to give back.
+    required: bool = True
+    refund_id: str | None = None
+    amount: Decimal | None = None
+    detail: str = ""
+
+
+class CustomerNotice(BaseModel):
+    order_id: int
+    kind: Literal["order_cancelled"]
+    refunded: bool
+
+
+# --- Messages, query, result ------------------------------------------------------------------
+
+
+class ResolveDispute(BaseModel):
+    # A plain string so the update validator, not deserialisation, explains a bad action.
+    action: str
+    note: str | None = None
+
+
+class ResolveAck(BaseModel):
+    accepted: bool
+    action: str
+
+
+class InventoryConflictNotice(BaseModel):
+    """Sent by the incoming sync when Mahak's stock no longer covers this unsent order."""
+
+    product_detail_id: int | None = None
+    store_id: int | None = None
+    needed: float | None = None
+    available: float | None = None
+    reason: str | None = None
+
+
+class DisputeInfo(BaseModel):
+    reason: str
+    failures: list[MahakFailure] = Field(default_factory=list)
+    since: datetime
+    escalated: bool = False
+
+
+class OrderSyncStatus(BaseModel):
+    order_id: int
+    stage: str
+    sync_status: SyncStatus
+    attempts: int = 0
+    last_error: str | None = None
+    mahak_order_id: int | None = None
+    saved_line_client_ids: list[int] = Field(default_factory=list)
+    stale_refreshes: int = 0
+    dispute: DisputeInfo | None = None
+    inventory_conflict: InventoryConflictNotice | None = None
+    compensations: list[str] = Field(default_factory=list)
+
+
+class OrderSyncResult(BaseModel):
+    order_id: int
+    outcome: SyncOutcome
+    mahak_order_id: int | None = None
+    attempts: int = 0
+    note: str | None = None
+
+
+class OrderActivityNames:
+    """Activity names shared by the workflow and the activity classes, so the workflow never
+    imports the I/O code (asyncpg, httpx, the Mahak client) into its sandbox."""
+
+    load = "order.load"
+    begin_send = "order.begin_send"
+    send = "order.send"
+    check_in_mahak = "order.check_in_mahak"
+    record_attempt = "order.record_attempt"
+    mark_synced = "order.mark_synced"
+    mark_dispute = "order.mark_dispute"
+    notify_staff = "order.notify_staff"
+    reverse_in_mahak = "order.reverse_in_mahak"
+    cancel_and_restock = "order.cancel_and_restock"
+    notify_customer = "order.notify_customer"
+    refund = "payment.refund"
+    sweep = "order.sweep"
