@@ -2,6 +2,8 @@
 
     python starter.py incoming [--interval SECONDS] [--page-size N] [--paused]
     python starter.py sync-now
+    python starter.py sweep             # the safety net that syncs paid orders a callback missed
+    python starter.py order ORDER_ID    # sync one paid order (attaches to a running sync)
 
 `incoming` is idempotent: it starts `mahak-incoming-sync`, or attaches to the running one
 (whose own state then wins: pause/resume and reset_cursor change it, not a restart).
@@ -21,9 +23,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.incoming_types import IncomingSyncState, SyncConfig
 from mahak_sync.config import Settings, get_settings
+from mahak_sync.orders_api import start_order_sync
 from mahak_sync.logging import configure_logging
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED, connect, ensure_search_attributes
 from workflows.incoming_sync import SYNC_KIND_VALUE, WORKFLOW_ID, IncomingSyncWorkflow
+from workflows.order_sweep import OrderSweepInput, OrderSweepWorkflow
+from workflows.order_types import ORDER_SWEEP_WORKFLOW_ID
 
 Command = Callable[[Client, Settings, argparse.Namespace], Awaitable[int]]
 
@@ -75,6 +80,29 @@ async def start_incoming(
     return handle, True
 
 
+async def start_sweep(client: Client, settings: Settings) -> WorkflowHandle[Any, Any]:
+    """Start the order sweep unless it runs (a second start attaches)."""
+    return await client.start_workflow(
+        OrderSweepWorkflow.run,
+        OrderSweepInput(interval=settings.outgoing_sweep_interval),
+        id=ORDER_SWEEP_WORKFLOW_ID,
+        task_queue=settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        static_summary="Safety net: syncs paid orders whose callback was lost",
+    )
+
+
+async def _sweep(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    handle = await start_sweep(client, settings)
+    print(f"{ORDER_SWEEP_WORKFLOW_ID} running (run {handle.result_run_id})")
+    return 0
+
+
+async def _order(client: Client, settings: Settings, args: argparse.Namespace) -> int:
+    print(await start_order_sync(client, args.order_id, settings))
+    return 0
+
+
 async def _incoming(client: Client, settings: Settings, args: argparse.Namespace) -> int:
     config = incoming_config(settings, interval_seconds=args.interval, page_size=args.page_size)
     handle, started = await start_incoming(client, settings, config=config, paused=args.paused)
@@ -106,6 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sync-now", help="wake the incoming sync for a cycle now")
     p.set_defaults(func=_sync_now)
+
+    p = sub.add_parser("sweep", help="start (or attach to) the safety-net order sweep")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("order", help="sync one paid order to Mahak (idempotent)")
+    p.add_argument("order_id", type=int)
+    p.set_defaults(func=_order)
     return parser
 
 

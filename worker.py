@@ -13,27 +13,35 @@ import signal
 from datetime import timedelta
 
 import asyncpg
+import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.incoming import IncomingActivities
+from activities.orders import OrderActivities, OrderSweepActivities
+from activities.payments import PaymentActivities
 from mahak_client.client import MahakClient
 from mahak_sync.config import Settings, get_settings
 from mahak_sync.logging import configure_logging, get_logger, register_secret
 from mahak_sync.temporal import connect, ensure_search_attributes
 from shopdb.pool import open_database
 from workflows.incoming_sync import IncomingSyncWorkflow
+from workflows.order_sweep import OrderSweepWorkflow
+from workflows.order_sync import OrderSyncWorkflow
 
 log = get_logger(__name__)
 
 # Every workflow type this service runs (the replay test replays histories against these).
-WORKFLOWS: list[type] = [IncomingSyncWorkflow]
+WORKFLOWS: list[type] = [IncomingSyncWorkflow, OrderSyncWorkflow, OrderSweepWorkflow]
 
 
 def build_worker(client: Client, settings: Settings, *, pool: asyncpg.Pool,
-                 mahak: MahakClient) -> Worker:
+                 mahak: MahakClient, gateway: httpx.AsyncClient) -> Worker:
     """The one list of what this service runs; tests build their workers here too."""
     incoming = IncomingActivities(pool, mahak)
+    orders = OrderActivities(pool, mahak, page_size=settings.mahak_page_size)
+    payments = PaymentActivities(pool, gateway, settings.payment_gateway_url)
+    sweep = OrderSweepActivities(pool, client, settings)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -46,6 +54,9 @@ def build_worker(client: Client, settings: Settings, *, pool: asyncpg.Pool,
             incoming.record_failure,
             incoming.detect_inventory_conflicts,
             incoming.reset_cursor,
+            *orders.all(),
+            *payments.all(),
+            *sweep.all(),
         ],
     )
 
@@ -55,8 +66,12 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     stop = stop or asyncio.Event()
     client = await connect(settings)
     await ensure_search_attributes(client, settings.temporal_namespace)
-    async with open_database(settings) as pool, MahakClient.from_settings(settings) as mahak:
-        worker = build_worker(client, settings, pool=pool, mahak=mahak)
+    async with (
+        open_database(settings) as pool,
+        MahakClient.from_settings(settings) as mahak,
+        httpx.AsyncClient(timeout=30.0) as gateway,
+    ):
+        worker = build_worker(client, settings, pool=pool, mahak=mahak, gateway=gateway)
         async with worker:
             log.info("worker_started", task_queue=settings.temporal_task_queue,
                      namespace=settings.temporal_namespace)

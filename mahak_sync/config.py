@@ -75,6 +75,17 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("OUTGOING_SWEEP_INTERVAL_SECONDS", "OUTGOING_SWEEP_INTERVAL"),
     )
 
+    # --- Outgoing orders -----------------------------------------------------------------
+    # Transient failures (Mahak down, 5xx, timeouts) are retried this long before an
+    # operator is asked to decide; the order is never dropped.
+    order_send_retry_seconds: float = Field(
+        7 * 24 * 3600, gt=0, validation_alias="ORDER_SEND_RETRY_SECONDS")
+    # A dispute without an operator decision this long is escalated to staff.
+    order_dispute_escalation_seconds: float = Field(
+        24 * 3600, gt=0, validation_alias="ORDER_DISPUTE_ESCALATION_SECONDS")
+    # Stale references (unknown product detail, store, person): refresh and resend this often.
+    order_max_stale_refreshes: int = Field(3, ge=0, validation_alias="ORDER_MAX_STALE_REFRESHES")
+
     # --- Payment webhook ---------------------------------------------------------------
     webhook_secret: SecretStr = Field(SecretStr(""), validation_alias="WEBHOOK_SECRET")
     webhook_max_skew_seconds: int = Field(300, ge=1, validation_alias="WEBHOOK_MAX_SKEW_SECONDS")

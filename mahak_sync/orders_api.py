@@ -10,6 +10,8 @@ can never start a second sync of the same order:
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -29,22 +31,12 @@ log = get_logger(__name__)
 
 
 def policy_from_settings(settings: Settings) -> OrderSyncPolicy:
-    """The order policy, with any operator overrides from settings.
-
-    Settings fields are optional here (`order_send_retry_seconds`,
-    `order_dispute_escalation_seconds`, `order_max_stale_refreshes`) so this module works with
-    a configuration that does not define them yet; the defaults are the production values.
-    """
-    overrides: dict[str, object] = {}
-    for field, setting in (
-        ("send_retry_for", "order_send_retry_seconds"),
-        ("decision_timeout", "order_dispute_escalation_seconds"),
-        ("max_stale_refreshes", "order_max_stale_refreshes"),
-    ):
-        value = getattr(settings, setting, None)
-        if value is not None:
-            overrides[field] = value
-    return OrderSyncPolicy.model_validate(overrides)
+    """The order policy with the operator's settings applied."""
+    return OrderSyncPolicy(
+        send_retry_for=timedelta(seconds=settings.order_send_retry_seconds),
+        decision_timeout=timedelta(seconds=settings.order_dispute_escalation_seconds),
+        max_stale_refreshes=settings.order_max_stale_refreshes,
+    )
 
 
 async def start_order_sync(

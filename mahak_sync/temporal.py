@@ -22,22 +22,16 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from .config import Settings
 from .logging import get_logger
+from .search_attributes import SEARCH_ATTRIBUTES, SYNC_KIND, SYNC_PAUSED  # noqa: F401 (re-export)
 
 log = get_logger(__name__)
 
 DEFAULT_ADDRESS = "localhost:7233"  # where a stand-alone `temporal server start-dev` listens
 
-# Custom search attributes, so operators can filter the project's workflows in the Web UI
-# (e.g. `MahakSyncKind = "incoming"`). Every key here is registered by
-# `ensure_search_attributes` and by `DevServer`.
-SYNC_KIND = SearchAttributeKey.for_keyword("MahakSyncKind")
-SYNC_PAUSED = SearchAttributeKey.for_bool("MahakSyncPaused")
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (SYNC_KIND, SYNC_PAUSED)
 
 _DEV_SERVER_TYPE_NAMES = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",

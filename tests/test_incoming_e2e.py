@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
@@ -88,8 +89,9 @@ async def start_sync(temporal_client: Client, task_queue: str, db_pool: asyncpg.
     settings = Settings(TEMPORAL_TASK_QUEUE=task_queue, MAHAK_BASE_URL=simulator.base_url,
                         MAHAK_USERNAME="shop", MAHAK_PASSWORD="secret")
     workflow_id = f"mahak-incoming-sync-{uuid.uuid4().hex[:8]}"
-    async with MahakClient.from_settings(settings) as mahak:
-        async with build_worker(temporal_client, settings, pool=db_pool, mahak=mahak):
+    async with MahakClient.from_settings(settings) as mahak, httpx.AsyncClient() as gateway:
+        async with build_worker(temporal_client, settings, pool=db_pool, mahak=mahak,
+                                gateway=gateway):
             async def start(config: SyncConfig | None = None, *, paused: bool = False) -> Sync:
                 handle, started = await start_incoming(
                     temporal_client, settings, config=config or fast_config(), paused=paused,

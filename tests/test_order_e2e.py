@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
@@ -74,20 +73,6 @@ async def sim(order_sim: SimulatorServer) -> AsyncIterator[SimControl]:
     async with SimControl(order_sim.root_url) as control:
         await control.reset()
         yield control
-
-
-@pytest_asyncio.fixture(scope="session")
-async def order_search_attributes(temporal_env) -> None:
-    """`OrderId`/`MahakSyncStatus` until `mahak_sync.temporal.SEARCH_ATTRIBUTES` has them."""
-    client = temporal_env.client
-    have = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace))
-    missing = {key.name: key.indexed_value_type for key in (ORDER_ID_ATTR, SYNC_STATUS_ATTR)
-               if key.name not in have.custom_attributes}
-    if missing:
-        await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=client.namespace,
-            search_attributes={k: int(v) for k, v in missing.items()}))
 
 
 class Stack:
@@ -145,7 +130,7 @@ class Stack:
 
 
 @pytest_asyncio.fixture
-async def stack(temporal_client, order_search_attributes, db_pool, sim, order_sim,
+async def stack(temporal_client, db_pool, sim, order_sim,
                 task_queue) -> AsyncIterator[Stack]:
     stack = Stack(temporal_client, db_pool, sim, order_sim, task_queue)
     async with MahakClient(order_sim.base_url, "shop", "secret") as mahak, \
@@ -387,7 +372,7 @@ class WorkerProcess:
 
 
 async def test_worker_killed_after_mahak_accepted_before_the_db_update(
-        temporal_client, order_search_attributes, db_pool, db_dsn, sim, order_sim, task_queue):
+        temporal_client, db_pool, db_dsn, sim, order_sim, task_queue):
     stack = Stack(temporal_client, db_pool, sim, order_sim, task_queue)
     (d1, _), store = await stack.seed()
     order = await stack.paid_order([(d1, store, 2, 50000)])

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
         Trigger,
     )
     from mahak_client.models import INCOMING_ORDER
-    from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
+    from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
     from workflows.order_types import InventoryConflictNotice  # the order workflow's signal
 
 WORKFLOW_ID = "mahak-incoming-sync"

@@ -13,7 +13,8 @@ from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, Field
-from temporalio.common import SearchAttributeKey
+
+from mahak_sync.search_attributes import ORDER_ID, ORDER_SYNC_STATUS
 
 ORDER_TASK_QUEUE = "mahak-sync"
 INCOMING_SYNC_WORKFLOW_ID = "mahak-incoming-sync"
@@ -25,8 +26,8 @@ def order_workflow_id(order_id: int) -> str:
 
 
 # Search attributes (registered by `mahak_sync.temporal.ensure_search_attributes`).
-ORDER_ID_ATTR = SearchAttributeKey.for_int("OrderId")
-SYNC_STATUS_ATTR = SearchAttributeKey.for_keyword("MahakSyncStatus")
+ORDER_ID_ATTR = ORDER_ID
+SYNC_STATUS_ATTR = ORDER_SYNC_STATUS
 
 SyncStatus = Literal["pending", "sending", "synced", "retrying", "dispute", "cancelled"]
 DISPUTE_ACTIONS: tuple[str, ...] = ("resend", "cancel", "mark_synced")

@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import httpx  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 
 from activities.incoming_types import ResetCursorRequest, SyncConfig, SyncStatus  # noqa: E402
@@ -173,7 +174,8 @@ async def main() -> None:
         client = await connect(settings)
         async with SimControl(simulator.root_url) as sim, \
                 MahakClient.from_settings(settings) as mahak, \
-                build_worker(client, settings, pool=pool, mahak=mahak):
+                httpx.AsyncClient() as gateway, \
+                build_worker(client, settings, pool=pool, mahak=mahak, gateway=gateway):
             for name, scenario in SCENARIOS.items():
                 s = Scenario(client, settings, sim, pool, name)
                 runs = await scenario(s)
