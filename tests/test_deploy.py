@@ -41,3 +41,11 @@ def test_compose_passes_the_contract_environment() -> None:
                  "MAHAK_BASE_URL", "MAHAK_USERNAME", "MAHAK_PASSWORD", "MAHAK_DATABASE_ID",
                  "MAHAK_PACKAGE_NO", "MAHAK_PAGE_SIZE", "WEBHOOK_SECRET"):
         assert re.search(rf"^\s+{name}:", compose, re.M), name
+
+
+def test_ci_runs_the_readme_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "\n    ./scripts/test\n" in readme and "exec ./scripts/test" in ci
+    assert "\n    ./scripts/dev\n" in readme
+    assert "mahak-sync dev" in (ROOT / "scripts" / "dev").read_text()
