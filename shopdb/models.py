@@ -101,10 +101,11 @@ class SyncCursor(_Row):
     last_synced_at: datetime | None = None
 
 
-class ShopCustomer(_Row):
-    id: int
-    first_name: str
-    last_name: str
+class NewCustomer(BaseModel):
+    """A customer as the shop creates it (also the stored row's fields)."""
+
+    first_name: str = ""
+    last_name: str = ""
     email: str | None = None
     mobile: str | None = None
     phone: str | None = None
@@ -114,6 +115,10 @@ class ShopCustomer(_Row):
     state: str | None = None
     postal_code: str | None = None
     mahak_person_id: int | None = None
+
+
+class ShopCustomer(_Row, NewCustomer):
+    id: int
 
 
 class ShopOrderLine(_Row):
@@ -157,20 +162,6 @@ class ShopOrder(_Row):
     updated_at: datetime
     lines: list[ShopOrderLine] = Field(default_factory=list)
     customer: ShopCustomer | None = None
-
-
-class NewCustomer(BaseModel):
-    first_name: str = ""
-    last_name: str = ""
-    email: str | None = None
-    mobile: str | None = None
-    phone: str | None = None
-    national_code: str | None = None
-    address: str | None = None
-    city: str | None = None
-    state: str | None = None
-    postal_code: str | None = None
-    mahak_person_id: int | None = None
 
 
 class NewOrderLine(BaseModel):
