@@ -171,9 +171,28 @@ def stale_entities(failure: RecordFailure | MahakFailure) -> list[str]:
     return sorted({_REFERENCE_ENTITIES[p] for p in _props(failure) if p in _REFERENCE_ENTITIES})
 
 
-def _as_failure(f: RecordFailure) -> MahakFailure:
+_REDACTED = "[customer data]"
+
+
+def redact(text: str, order: ShopOrder) -> str:
+    """Mahak's error texts travel into workflow history; should one quote what it refused
+    (a mobile number, a name, an address), the customer's data is cut out first."""
+    customer = order.customer
+    values = [order.shipping_address, order.shipping_city, order.shipping_postal_code,
+              order.shipping_phone]
+    if customer is not None:
+        values += [v for k, v in customer.model_dump().items()
+                   if isinstance(v, str) and k != "mahak_person_id"]
+    # Longest first, so a value is never left half-replaced by one it contains.
+    for value in sorted({v.strip() for v in values if v and len(v.strip()) >= 3},
+                        key=len, reverse=True):
+        text = re.sub(re.escape(value), _REDACTED, text, flags=re.IGNORECASE)
+    return text
+
+
+def as_failure(f: RecordFailure, order: ShopOrder) -> MahakFailure:
     return MahakFailure(collection=f.collection, client_id=f.client_id, property=f.property,
-                        message=(f.message or "")[:500])
+                        message=redact(f.message or "", order)[:500])
 
 
 def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
@@ -185,7 +204,7 @@ def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
         if (r := result.for_client_id("OrderDetails", ln.order_detail_client_id)) and r.result
     )
     raw = result.failures()
-    failures = [_as_failure(f) for f in raw]
+    failures = [as_failure(f, order) for f in raw]
     common = {"mahak_order_id": mahak_order_id, "saved_line_client_ids": saved,
               "failures": failures}
 

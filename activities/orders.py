@@ -21,11 +21,13 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.order_request import (
+    as_failure,
     classify,
     compare_with_mahak,
     customer_request,
     order_request,
     person_client_id,
+    redact,
 )
 from mahak_client.client import MahakClient
 from mahak_client.errors import (
@@ -67,12 +69,13 @@ _SENDABLE = {"pending", "sending", "dispute", "failed"}
 STAFF_RECIPIENT = "staff"
 
 
-def _for_workflow(err: MahakError) -> ApplicationError:
+def _for_workflow(err: MahakError, order: ShopOrder) -> ApplicationError:
     # An unknown outcome (timeout, 5xx, garbled body) and bad credentials (an operator fixes
     # them, then the order must still go) are retried; the send looks before resending.
+    message = redact(str(err), order)  # the message lands in workflow history
     if isinstance(err, (MahakTransientError, MahakAuthError, MahakProtocolError)):
-        return ApplicationError(str(err), type="MahakTransientError")
-    return ApplicationError(str(err), type="MahakPermanentError", non_retryable=True)
+        return ApplicationError(message, type="MahakTransientError")
+    return ApplicationError(message, type="MahakPermanentError", non_retryable=True)
 
 
 @contextlib.asynccontextmanager
@@ -182,7 +185,9 @@ class OrderActivities:
         bound = log.bind(order_id=order.id, order_client_id=order.order_client_id)
         try:
             async with _heartbeating():
-                if req.probe_first or activity.info().attempt > 1:
+                # An earlier attempt, of this run or of a failed earlier workflow run (the
+                # order row counts them), may have reached Mahak: look before sending.
+                if req.probe_first or activity.info().attempt > 1 or order.sync_attempts > 0:
                     check = await self._check(order)
                     if check.found and check.matches:
                         bound.info("order already in Mahak; not sending again",
@@ -202,7 +207,7 @@ class OrderActivities:
                     order_request(order, visitor_id=visitor_id, person_id=person_id))
         except MahakError as err:
             bound.warning("mahak send failed", error=str(err))
-            raise _for_workflow(err) from None
+            raise _for_workflow(err, order) from None
         outcome = classify(order, result)
         bound.info("mahak answered", outcome=outcome.kind, mahak_order_id=outcome.mahak_order_id,
                    failures=len(outcome.failures))
@@ -224,7 +229,7 @@ class OrderActivities:
             async with _heartbeating():
                 return await self._check(order)
         except MahakError as err:
-            raise _for_workflow(err) from None
+            raise _for_workflow(err, order) from None
 
     @activity.defn(name=A.reverse_in_mahak)
     async def reverse_in_mahak(self, req: ReverseRequest) -> ReverseOutcome:
@@ -235,24 +240,33 @@ class OrderActivities:
         workflow then notifies staff).
         """
         order = await self._order(req.order_id)
+        line_client_ids: list[int] | None = req.line_client_ids
         try:
-            await self._mahak.login()
-            visitor_id = self._visitor_id()
-            person_id = await self._known_person(order)
-            result = await self._mahak.save_all_data(order_request(
-                order, visitor_id=visitor_id, person_id=person_id, deleted=True,
-                line_client_ids=req.line_client_ids,
-            ))
+            async with _heartbeating():
+                if req.mahak_order_id is None and not line_client_ids:
+                    # The send's answer never came: reverse only what Mahak really holds.
+                    check = await self._check(order)
+                    if not check.found:
+                        return ReverseOutcome(reversed=True, found=False,
+                                              detail="Mahak holds nothing of the order")
+                    line_client_ids = None  # every line we sent
+                await self._mahak.login()
+                visitor_id = self._visitor_id()
+                person_id = await self._known_person(order)
+                result = await self._mahak.save_all_data(order_request(
+                    order, visitor_id=visitor_id, person_id=person_id, deleted=True,
+                    line_client_ids=line_client_ids,
+                ))
         except MahakError as err:
-            raise _for_workflow(err) from None
+            raise _for_workflow(err, order) from None
         failures = result.failures()
         if not failures:
             return ReverseOutcome(reversed=True)
         if any(is_already_registered(f) for f in failures):
             return ReverseOutcome(reversed=False, detail="the order was already imported in Mahak")
         first = failures[0]
-        return ReverseOutcome(reversed=False,
-                              detail=f"{first.collection}.{first.property}: {first.message}"[:500])
+        return ReverseOutcome(reversed=False, detail=redact(
+            f"{first.collection}.{first.property}: {first.message}", order)[:500])
 
     def _visitor_id(self) -> int:
         visitor_id = self._mahak.visitor_id
@@ -278,11 +292,7 @@ class OrderActivities:
         customer = order.customer
         result = await self._mahak.save_all_data(customer_request(customer, visitor_id=visitor_id))
         person = result.for_client_id("People", person_client_id(customer.id))
-        failures = [
-            MahakFailure(collection=f.collection, client_id=f.client_id, property=f.property,
-                         message=f.message[:500])
-            for f in result.failures()
-        ]
+        failures = [as_failure(f, order) for f in result.failures()]
         if person is None or not person.result or person.entity_id is None:
             return None, SendOutcome(kind="rejected", failures=failures or [MahakFailure(
                 collection="People", message="Mahak did not create the customer")])

@@ -51,7 +51,7 @@ _SCHEME = "sha256="
 class PaymentCallback(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    order_id: int = Field(gt=0)
+    order_id: int = Field(gt=0, lt=2**63)  # a bigint: larger is malformed, not a crash
     amount: Decimal = Field(ge=0, allow_inf_nan=False)
     payment_ref: str = Field(min_length=1, max_length=200)
     paid_at: datetime | None = None

@@ -353,13 +353,17 @@ async def test_inventory_conflicts_are_recorded(
     detail, store = seeded.product_details[0], seeded.stores[0]
     sync = await start_sync()
     await sync.cycles(1)
-    order = await make_order(db_pool, [(detail, store, 4, 1000)])
-    await orders.mark_paid(db_pool, order.id, order.amount, f"PAY-{order.id}")
+    first = await make_order(db_pool, [(detail, store, 2, 1000)])
+    await orders.mark_paid(db_pool, first.id, first.amount, f"PAY-{first.id}")
+    second = await make_order(db_pool, [(detail, store, 4, 1000)])
+    await orders.mark_paid(db_pool, second.id, second.amount, f"PAY-{second.id}")
 
-    await sim.sale(detail, store, 8)  # an in-store sale leaves 2 for a paid order of 4
+    # An in-store sale leaves 4: enough for the order paid first (2), not for both (6).
+    await sim.sale(detail, store, 6)
     summary = await sync.run_cycle()
-    assert summary.inventory_conflicts == 1
+    assert summary.inventory_conflicts == 1, "only the order the stock cannot cover"
     row = await db_pool.fetchrow(
         "SELECT fetched, error FROM mahak_sync_log WHERE run_id = $1 AND entity = 'inventory_conflicts'",
         summary.run_id)
     assert row["fetched"] == 1 and f"detail {detail} in store {store}" in row["error"]
+    assert f"(orders {second.id})" in row["error"]

@@ -236,6 +236,44 @@ async def test_already_registered_in_mahak_and_identical_counts_as_synced(stack)
     assert (await orders.get_order(stack.pool, order.id)).sync_status == "synced"
 
 
+async def test_a_new_run_after_a_failed_one_looks_before_sending_again(stack):
+    (d1, _), store = await stack.seed()
+    order = await stack.paid_order([(d1, store, 1, 50000)])
+    person_id = (await stack.sim.entities("people"))[0]["PersonId"]
+    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
+                             person_id, order.customer_id)
+    # An earlier workflow run sent the order, counted the attempt, then failed (terminated)
+    # before recording Mahak's answer; the sweep starts a new run.
+    async with MahakClient(stack.server.base_url, "shop", "secret") as mahak:
+        await mahak.login()
+        await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
+                                                person_id=person_id))
+    await orders.record_attempt(stack.pool, order.id, "worker lost")
+    result = await (await stack.start(order.id)).result()
+    assert result.outcome == "synced" and result.attempts == 1
+    [held] = await stack.sim.orders()
+    assert held.submissions == 1, "found by the lookup, not sent a second time"
+    assert (await orders.get_order(stack.pool, order.id)).mahak_order_id == held.order_id
+
+
+async def test_conflict_after_a_lost_answer_reverses_the_order_mahak_saved(stack):
+    (d1, _), store = await stack.seed()
+    await stack.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
+    order = await stack.paid_order([(d1, store, 1, 50000)])
+    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
+                             (await stack.sim.entities("people"))[0]["PersonId"], order.customer_id)
+    handle = await stack.start(order.id, FAST.model_copy(
+        update={"first_retry_delay": timedelta(hours=1)}))
+    await stack.until(handle, "waiting_to_retry")
+    await handle.signal(OrderSyncWorkflow.inventory_conflict, {"reason": "stock gone"})
+    result = await handle.result()
+    assert result.outcome == "cancelled"
+    # Mahak saved the order although its answer was lost: the saga found it and deleted it.
+    [held] = await stack.sim.orders()
+    assert held.order["Deleted"] is True and all(d["Deleted"] for d in held.details)
+    assert (await handle.query(OrderSyncWorkflow.status)).compensations[0] == "mahak_reversed"
+
+
 async def test_partial_save_for_stock_runs_the_saga_and_reverses_mahak(stack):
     (d1, d2), store = await stack.seed(stock=5)
     await stack.sim.set_stock(d2, store, 1)

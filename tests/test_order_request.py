@@ -10,7 +10,7 @@ import pytest
 from activities.order_request import classify, order_request
 from mahak_client.save import EntityError, EntityUpdateResult, SaveAllDataResult
 from mahak_simulator.saving import ALREADY_REGISTERED
-from shopdb.models import ShopOrder, ShopOrderLine
+from shopdb.models import ShopCustomer, ShopOrder, ShopOrderLine
 
 NOW = datetime(2025, 10, 4, 12, 0, tzinfo=timezone.utc)
 
@@ -85,3 +85,13 @@ def test_classification(line2, head_error, kind, stale):
         assert outcome.mahak_order_id == 900
         expected = [8_100_000_000_000_001] + ([8_100_000_000_000_002] if line2 is None else [])
         assert outcome.saved_line_client_ids == expected
+
+
+def test_mahak_texts_quoting_customer_data_are_redacted_before_reaching_history():
+    order, result = _answer(("Description", "address 'Shiraz, Eram St. 7' of 09351234567 too long"))
+    order = order.model_copy(update={
+        "shipping_address": "Shiraz, Eram St. 7",
+        "customer": ShopCustomer(id=3, first_name="Negin", mobile="09351234567")})
+    [failure] = classify(order, result).failures
+    assert "Eram" not in failure.message and "0935" not in failure.message
+    assert failure.message == "address '[customer data]' of [customer data] too long"

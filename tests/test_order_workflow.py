@@ -413,9 +413,9 @@ async def test_stock_refusal_after_a_partial_save_runs_the_saga_in_reverse_order
         assert await run.search_attributes() == (run.order_id, "cancelled")
 
 
-async def test_inventory_conflict_signal_during_an_outage_cancels_without_touching_mahak(env):
+async def test_inventory_conflict_during_an_outage_cancels_and_reverses_whatever_reached_mahak(env):
     policy = POLICY.model_copy(update={"first_retry_delay": timedelta(hours=1)})
-    shop = FakeShop([transient(), accepted()])
+    shop = FakeShop([transient("read timed out"), accepted()])
     async with Run(env, shop) as run:
         await run.start(policy)
         await run.until_stage("waiting_to_retry")
@@ -423,8 +423,37 @@ async def test_inventory_conflict_signal_during_an_outage_cancels_without_touchi
                                 {"product_detail_id": 5, "needed": 2, "available": 0})
         result = await run.handle.result()
         assert result.outcome == "cancelled" and len(shop.sends) == 1
-        assert [n for n in shop.names() if n in SAGA] == SAGA[1:]
+        # The timed-out send may have reached Mahak: the reversal (with no ids) looks first.
+        assert [n for n in shop.names() if n in SAGA] == SAGA
+        [rev] = shop.args(A.reverse_in_mahak)
+        assert rev.mahak_order_id is None and rev.line_client_ids == []
         assert (await run.status()).inventory_conflict.product_detail_id == 5
+
+
+async def test_a_long_outage_continues_as_new_with_its_state_and_small_runs(env):
+    policy = POLICY.model_copy(update={"attempts_per_run": 2})
+    shop = FakeShop([transient(f"outage {n}") for n in range(5)] + [accepted(782)])
+    async with Run(env, shop) as run:
+        await run.start(policy)
+        result = await run.handle.result()  # follows the chain of runs
+        assert result.outcome == "synced" and result.mahak_order_id == 782
+        assert result.attempts == 6, "attempts are counted across runs"
+        assert [s.probe_first for s in shop.sends] == [False] + [True] * 5
+        assert len(shop.args(A.load)) == 1, "a continued run does not reload the order"
+        assert len(shop.args(A.record_attempt)) == 6 and len(shop.args(A.mark_synced)) == 1
+        assert (await run.status()).runs == 3
+        assert await run.search_attributes() == (run.order_id, "synced")
+        lengths = []
+        history = await run.handle.fetch_history()
+        while True:
+            lengths.append(len(history.events))
+            previous = history.events[0].workflow_execution_started_event_attributes \
+                .continued_execution_run_id
+            if not previous:
+                break
+            history = await env.client.get_workflow_handle(
+                run.handle.id, run_id=previous).fetch_history()
+        assert len(lengths) == 3 and max(lengths) < 80, lengths
 
 
 async def test_inventory_conflict_after_mahak_accepted_is_ignored(env):

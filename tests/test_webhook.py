@@ -67,6 +67,7 @@ def test_signature_check_covers_timestamp_and_body():
 @pytest.mark.parametrize("case", [
     "no_signature", "wrong_secret", "tampered_body", "replayed_timestamp", "future_timestamp",
     "unknown_order", "malformed_json", "missing_field", "amount_mismatch", "negative_amount",
+    "order_id_beyond_bigint",
 ])
 async def test_refused_calls_change_nothing(db_pool, case):
     order = await make_order(db_pool, [(101, 1, 2, 150000)])
@@ -98,6 +99,9 @@ async def test_refused_calls_change_nothing(db_pool, case):
         headers = _signed(body)
     elif case == "negative_amount":
         body, expected = _body(order.id, amount="-5"), 422
+        headers = _signed(body)
+    elif case == "order_id_beyond_bigint":
+        body, expected = _body(2**63), 422
         headers = _signed(body)
     before = await db_snapshot(db_pool)
     response = await _post(app, body, headers)

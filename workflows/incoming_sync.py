@@ -45,9 +45,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from mahak_client.models import INCOMING_ORDER
     from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
-    from workflows.order_types import InventoryConflictNotice  # the order workflow's signal
+    from workflows.order_types import (  # the order workflow's signal
+        INCOMING_SYNC_WORKFLOW_ID,
+        InventoryConflictNotice,
+        order_workflow_id,
+    )
 
-WORKFLOW_ID = "mahak-incoming-sync"
+WORKFLOW_ID = INCOMING_SYNC_WORKFLOW_ID
 SYNC_KIND_VALUE = "incoming"
 INVENTORY_CONFLICT_SIGNAL = "inventory_conflict"
 
@@ -58,9 +62,6 @@ _SMALL_ACTIVITY = {
     "schedule_to_close_timeout": timedelta(minutes=2),
 }
 
-
-def order_workflow_id(order_id: int | str) -> str:
-    return f"order-sync-{order_id}"
 
 
 @workflow.defn(name="IncomingSyncWorkflow")
@@ -245,7 +246,7 @@ class IncomingSyncWorkflow:
                     product_detail_id=worst.product_detail_id, store_id=worst.store_id,
                     needed=worst.held, available=worst.available, reason=conflict.describe(),
                 )
-                handle = workflow.get_external_workflow_handle(order_workflow_id(key))
+                handle = workflow.get_external_workflow_handle(order_workflow_id(conflict.order_id))
                 try:
                     await handle.signal(INVENTORY_CONFLICT_SIGNAL, notice)
                 except FailureError as err:

@@ -17,7 +17,7 @@ payment (refund), and finally tells the customer. Each step is idempotent and re
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         MahakOrderCheck,
         OrderActivityNames as A,
         OrderSummary,
+        OrderSyncCarry,
         OrderSyncInput,
         OrderSyncPolicy,
         OrderSyncResult,
@@ -66,6 +67,13 @@ _UNTIL_DONE = RetryPolicy(
 _DB_TIMEOUT = timedelta(seconds=60)
 _MAHAK_TIMEOUT = timedelta(minutes=5)
 
+# `workflow.patched` ids: runs recorded before each change replay down the old path.
+# Long retries continue as new (histories before it grew by ~25 events per attempt).
+PATCH_CONTINUE_AS_NEW = "order-retry-continue-as-new"
+# A compensation after a send whose answer never came looks in Mahak and reverses what it
+# finds (before, only a known Mahak id or saved lines were reversed).
+PATCH_REVERSE_UNKNOWN_SEND = "order-reverse-unknown-send"
+
 
 @workflow.defn(name="OrderSyncWorkflow")
 class OrderSyncWorkflow:
@@ -85,6 +93,10 @@ class OrderSyncWorkflow:
         self._conflict: InventoryConflictNotice | None = None
         self._compensations: list[str] = []
         self._status_published = False
+        self._runs = 1
+        self._attempts_this_run = 0
+        # The retry window of a run continued in the middle of retrying (else set per round).
+        self._carried_window: tuple[datetime, timedelta] | None = None
 
     # --- Messages ----------------------------------------------------------------------------
 
@@ -102,6 +114,7 @@ class OrderSyncWorkflow:
             dispute=self._dispute,
             inventory_conflict=self._conflict,
             compensations=list(self._compensations),
+            runs=self._runs,
         )
 
     @workflow.signal(name="resolve_dispute")
@@ -148,6 +161,11 @@ class OrderSyncWorkflow:
     async def run(self, inp: OrderSyncInput) -> OrderSyncResult:
         self._order_id = inp.order_id
         self._policy = inp.policy
+        if inp.carry is not None:
+            # Continued as new while retrying: the order was loaded and checked by the first
+            # run, and the search attributes come along; go straight back to sending.
+            self._resume(inp.carry)
+            return await self._sync()
         workflow.upsert_search_attributes([ORDER_ID_ATTR.value_set(inp.order_id)])
         self._set_status("pending", "loading")
 
@@ -221,8 +239,9 @@ class OrderSyncWorkflow:
         exponential backoff until the retry window closes (then an operator decides).
         Returns None when an inventory conflict should stop the order first."""
         policy = self._policy
-        deadline = workflow.now() + policy.send_retry_for
-        delay = policy.first_retry_delay
+        deadline, delay = self._carried_window or (
+            workflow.now() + policy.send_retry_for, policy.first_retry_delay)
+        self._carried_window = None
         while True:
             if self._conflict is not None:
                 return None
@@ -250,6 +269,7 @@ class OrderSyncWorkflow:
                         failures=[MahakFailure(collection="request", message=error)],
                     )
             self._attempts += 1
+            self._attempts_this_run += 1
             self._last_error = error
             await self._db(A.record_attempt, AttemptNote(order_id=self._order_id, error=error))
             if answer is not None:
@@ -270,6 +290,40 @@ class OrderSyncWorkflow:
             except asyncio.TimeoutError:
                 pass
             delay = min(delay * 2, policy.max_retry_delay)
+            if self._history_is_long() and workflow.patched(PATCH_CONTINUE_AS_NEW):
+                await self._continue_as_new(deadline, delay)
+
+    def _history_is_long(self) -> bool:
+        return (self._conflict is None
+                and (self._attempts_this_run >= self._policy.attempts_per_run
+                     or workflow.info().is_continue_as_new_suggested()))
+
+    async def _continue_as_new(self, deadline: datetime, delay: timedelta) -> None:
+        """Hand the retry over to a fresh run (same workflow id, status and search
+        attributes), unless a conflict arrived meanwhile: then this run handles it."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._conflict is not None:
+            return
+        workflow.continue_as_new(OrderSyncInput(
+            order_id=self._order_id, policy=self._policy,
+            carry=OrderSyncCarry(
+                attempts=self._attempts, retry_deadline=deadline, next_delay=delay,
+                last_error=self._last_error, mahak_order_id=self._mahak_order_id,
+                saved_line_client_ids=self._saved_lines, stale_refreshes=self._stale_refreshes,
+                runs=self._runs + 1,
+            ),
+        ))
+
+    def _resume(self, carry: OrderSyncCarry) -> None:
+        self._attempts = carry.attempts
+        self._last_error = carry.last_error
+        self._mahak_order_id = carry.mahak_order_id
+        self._saved_lines = list(carry.saved_line_client_ids)
+        self._stale_refreshes = carry.stale_refreshes
+        self._runs = carry.runs
+        self._carried_window = (carry.retry_deadline, carry.next_delay)
+        # The search attribute already says "retrying" (carried over by continue-as-new).
+        self._sync_status, self._status_published = "retrying", True
 
     def _absorb(self, outcome: SendOutcome) -> None:
         if outcome.mahak_order_id is not None:
@@ -350,14 +404,19 @@ class OrderSyncWorkflow:
     async def _compensate(self, reason: str) -> OrderSyncResult:
         """The saga: undo the forward steps in reverse order, each retried until done."""
         self._set_status(self._sync_status, "compensating")
-        if self._mahak_order_id is not None or self._saved_lines:
+        known_in_mahak = self._mahak_order_id is not None or bool(self._saved_lines)
+        # A send that timed out or crashed may have reached Mahak all the same: with no ids
+        # the reversal first looks the order up, and reverses only what Mahak holds.
+        if known_in_mahak or (self._attempts > 0 and workflow.patched(PATCH_REVERSE_UNKNOWN_SEND)):
             reversed_: ReverseOutcome = await self._activity(
                 A.reverse_in_mahak,
                 ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
                                line_client_ids=list(self._saved_lines)),
                 result_type=ReverseOutcome, timeout=_MAHAK_TIMEOUT,
             )
-            self._compensations.append("mahak_reversed" if reversed_.reversed else "mahak_reversal_manual")
+            self._compensations.append(
+                "mahak_reversal_manual" if not reversed_.reversed
+                else "mahak_reversed" if reversed_.found else "nothing_in_mahak")
             if not reversed_.reversed:
                 await self._db(A.notify_staff, StaffNotice(
                     order_id=self._order_id,

@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 
 from mahak_sync.search_attributes import ORDER_ID, ORDER_SYNC_STATUS
 
-ORDER_TASK_QUEUE = "mahak-sync"
 INCOMING_SYNC_WORKFLOW_ID = "mahak-incoming-sync"
 ORDER_SWEEP_WORKFLOW_ID = "mahak-order-sweep"
 
@@ -51,11 +50,30 @@ class OrderSyncPolicy(BaseModel):
     # lookup first, so Mahak never gets the order twice).
     send_heartbeat_timeout: timedelta = timedelta(seconds=30)
     send_timeout: timedelta = timedelta(minutes=5)
+    # One attempt costs ~25 history events, and a week of retries at the 10-minute cap is
+    # ~1000 attempts: the run continues as new after this many, so no history nears
+    # Temporal's limits (warning at 10k events, termination at 51k) however long Mahak is down.
+    attempts_per_run: int = Field(100, ge=1)
+
+
+class OrderSyncCarry(BaseModel):
+    """A retrying order's state, carried into the next run by continue-as-new."""
+
+    attempts: int
+    retry_deadline: datetime  # the retry window of the current round keeps its end
+    next_delay: timedelta
+    last_error: str | None = None
+    mahak_order_id: int | None = None
+    saved_line_client_ids: list[int] = Field(default_factory=list)
+    stale_refreshes: int = 0
+    runs: int = 1  # runs so far, this one included
 
 
 class OrderSyncInput(BaseModel):
     order_id: int
     policy: OrderSyncPolicy = Field(default_factory=OrderSyncPolicy)
+    # Set only by the workflow itself when it continues as new in the middle of retrying.
+    carry: OrderSyncCarry | None = None
 
 
 # --- Activity values -------------------------------------------------------------------------
@@ -161,6 +179,8 @@ class ReverseRequest(BaseModel):
 
 class ReverseOutcome(BaseModel):
     reversed: bool
+    # False when a lookup found nothing of the order in Mahak, so nothing needed reversing.
+    found: bool = True
     detail: str = ""
 
 
@@ -222,6 +242,7 @@ class OrderSyncStatus(BaseModel):
     dispute: DisputeInfo | None = None
     inventory_conflict: InventoryConflictNotice | None = None
     compensations: list[str] = Field(default_factory=list)
+    runs: int = 1  # > 1 once a long retry has continued as new
 
 
 class OrderSyncResult(BaseModel):

@@ -141,19 +141,20 @@ class Scenario:
         raise TimeoutError(f"{self.workflow_id}: {runs} runs not finished")
 
     async def _chain(self) -> list[str]:
-        history = await self.handle.fetch_history()
-        run_ids: list[str] = []
-        started = history.events[0].workflow_execution_started_event_attributes
-        current = self.handle
+        return [*(await self.chain_of(self.workflow_id))[:-1], "current"]
+
+    async def chain_of(self, workflow_id: str) -> list[str]:
+        """Run ids of the workflow's chain of continued runs, oldest first."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        run_ids = [(await handle.describe()).run_id]
         while True:
-            previous = started.continued_execution_run_id
+            history = await self.client.get_workflow_handle(
+                workflow_id, run_id=run_ids[0]).fetch_history()
+            previous = history.events[0].workflow_execution_started_event_attributes \
+                .continued_execution_run_id
             if not previous:
-                break
+                return run_ids
             run_ids.insert(0, previous)
-            current = self.client.get_workflow_handle(self.workflow_id, run_id=previous)
-            started = (await current.fetch_history()).events[0] \
-                .workflow_execution_started_event_attributes
-        return [*run_ids, "current"]
 
 
 async def cycle_then_sync_now(s: Scenario) -> int:
@@ -345,6 +346,36 @@ async def order_sweep(s: OrderScenario) -> Handle:
     return sweep
 
 
+async def order_long_outage(s: OrderScenario) -> Handle:
+    """Five 503s with two attempts per run: the retry continues as new twice, then synced.
+
+    The input is sent as plain JSON so code from before `attempts_per_run` records it too
+    (as `*_before_patch.json`): replaying that history checks the `workflow.patched` guard."""
+    (d1, _), store, person = await s.catalogue()
+    await s.sim.add_fault(status_code=503, count=5, endpoints=["SaveAllDataV2"])
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    policy = {**ORDER_POLICY.model_dump(mode="json"), "attempts_per_run": 2}
+    handle = await s.client.start_workflow(
+        "OrderSyncWorkflow", {"order_id": order.id, "policy": policy},
+        id=order_workflow_id(order.id), task_queue=s.settings.temporal_task_queue,
+        result_type=OrderSyncResult)
+    return await s.finished(handle, "synced")
+
+
+async def order_conflict_during_outage(s: OrderScenario) -> Handle:
+    """A send fails (503) and, while the order waits to retry, the incoming sync signals an
+    inventory conflict: the saga runs, looking in Mahak first since the send's fate is open."""
+    (d1, _), store, person = await s.catalogue()
+    await s.sim.add_fault(status_code=503, count=1, endpoints=["SaveAllDataV2"])
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    handle = await s.start(order, ORDER_POLICY.model_copy(
+        update={"first_retry_delay": timedelta(hours=1)}))
+    await s.until(handle, "waiting_to_retry")
+    await handle.signal("inventory_conflict", {"product_detail_id": d1, "store_id": store,
+                                               "needed": 1, "available": 0})
+    return await s.finished(handle, "cancelled")
+
+
 ORDER_SCENARIOS: dict[str, Callable[[OrderScenario], Awaitable[Handle]]] = {
     "happy": order_happy,
     "mahak_down": order_mahak_down,
@@ -354,6 +385,8 @@ ORDER_SCENARIOS: dict[str, Callable[[OrderScenario], Awaitable[Handle]]] = {
     "dispute_escalated_signal": order_dispute_escalated_signal,
     "inventory_saga": order_inventory_saga,
     "sweep": order_sweep,
+    "long_outage": order_long_outage,
+    "conflict_during_outage": order_conflict_during_outage,
 }
 
 
@@ -413,7 +446,10 @@ async def main(argv: list[str]) -> None:
                 await s.handle.terminate("history captured")
             for name in order:
                 handle = await ORDER_SCENARIOS[name](OrderScenario(client, settings, sim, pool))
-                export(server, handle.id, None, HERE / f"order_{name}.json")
+                runs = await Scenario(client, settings, sim, pool, "").chain_of(handle.id)
+                for index, run_id in enumerate(runs, start=1):
+                    suffix = f"_run{index}" if len(runs) > 1 else ""
+                    export(server, handle.id, run_id, HERE / f"order_{name}{suffix}.json")
     finally:
         if pool is not None:
             await pool.close()
