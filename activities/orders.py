@@ -136,7 +136,8 @@ class OrderActivities:
 
     @activity.defn(name=A.record_attempt)
     async def record_attempt(self, note: AttemptNote) -> int:
-        return await orders.record_attempt(self._pool, note.order_id, note.error)
+        return await orders.record_attempt(self._pool, note.order_id, note.error,
+                                           attempt=note.attempt)
 
     @activity.defn(name=A.mark_synced)
     async def mark_synced(self, note: SyncedNote) -> None:

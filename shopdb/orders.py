@@ -247,14 +247,21 @@ async def record_mahak_ids(
         return await _require(conn, order_id)
 
 
-async def record_attempt(db: Executor, order_id: int, error: str | None) -> int:
-    """Count one send attempt and keep its error (None clears it); returns the attempt count."""
+async def record_attempt(db: Executor, order_id: int, error: str | None, *,
+                         attempt: int | None = None) -> int:
+    """Count one send attempt and keep its error (None clears it); returns the attempt count.
+
+    With `attempt` (the caller's own count) recording is idempotent: repeating the call for
+    the same attempt, as a retried activity does, does not count it twice."""
     attempts = await db.fetchval(
         """
-        UPDATE shop_orders SET sync_attempts = sync_attempts + 1, last_mahak_error = $2
+        UPDATE shop_orders
+        SET sync_attempts = CASE WHEN $3::int IS NULL THEN sync_attempts + 1
+                                 ELSE GREATEST(sync_attempts, $3::int) END,
+            last_mahak_error = $2
         WHERE id = $1 RETURNING sync_attempts
         """,
-        order_id, error[:4000] if error else None,
+        order_id, error[:4000] if error else None, attempt,
     )
     if attempts is None:
         raise OrderNotFoundError(order_id)

@@ -89,12 +89,15 @@ async def test_mahak_ids_and_attempts_are_recorded(db_pool: asyncpg.Pool) -> Non
     order = await new_order(db_pool, (1, 1, "1"), (2, 1, "1"), paid_ref="p")
     assert await orders.record_attempt(db_pool, order.id, "timeout") == 1
     assert await orders.record_attempt(db_pool, order.id, None) == 2
+    # The workflow passes its own count: recording attempt 3 twice (a retried activity) counts once.
+    assert await orders.record_attempt(db_pool, order.id, "503", attempt=3) == 3
+    assert await orders.record_attempt(db_pool, order.id, None, attempt=3) == 3
     first, second = order.lines
     got = await orders.record_mahak_ids(db_pool, order.id, 700, {first.order_detail_client_id: 71,
                                                                  second.order_detail_client_id: 72})
     assert got.mahak_order_id == 700 and got.synced_to_mahak and got.mahak_synced_at is not None
     assert [ln.mahak_order_detail_id for ln in got.lines] == [71, 72]
-    assert got.sync_attempts == 2 and got.last_mahak_error is None
+    assert got.sync_attempts == 3 and got.last_mahak_error is None
     with pytest.raises(orders.OrderNotFoundError):
         await orders.record_attempt(db_pool, 31337, "x")
 

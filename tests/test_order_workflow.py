@@ -255,7 +255,7 @@ async def test_happy_path_sends_once_and_records_the_mahak_id(env):
         assert result.outcome == "synced" and result.mahak_order_id == 777 and result.attempts == 1
         assert shop.names() == [A.load, A.begin_send, A.send, A.record_attempt, A.mark_synced]
         assert shop.sends == [SendRequest(order_id=run.order_id, probe_first=False)]
-        assert shop.args(A.record_attempt) == [AttemptNote(order_id=run.order_id, error=None)]
+        assert shop.args(A.record_attempt) == [AttemptNote(order_id=run.order_id, error=None, attempt=1)]
         assert shop.args(A.mark_synced)[0].mahak_order_id == 777
         assert await run.search_attributes() == (run.order_id, "synced")
         assert (await run.status()).stage == "synced"

@@ -271,7 +271,8 @@ class OrderSyncWorkflow:
             self._attempts += 1
             self._attempts_this_run += 1
             self._last_error = error
-            await self._db(A.record_attempt, AttemptNote(order_id=self._order_id, error=error))
+            await self._db(A.record_attempt, AttemptNote(
+                order_id=self._order_id, error=error, attempt=self._attempts))
             if answer is not None:
                 self._absorb(answer)
                 return answer

@@ -147,6 +147,8 @@ class MahakOrderCheck(BaseModel):
 class AttemptNote(BaseModel):
     order_id: int
     error: str | None = None
+    # The workflow's own count, so a retried activity does not count the attempt twice.
+    attempt: int | None = None
 
 
 class SyncedNote(BaseModel):
