@@ -60,6 +60,7 @@ from workflows.order_types import (
     SendRequest,
     StaffNotice,
     SyncedNote,
+    order_workflow_id,
 )
 
 log = get_logger(__name__)
@@ -348,8 +349,9 @@ class OrderActivities:
 
 
 class OrderSweepActivities:
-    """The safety net's one activity: start (or attach to) a sync for every paid order that
-    Mahak does not hold yet. Idempotent by construction (`start_order_sync`)."""
+    """The safety net's one activity: start a sync for every paid order that Mahak does not
+    hold yet and that has no sync in flight. Idempotent by construction (`start_order_sync`
+    attaches), so visibility lagging behind a just-started workflow costs one extra call."""
 
     def __init__(self, pool: asyncpg.Pool, client: Client, settings: Settings) -> None:
         self._pool = pool
@@ -359,11 +361,17 @@ class OrderSweepActivities:
     @activity.defn(name=A.sweep)
     async def sweep(self, limit: int) -> list[int]:
         pending = await orders.paid_orders_without_sync(self._pool, limit)
-        for order in pending:
-            await start_order_sync(self._client, order.id, self._settings)
-        if pending:
-            log.info("order sweep", orders=[o.id for o in pending])
-        return [o.id for o in pending]
+        if not pending:
+            return []
+        # During an outage every unsynced order has a workflow retrying it: skip those
+        # rather than make one start call per order per sweep.
+        in_flight = {wf.id async for wf in self._client.list_workflows(
+            "WorkflowType = 'OrderSyncWorkflow' AND ExecutionStatus = 'Running'")}
+        started = [o.id for o in pending if order_workflow_id(o.id) not in in_flight]
+        for order_id in started:
+            await start_order_sync(self._client, order_id, self._settings)
+        log.info("order sweep", started=started, in_flight=len(pending) - len(started))
+        return started
 
     def all(self) -> list[Any]:
         return [self.sweep]

@@ -354,7 +354,13 @@ async def test_rejected_customer_is_disputed_and_marked_synced_by_a_cli_signal(s
 
 
 async def test_sweep_starts_paid_orders_whose_callback_was_lost(stack):
-    (d1, _), store = await stack.seed()
+    (d1, d2), store = await stack.seed()
+    # One paid order whose sync is in flight (waiting in dispute): the sweep leaves it alone.
+    busy = await stack.paid_order([(d2, store, 1, 70000)])
+    await stack.sim.delete("product_details", d2)
+    busy_handle = await stack.start(busy.id)
+    await stack.until(busy_handle, "dispute")
+    busy_run = (await busy_handle.describe()).run_id
     lost = await stack.paid_order([(d1, store, 1, 50000)])
     unpaid = await make_order(stack.pool, [(d1, store, 1, 50000)])
     sweep = await stack.client.start_workflow(
@@ -370,6 +376,8 @@ async def test_sweep_starts_paid_orders_whose_callback_was_lost(stack):
             except Exception:  # noqa: BLE001 - not started yet
                 await asyncio.sleep(0.1)
         assert (await handle.result()).outcome == "synced"
+        # The in-flight order was not started (nor attached to) again.
+        assert (await sweep.query(OrderSweepWorkflow.status)).last_started == [lost.id]
         # The next sweep finds nothing left to do and starts nothing.
         await sweep.signal(OrderSweepWorkflow.sweep_now)
         for _ in range(100):
@@ -378,7 +386,9 @@ async def test_sweep_starts_paid_orders_whose_callback_was_lost(stack):
                 break
             await asyncio.sleep(0.1)
         assert status.last_started == []
-        assert len(await stack.sim.orders()) == 1
+        assert (await busy_handle.describe()).run_id == busy_run
+        held = {o.order_client_id: o.submissions for o in await stack.sim.orders()}
+        assert held[lost.order_client_id] == 1
         assert (await orders.get_order(stack.pool, unpaid.id)).sync_status == "pending"
     finally:
         await sweep.terminate("test over")
