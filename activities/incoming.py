@@ -22,7 +22,6 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 import asyncpg
 from temporalio import activity
@@ -143,22 +142,22 @@ class IncomingSync:
 
         The stock goes to the orders in the order they were paid: only those it cannot cover
         are in conflict (and get cancelled), not every order holding the product."""
-        conflicts = await orders.inventory_conflicts(self.pool)
-        held = await self._held_by_order({o for c in conflicts for o in c.order_ids})
         shortages_by_order: dict[int, list[StockShortage]] = defaultdict(list)
-        lines: list[str] = []
-        for conflict in conflicts:
-            shortage = StockShortage(
-                product_detail_id=conflict.product_detail_id, store_id=conflict.store_id,
-                held=float(conflict.held), available=float(conflict.mahak_count1),
-            )
-            uncovered = _uncovered(conflict.order_ids, conflict.mahak_count1, held,
-                                   (conflict.product_detail_id, conflict.store_id))
-            lines.append(f"{shortage.describe()} (orders {', '.join(map(str, uncovered))})")
-            for order_id in uncovered:
-                shortages_by_order[order_id].append(shortage)
-        found = [OrderStockConflict(order_id=order_id, shortages=shortages)
-                 for order_id, shortages in sorted(shortages_by_order.items())]
+        shortages: dict[tuple[int, int], tuple[StockShortage, list[int]]] = {}
+        for holding in await orders.uncovered_holdings(self.pool):
+            key = (holding.product_detail_id, holding.store_id)
+            if key not in shortages:
+                shortages[key] = (StockShortage(
+                    product_detail_id=holding.product_detail_id, store_id=holding.store_id,
+                    held=float(holding.held), available=float(holding.mahak_count1),
+                ), [])
+            shortage, order_ids = shortages[key]
+            order_ids.append(holding.order_id)
+            shortages_by_order[holding.order_id].append(shortage)
+        lines = [f"{shortage.describe()} (orders {', '.join(map(str, ids))})"
+                 for shortage, ids in shortages.values()]
+        found = [OrderStockConflict(order_id=order_id, shortages=short)
+                 for order_id, short in sorted(shortages_by_order.items())]
         if found:
             now = _now()
             await synclog.record(self.pool, SyncLogEntry(
@@ -166,21 +165,8 @@ class IncomingSync:
                 fetched=len(found), error=f"stock short: {'; '.join(lines)}"[:_MAX_ERROR_TEXT],
             ))
             log.warning("incoming.inventory_conflicts", run_id=run_id, orders=len(found),
-                        shortages=len(conflicts))
+                        shortages=len(shortages))
         return found
-
-    async def _held_by_order(self, order_ids: set[int]) -> list[_Holding]:
-        """(paid at, order id, quantity per (detail, store)) of each order, first paid first."""
-        holdings: list[_Holding] = []
-        for order_id in order_ids:
-            order = await orders.get_order(self.pool, order_id)
-            if order is None:
-                continue
-            quantities: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
-            for line in order.lines:
-                quantities[(line.product_detail_id, line.store_id)] += line.quantity
-            holdings.append((order.paid_at or _now(), order.id, dict(quantities)))
-        return sorted(holdings, key=lambda h: (h[0], h[1]))
 
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         request.validate_request()
@@ -260,24 +246,6 @@ class IncomingActivities:
     @activity.defn(name=RESET_CURSOR)
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         return await self.sync.reset_cursor(request)
-
-
-_Holding = tuple[datetime, int, dict[tuple[int, int], Decimal]]
-
-
-def _uncovered(order_ids: list[int], stock: Decimal, holdings: list[_Holding],
-               key: tuple[int, int]) -> list[int]:
-    """The orders (of `order_ids`) left short when `stock` is given out first paid, first served."""
-    wanted = set(order_ids)
-    left, short = stock, []
-    for _, order_id, quantities in holdings:
-        if order_id not in wanted or key not in quantities:
-            continue
-        if quantities[key] <= left:
-            left -= quantities[key]
-        else:
-            short.append(order_id)
-    return sorted(short)
 
 
 def _last_heartbeat() -> EntityProgress | None:

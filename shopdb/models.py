@@ -194,6 +194,18 @@ class NewOrder(BaseModel):
         return lines + self.shipping_cost - self.discount
 
 
+class UncoveredHolding(_Row):
+    """One paid, unsent web order's quantity of a detail in a store that Mahak's stock no
+    longer covers once it is given out first paid, first served."""
+
+    order_id: int
+    product_detail_id: int
+    store_id: int
+    quantity: Decimal
+    held: Decimal  # by all paid, unsent web orders together
+    mahak_count1: Decimal
+
+
 class InventoryConflict(_Row):
     """Paid web orders hold more of a detail in a store than Mahak has in stock."""
 

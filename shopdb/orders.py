@@ -19,6 +19,7 @@ from .models import (
     ShopCustomer,
     ShopOrder,
     ShopOrderLine,
+    UncoveredHolding,
 )
 from .notifications import enqueue_notification
 from .pool import Executor, transaction
@@ -28,7 +29,7 @@ __all__ = [
     "OrderStateError", "PaymentError", "ShopOrder", "ShopOrderLine", "cancel_and_restock",
     "create_customer", "create_order", "enqueue_notification", "get_order",
     "inventory_conflicts", "mark_paid", "mark_refunded", "paid_orders_without_sync",
-    "record_attempt", "record_mahak_ids", "transition_status",
+    "record_attempt", "record_mahak_ids", "transition_status", "uncovered_holdings",
 ]
 
 # Statuses a web order may be cancelled from. A synced order exists in Mahak: cancelling it
@@ -330,3 +331,37 @@ async def inventory_conflicts(db: Executor) -> list[InventoryConflict]:
         """
     )
     return [InventoryConflict.from_record(r) for r in rows]
+
+
+async def uncovered_holdings(db: Executor) -> list[UncoveredHolding]:
+    """The paid, unsent orders Mahak's stock cannot cover, stock given out in payment order.
+
+    Only the orders past the point where the running total exceeds the stock are in
+    conflict; the ones paid earlier keep their goods."""
+    rows = await db.fetch(
+        """
+        WITH holding AS (
+            SELECT l.product_detail_id, l.store_id, o.id AS order_id, o.paid_at,
+                   sum(l.quantity) AS quantity
+            FROM shop_order_lines l
+            JOIN shop_orders o ON o.id = l.order_id
+            WHERE o.payment_status = 'paid' AND NOT o.synced_to_mahak
+              AND o.sync_status <> 'cancelled'
+            GROUP BY l.product_detail_id, l.store_id, o.id, o.paid_at
+        ), stock AS (
+            SELECT product_detail_id, store_id, sum(count1) AS mahak_count1
+            FROM mahak_stock WHERE NOT deleted
+            GROUP BY product_detail_id, store_id
+        ), allocated AS (
+            SELECT h.*, coalesce(s.mahak_count1, 0) AS mahak_count1,
+                   sum(h.quantity) OVER key AS held,
+                   sum(h.quantity) OVER (key ORDER BY h.paid_at NULLS LAST, h.order_id) AS running
+            FROM holding h LEFT JOIN stock s USING (product_detail_id, store_id)
+            WINDOW key AS (PARTITION BY h.product_detail_id, h.store_id)
+        )
+        SELECT order_id, product_detail_id, store_id, quantity, held, mahak_count1
+        FROM allocated WHERE running > mahak_count1
+        ORDER BY order_id, product_detail_id, store_id
+        """
+    )
+    return [UncoveredHolding.from_record(r) for r in rows]

@@ -193,3 +193,12 @@ async def test_inventory_conflicts_compare_mahak_stock_with_held_quantities(db_p
         (300, 2, Decimal(0), Decimal(1), [c.id]),
     ]
     assert conflicts[0].shortfall == Decimal(2)
+
+    # Stock goes first paid, first served: `a` (paid first) keeps its 3 of detail 100, `b`'s 4
+    # no longer fit in the remaining 2; nothing of detail 300 is in stock.
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert [(h.order_id, h.product_detail_id, h.store_id, h.quantity, h.held, h.mahak_count1)
+            for h in uncovered] == [
+        (b.id, 100, 1, Decimal(4), Decimal(7), Decimal(5)),
+        (c.id, 300, 2, Decimal(1), Decimal(1), Decimal(0)),
+    ]
