@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -22,25 +22,26 @@ from .disputes import OrderDisputeOutcome, SolveOrderDisputeResult, dispute_rows
 from .errors import MahakAuthError, MahakPermanentError, MahakProtocolError
 from .models import ENTITIES, EntityBatch, EntitySpec, LoginData, RejectedRow, SyncedRow
 from .save import EntityUpdateResult, SaveAllDataResult
-from .types import _fold, _lenient_int
+from .types import INT64_MAX, INT64_MIN, MahakModel, _lenient_int, fold_key
 
 _MAX_SNIPPET = 120
+_M = TypeVar("_M", bound=MahakModel)
 
 
 def field(obj: Mapping[str, Any], name: str) -> Any:
     """`obj[name]` matching keys with case and underscores folded (Mahak is inconsistent)."""
     if name in obj:
         return obj[name]
-    want = _fold(name)
+    want = fold_key(name)
     for key, value in obj.items():
-        if isinstance(key, str) and _fold(key) == want:
+        if isinstance(key, str) and fold_key(key) == want:
             return value
     return None
 
 
 def has_field(obj: Mapping[str, Any], name: str) -> bool:
-    want = _fold(name)
-    return any(isinstance(k, str) and _fold(k) == want for k in obj)
+    want = fold_key(name)
+    return any(isinstance(k, str) and fold_key(k) == want for k in obj)
 
 
 def _snippet(text: str) -> str:
@@ -65,28 +66,34 @@ def load_json(
     stripped = text.lstrip()
     if not stripped:
         raise MahakProtocolError("empty response body", endpoint=endpoint, status_code=status)
-    if stripped.startswith("<") or "html" in (content_type or "").lower():
-        raise MahakProtocolError(
-            f"got an HTML page instead of JSON: {_snippet(stripped)!r}",
-            endpoint=endpoint,
-            status_code=status,
-        )
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise MahakProtocolError(
-            f"malformed or truncated JSON ({type(exc).__name__}: {str(exc)[:80]})",
-            endpoint=endpoint,
-            status_code=status,
-        ) from None
+    # The body decides, not the label: a JSON envelope mislabelled `text/html` by a proxy is
+    # still Mahak's answer, and an error page is markup whatever its content type claims.
+    if not stripped.startswith("<"):
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            if "html" not in (content_type or "").lower():
+                raise MahakProtocolError(
+                    f"malformed or truncated JSON ({type(exc).__name__}: {str(exc)[:80]})",
+                    endpoint=endpoint,
+                    status_code=status,
+                ) from None
+    raise MahakProtocolError(
+        f"got an HTML page instead of JSON: {_snippet(stripped)!r}",
+        endpoint=endpoint,
+        status_code=status,
+    )
 
 
 def _as_int(value: Any) -> int | None:
+    """An integer Mahak could have meant (int64), else None."""
     try:
         result = _lenient_int(value)
     except (ValueError, TypeError, OverflowError):
         return None
-    return result if isinstance(result, int) and not isinstance(result, bool) else None
+    if not isinstance(result, int) or not INT64_MIN <= result <= INT64_MAX:
+        return None
+    return result
 
 
 def _as_text(value: Any) -> str | None:
@@ -140,6 +147,11 @@ def unwrap(endpoint: str, payload: Any, *, status: int | None = None) -> Any:
 # --- Login ---------------------------------------------------------------------------------
 
 
+# Login fields we only show to operators; the token, visitor and database ids are used.
+_DISPLAY_ONLY_LOGIN_FIELDS = {
+    "sync_id", "user_title", "mahak_id", "server_time", "package_no", "credit_day"}
+
+
 def parse_login(endpoint: str, payload: Any, *, status: int | None = None) -> LoginData:
     if not _result_flag(endpoint, payload, status):
         message, code = mahak_message(payload)
@@ -156,11 +168,17 @@ def parse_login(endpoint: str, payload: Any, *, status: int | None = None) -> Lo
     try:
         return LoginData.model_validate(data)
     except ValidationError as exc:
-        # Never echo the input: it holds the token.
-        fields = ", ".join(".".join(map(str, e["loc"])) for e in exc.errors(include_input=False))
-        raise MahakProtocolError(
-            f"login data does not validate ({fields})", endpoint=endpoint, status_code=status
-        ) from None
+        bad = {str(e["loc"][0]) for e in exc.errors(include_input=False) if e["loc"]}
+    if bad and bad <= _DISPLAY_ONLY_LOGIN_FIELDS:
+        # Their formats are not documented for Login; an odd one must not stop the sync.
+        drop = {fold_key(name) for name in bad}
+        return LoginData.model_validate(
+            {k: v for k, v in data.items() if not (isinstance(k, str) and fold_key(k) in drop)})
+    # Never echo the input: it holds the token.
+    raise MahakProtocolError(
+        f"login data does not validate ({', '.join(sorted(bad))})",
+        endpoint=endpoint, status_code=status,
+    )
 
 
 # --- GetAllData ----------------------------------------------------------------------------
@@ -174,6 +192,18 @@ def _validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _validate_each(model: type[_M], items: list[Any], what: str, endpoint: str,
+                   status: int | None) -> list[_M]:
+    """All of `items` as `model`, or one protocol error naming what did not validate."""
+    try:
+        return [model.model_validate(item) for item in items]
+    except ValidationError as exc:
+        raise MahakProtocolError(
+            f"{what} does not validate ({_validation_summary(exc)})",
+            endpoint=endpoint, status_code=status,
+        ) from None
+
+
 def parse_row(spec: EntitySpec, raw: dict[str, Any]) -> SyncedRow | RejectedRow:
     try:
         return spec.model.model_validate(raw)
@@ -184,6 +214,7 @@ def parse_row(spec: EntitySpec, raw: dict[str, Any]) -> SyncedRow | RejectedRow:
             raw=raw,
             error=_validation_summary(exc),
             mahak_id=_as_int(field(raw, id_key)),
+            # Only an int64 RowVersion may move the cursor (it is stored as a bigint).
             row_version=_as_int(field(raw, "RowVersion")),
         )
 
@@ -271,13 +302,8 @@ def parse_save_all_data(
             raise MahakProtocolError(
                 f"`{name}.Results` is not a list", endpoint=endpoint, status_code=status
             )
-        try:
-            collections[str(name)] = [EntityUpdateResult.model_validate(r) for r in results]
-        except ValidationError as exc:
-            raise MahakProtocolError(
-                f"`{name}.Results` does not validate ({_validation_summary(exc)})",
-                endpoint=endpoint, status_code=status,
-            ) from None
+        collections[str(name)] = _validate_each(
+            EntityUpdateResult, results, f"`{name}.Results`", endpoint, status)
     return SaveAllDataResult(result=ok, collections=collections, message=message)
 
 
@@ -289,19 +315,8 @@ def parse_solve_order_dispute(
 ) -> SolveOrderDisputeResult:
     ok = _result_flag(endpoint, payload, status)
     message, _code = mahak_message(payload)
-    items: list[OrderDisputeOutcome] = []
-    for raw in dispute_rows(field(payload, "Data")):
-        if not isinstance(raw, dict):
-            raise MahakProtocolError(
-                "a dispute result is not an object", endpoint=endpoint, status_code=status
-            )
-        try:
-            items.append(OrderDisputeOutcome.model_validate(raw))
-        except ValidationError as exc:
-            raise MahakProtocolError(
-                f"dispute result does not validate ({_validation_summary(exc)})",
-                endpoint=endpoint, status_code=status,
-            ) from None
+    items = _validate_each(OrderDisputeOutcome, dispute_rows(field(payload, "Data")),
+                           "a dispute result", endpoint, status)
     return SolveOrderDisputeResult(result=ok, message=message, items=items)
 
 

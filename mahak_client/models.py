@@ -20,6 +20,13 @@ class SyncedRow(MahakModel):
     row_version: MahakInt = 0
     deleted: MahakBool = False
 
+    def to_wire(self) -> dict[str, Any]:
+        """The record as SaveAllData takes it. RowVersion is the server's to stamp: no public
+        client sends one, and a stale value could read as a concurrency token."""
+        wire = super().to_wire()
+        wire.pop("rowVersion", None)
+        return wire
+
 
 # --- Catalog -------------------------------------------------------------------------------
 
@@ -308,10 +315,6 @@ def entity(name: str) -> EntitySpec:
         return ENTITIES[name]
     except KeyError:
         raise KeyError(f"unknown Mahak entity {name!r}; known: {', '.join(ENTITIES)}") from None
-
-
-def row_id(spec: EntitySpec, row: Any) -> int | None:
-    return getattr(row, spec.id_field, None)
 
 
 # --- What one GetAllData page yields per entity --------------------------------------------

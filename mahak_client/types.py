@@ -7,6 +7,7 @@ strings. These types accept all of that and hand the rest of the project clean v
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
@@ -65,8 +66,15 @@ def parse_mahak_datetime(value: Any) -> Any:
     raise ValueError(f"not a Mahak timestamp: {type(value).__name__}")
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _lenient_int(value: Any) -> Any:
-    """Accept `"42"`, `"42.0"` and `42.0`; refuse real fractions rather than truncate them."""
+    """Accept `"42"`, `"42.0"` and `42.0`; refuse real fractions rather than truncate them.
+
+    Booleans are refused too: `true` where an id belongs is a broken row, not the number 1."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not an integer")
     if isinstance(value, str):
         s = value.strip()
         if s == "":
@@ -84,9 +92,17 @@ def _lenient_int(value: Any) -> Any:
 
 
 def _lenient_float(value: Any) -> Any:
+    """Accept `"1500"` and `"1,500.5"`; refuse booleans and NaN/infinity (Python's JSON
+    reader lets `NaN` through, and a NaN price would be stored as one)."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
     if isinstance(value, str):
         s = value.strip().replace(",", "")
-        return None if s == "" else float(s)
+        if s == "":
+            return None
+        value = float(s)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("not a finite number")
     return value
 
 
@@ -111,7 +127,8 @@ MahakFloat = Annotated[float, BeforeValidator(_lenient_float)]
 MahakBool = Annotated[bool, BeforeValidator(_lenient_bool)]
 
 
-def _fold(name: str) -> str:
+def fold_key(name: str) -> str:
+    """A key with case and underscores folded: how Mahak's (ASP.NET) model binder matches."""
     return name.replace("_", "").lower()
 
 
@@ -139,13 +156,13 @@ class MahakModel(BaseModel):
             return data
         index = cls.__dict__.get("_folded_fields")
         if index is None:
-            index = {_fold(name): name for name in cls.model_fields}
+            index = {fold_key(name): name for name in cls.model_fields}
             type.__setattr__(cls, "_folded_fields", index)
         out: dict[str, Any] = {}
         for key, value in data.items():
             if not isinstance(key, str):
                 continue
-            target = index.get(_fold(key))
+            target = index.get(fold_key(key))
             if target is not None and target not in out:
                 out[target] = value
         return out

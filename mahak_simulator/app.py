@@ -8,8 +8,10 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from mahak_client.auth import md5_password
+
 from . import api, control, gateway
-from .auth import bearer_token, issue_token, password_md5, verify_token
+from .auth import bearer_token, issue_token, verify_token
 from .config import SimulatorConfig
 from .faults import FaultInjector, FaultMiddleware
 from .seed import SeedRequest, seed_base, seed_catalog
@@ -44,15 +46,19 @@ class Simulation:
 
     # --- credentials -----------------------------------------------------------------------
 
+    @property
+    def _password_md5(self) -> str:
+        return hashlib.md5(self.config.password.get_secret_value().encode("utf-8")).hexdigest()
+
     def check_password(self, given: str) -> bool:
-        expected = hashlib.md5(self.config.password.get_secret_value().encode("utf-8")).hexdigest()
-        return hmac.compare_digest(password_md5(given), expected)
+        """Clients send the MD5 of the password, a few the password itself (§2 ASSUMPTION)."""
+        return hmac.compare_digest(md5_password(given), self._password_md5)
 
     def issue_token(self, client_ip: str) -> tuple[str, dict[str, Any]]:
         cfg = self.config
         token, claims = issue_token(
             cfg.jwt_secret.get_secret_value(), username=cfg.username,
-            password_md5_hex=password_md5(cfg.password.get_secret_value()),
+            password_md5_hex=self._password_md5,
             database_id=cfg.database_id, visitor_id=cfg.visitor_id, sync_id=cfg.sync_id,
             package_no=cfg.package_no, credit_day=cfg.credit_day, client_ip=client_ip,
             lifetime_seconds=cfg.token_lifetime_seconds,

@@ -19,15 +19,7 @@ from typing import Any
 
 from mahak_client.types import IRAN_TZ
 
-_MD5_HEX = re.compile(r"^[0-9a-fA-F]{32}$")
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
-
-
-def password_md5(given: str) -> str:
-    """Clients send the lowercase hex MD5 of the password; some send it in clear."""
-    if _MD5_HEX.match(given):
-        return given.lower()
-    return hashlib.md5(given.encode("utf-8")).hexdigest()
 
 
 def _b64(data: bytes) -> str:

@@ -32,8 +32,6 @@ ALREADY_REGISTERED = "این سفارش قبلا در محک ثبت شده اس�
 PRODUCT_REQUIRED = ("IncomeId,ExpenseId,ProductDetailId", "ProductDetailId or IncomeId or ExpenseId is required ")
 SALE_INVOICE = 201
 ORDER_TYPES = frozenset({201, 202, 203, 204, 299})
-# Parents before children; the request's list names are these in camelCase.
-SAVED = ("People", "VisitorPeople", "Orders", "OrderDetails", "Receipts")
 # Columns the server assigns; a client's value for them is ignored.
 _SERVER_COLUMNS = {"RowVersion", "OrderCode", "CreateDate"}
 
@@ -237,6 +235,8 @@ def _save_receipt(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
                      Date=merged.get("Date") or mahak_time())
 
 
+# In processing order, parents before children; the request's list names are these in
+# camelCase (any case binds).
 _HANDLERS: dict[str, Callable[[_Save, dict[str, Any]], dict[str, Any]]] = {
     "People": _save_person,
     "VisitorPeople": _save_visitor_person,
@@ -244,20 +244,12 @@ _HANDLERS: dict[str, Callable[[_Save, dict[str, Any]], dict[str, Any]]] = {
     "OrderDetails": _save_order_detail,
     "Receipts": _save_receipt,
 }
-_CLIENT_ID_FIELD = {
-    "People": "PersonClientId", "VisitorPeople": "VisitorPersonClientId", "Orders": "OrderClientId",
-    "OrderDetails": "OrderDetailClientId", "Receipts": "ReceiptClientId",
-}
-_ID_FIELD = {
-    "People": "PersonId", "VisitorPeople": "VisitorPersonId", "Orders": "OrderId",
-    "OrderDetails": "OrderDetailId", "Receipts": "ReceiptId",
-}
 
 
 def _client_id(collection: str, record: Any) -> int | None:
     if not isinstance(record, dict):
         return None
-    wanted = fold(_CLIENT_ID_FIELD[collection])
+    wanted = fold(BY_NAME[collection].client_id_field)
     for key, value in record.items():
         if isinstance(key, str) and fold(key) == wanted:
             try:
@@ -278,8 +270,9 @@ def _save_one(ctx: _Save, collection: str, index: int, record: Any) -> dict[str,
     except RecordError as exc:
         error = exc
     else:
-        result = {"Result": True, "Index": index, "EntityId": row[_ID_FIELD[collection]],
-                  "EntityClientId": row.get(_CLIENT_ID_FIELD[collection]),
+        spec = BY_NAME[collection]
+        result = {"Result": True, "Index": index, "EntityId": row[spec.id_field],
+                  "EntityClientId": row.get(spec.client_id_field),
                   "RowVersion": row["RowVersion"]}
         return {k: v for k, v in result.items() if v is not None}
     failure: dict[str, Any] = {"Result": False, "Index": index}
@@ -297,7 +290,7 @@ def save_all_data(state: SimState, config: SimulatorConfig, body: dict[str, Any]
     ctx = _Save(state, config, visitor_id)
     ok = True
     with state.lock:
-        for collection in SAVED:
+        for collection in _HANDLERS:
             records = lists.get(fold(collection))
             if not isinstance(records, list):
                 continue

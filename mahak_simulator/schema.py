@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from mahak_client.types import IRAN_TZ, parse_mahak_datetime
+from mahak_client.types import fold_key as fold
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,10 @@ class Collection:
     request_field: str  # `from…Version`
     id_field: str
     save_name: str  # SaveAllData result key (LIVE spells two of them differently)
+
+    @property
+    def client_id_field(self) -> str:
+        return self.id_field.removesuffix("Id") + "ClientId"
 
 
 def _collection(name: str, stem: str, save_name: str | None = None) -> Collection:
@@ -90,9 +95,6 @@ COLLECTIONS: tuple[Collection, ...] = (
 BY_NAME: dict[str, Collection] = {c.name: c for c in COLLECTIONS}
 
 
-def fold(key: str) -> str:
-    """Case- and underscore-insensitive key, as Mahak's model binder matches them."""
-    return key.replace("_", "").lower()
 
 
 # Every spelling a caller may use for a collection: `ProductDetails`, `product_details`,

@@ -125,7 +125,7 @@ class SimState:
             self._rows[collection].pop(key, None)
             self._rows[collection][key] = stored
             self._seq[collection][key] = next(self._write_seq)
-            client_id = stored.get(spec.id_field[:-2] + "ClientId")
+            client_id = stored.get(spec.client_id_field)
             if isinstance(client_id, int) and not isinstance(key, tuple):
                 self._client_index[collection][client_id] = key
             return stored

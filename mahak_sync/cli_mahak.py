@@ -98,7 +98,7 @@ def _json_line(value: Any) -> str:
 
 async def _pull(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or get_settings()
-    page_size = args.page_size or settings.mahak_page_size
+    page_size = settings.mahak_page_size if args.page_size is None else args.page_size
     if page_size < 1:
         return _fail("--page-size must be at least 1", 1)
     async with MahakClient.from_settings(settings) as client:

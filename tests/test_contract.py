@@ -491,7 +491,15 @@ async def test_cli_pull_streams_json_lines(
     assert all("row_version" in r and "ProductDetailId" not in r for r in lines)
 
     cursor = lines[2]["row_version"]
+    before = (await sim.stats()).requests["GetAllDataV2"]
     assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
-                    "--from", str(cursor), "--page-size", "10") == 0
+                          "--from", str(cursor), "--page-size", "10") == 0
     rest = [json.loads(line)["product_detail_id"] for line in capsys.readouterr().out.splitlines()]
     assert rest == seeded.product_details[3:]
+    # Pages of 10 (the first one teaches the pager the simulator's inclusive boundary), not
+    # the three pages MAHAK_PAGE_SIZE=2 would take.
+    assert (await sim.stats()).requests["GetAllDataV2"] - before == 2
+
+    assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
+                          "--page-size", "0") == 1
+    assert "--page-size" in capsys.readouterr().err

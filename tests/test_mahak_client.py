@@ -37,9 +37,10 @@ from mahak_client import (
     is_already_registered,
     drain,
     iter_pages,
+    parse_retry_after,
 )
-from mahak_client.auth import md5_password
-from mahak_client.models import Order, OrderDetail, Store
+from mahak_client.auth import Session, md5_password
+from mahak_client.models import LoginData, Order, OrderDetail, Store
 
 BASE = "http://mahak.test/API/v3"
 PASSWORD = "pa55-word!"
@@ -196,6 +197,23 @@ async def test_login_without_token_is_a_protocol_error() -> None:
             await client.login()
 
 
+async def test_odd_display_fields_do_not_stop_a_login_but_odd_ids_do() -> None:
+    fake = FakeMahak()
+    fake.login_response = lambda body: httpx.Response(200, json=envelope({
+        "UserToken": fake.issue(), "VisitorId": 10101, "ServerTime": "1404/07/12 15:18",
+        "MahakId": 42, "UserTitle": ["x"]}))
+    async with client_for(fake) as client:
+        login = await client.login()
+    assert (login.visitor_id, login.server_time, login.mahak_id) == (10101, None, None)
+
+    fake.login_response = lambda body: httpx.Response(200, json=envelope({
+        "UserToken": "t0ken-value", "VisitorId": "abc", "ServerTime": "nope"}))
+    async with client_for(fake) as client:
+        with pytest.raises(MahakProtocolError, match="visitor_id") as info:
+            await client.login()
+    assert "t0ken-value" not in str(info.value)
+
+
 async def test_token_is_cached_and_concurrent_callers_share_one_login() -> None:
     fake = FakeMahak()
     async with client_for(fake) as client:
@@ -219,6 +237,16 @@ async def test_token_is_refreshed_before_its_exp() -> None:
     assert fake.logins == 2
     auths = [r.headers["Authorization"] for r in fake.requests if "GetAllData" in r.url.path]
     assert auths[0] != auths[1]
+
+
+def test_session_renews_a_margin_before_the_jwt_exp() -> None:
+    now = 1_760_000_000.0
+    login = LoginData(user_token=make_jwt(now + 7 * 86400, now))
+    assert Session.start(login, now=now, refresh_margin=300).refresh_at == now + 7 * 86400 - 300
+    # Already past `exp` by our clock (skew) or not a JWT: trusted until the server says 401.
+    stale = LoginData(user_token=make_jwt(now - 10, now - 100))
+    assert Session.start(stale, now=now, refresh_margin=300).fresh(now + 10**6)
+    assert Session.start(LoginData(user_token="opaque"), now=now, refresh_margin=300).fresh(now)
 
 
 async def test_margin_never_exceeds_half_a_short_token_life() -> None:
@@ -318,8 +346,28 @@ async def test_error_taxonomy(case: str, respond: Callable[[], httpx.Response],
         assert err.mahak_message == "pageSize invalid"
     if case == "200 result false":
         assert err.mahak_message == "نسخه نامعتبر" and err.code == 12
+    if case == "200 html":
+        assert "HTML page" in str(err)  # operators are told what came back, not just "bad JSON"
     assert_no_secrets(err, token)
     assert fake.logins == 1
+
+
+def test_retry_after_is_seconds_or_a_date_and_never_unbounded() -> None:
+    assert parse_retry_after(" 7 ") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("-3") == 0.0  # a date in the past: retry now
+    for junk in (None, "", "soon", "nan", "inf", "1e999"):
+        assert parse_retry_after(junk) is None, junk
+
+
+async def test_json_mislabelled_as_html_is_still_read() -> None:
+    fake = FakeMahak()
+    fake.on_data = lambda path, body: httpx.Response(
+        200, content=json.dumps(envelope({"Objects": {"Stores": [{"StoreId": 1, "RowVersion": 9}]}})),
+        headers={"Content-Type": "text/html; charset=utf-8"})
+    async with client_for(fake) as client:
+        batch = (await client.get_all_data({"stores": 0}))["stores"]
+    assert [s.store_id for s in batch.rows] == [1]
 
 
 @pytest.mark.parametrize("exc", [httpx.ReadTimeout("read timed out"),
@@ -461,8 +509,7 @@ async def test_save_all_data_partial_failure_is_structured_data() -> None:
     assert body["orders"][0]["orderType"] == 201
     assert body["orderDetails"][0] == {
         "orderDetailClientId": 8_100_000_000_000_001, "orderClientId": 8_000_000_000_000_001,
-        "productDetailId": 5, "storeId": 1, "price": 1500.0, "count1": 2.0, "rowVersion": 0,
-        "deleted": False,
+        "productDetailId": 5, "storeId": 1, "price": 1500.0, "count1": 2.0, "deleted": False,
     }
 
     assert result.result is False
@@ -607,6 +654,16 @@ async def test_pager_resumes_from_a_cursor_without_redelivering_it(inclusive: bo
     batches = await _drain(fake, 4_030_000_003, 10)
     assert [r.row_version for b in batches for r in b.rows] == [4_030_000_004, 4_030_000_005]
     assert fake.calls[0] == (4_030_000_003, 10)
+
+
+async def test_pager_learns_an_inclusive_boundary_and_asks_past_held_rows() -> None:
+    # Resuming at a cursor shared by more rows than a page holds: an inclusive server keeps
+    # sending those held rows first, so the pager must learn to ask from `cursor + 1` rather
+    # than grow the page until it gives up.
+    fake = FakeRows([7] * 10 + [8, 9], inclusive=True)
+    batches = await _drain(fake, 7, 4, max_page_size=8)
+    assert [r.row_version for b in batches for r in b.rows] == [8, 9]
+    assert [start for start, _ in fake.calls][:2] == [7, 8]
 
 
 async def test_pager_stops_after_one_request_when_nothing_changed() -> None:

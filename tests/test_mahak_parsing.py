@@ -255,3 +255,27 @@ def test_int64_row_versions_survive_exactly() -> None:
                                ["stores"])["stores"]
     assert [r.row_version for r in batch.rows] == [big, big - 1, 4_030_000_000]
     assert batch.max_row_version == big
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("ProductDetailId", True),  # a boolean where an id belongs is not the number 1
+    ("Price1", "NaN"),  # a NaN price would be stored as one
+    ("Price1", float("inf")),  # written as `Infinity`, which Python's JSON reader accepts
+    ("Price1", False),
+])
+def test_values_no_mahak_row_can_hold_quarantine_the_row(column: str, value: Any) -> None:
+    row = {"ProductDetailId": 7, "ProductId": 1, "RowVersion": 4_030_000_001, column: value}
+    body = json.dumps({"Result": True, "Data": {"Objects": {"ProductDetails": [row]}}}).encode()
+    batch = parse_get_all_data(ENDPOINT, load_json(ENDPOINT, body), ["product_details"])[
+        "product_details"]
+    [rejected] = batch.rejected
+    assert batch.rows == [] and rejected.row_version == batch.max_row_version == 4_030_000_001
+
+
+def test_a_rejected_row_moves_the_cursor_only_by_an_int64_row_version() -> None:
+    rows = [{"StoreId": "x", "RowVersion": 2**64}, {"StoreId": "y", "RowVersion": True}]
+    batch = parse_get_all_data(ENDPOINT, {"Result": True, "Data": {"Objects": {"Stores": rows}}},
+                               ["stores"])["stores"]
+    assert [r.row_version for r in batch.rejected] == [None, None]
+    assert batch.max_row_version is None
+

@@ -202,6 +202,16 @@ async def test_get_all_data_envelope_casing_and_null_vs_empty(mahak: Mahak, sim:
     assert v1 == v2
 
 
+async def test_paths_are_case_insensitive(simulator: SimulatorServer, mahak: Mahak) -> None:
+    # ASP.NET routing ignores case: clients in the wild spell the paths differently.
+    async with httpx.AsyncClient(base_url=simulator.root_url) as http:
+        login = await http.post("/api/V3/SYNC/login", json={"userName": "shop", "password": "secret"})
+        assert login.json()["Result"] is True
+        response = await http.post("/api/v3/sync/getalldatav2", json={"fromStoreVersion": 0},
+                                   headers={"authorization": f"Bearer {mahak.token}"})
+    assert response.status_code == 200 and response.json()["Result"] is True
+
+
 async def test_content_type_and_body_errors(mahak: Mahak) -> None:
     assert (await mahak.post("GetAllDataV2", {"fromStoreVersion": 0},
                              content_type="application/json")).status_code == 200
@@ -285,6 +295,15 @@ async def test_injected_rows_and_equal_versions(mahak: Mahak, sim: SimControl) -
     assert [r["ProductDetailId"] for r in rows] == ["abc", 42]  # equal versions keep write order
     assert len(await sim.entities("ProductDetails")) == 3
 
+    # A row written later with an older RowVersion still comes back in ascending order.
+    [seeded_detail] = [r for r in await sim.entities("ProductDetails") if r["ProductDetailId"] not in ("abc", 42)]
+    older = await sim.inject_row("ProductDetails", {"ProductDetailId": 43, "ProductId": seeded.products[0]},
+                                 row_version=seeded_detail["RowVersion"] - 1)
+    rows = (await mahak.objects({"fromProductDetailVersion": 0}))["ProductDetails"]
+    assert [r["ProductDetailId"] for r in rows] == [43, seeded_detail["ProductDetailId"], "abc", 42]
+    assert [r["RowVersion"] for r in rows] == sorted(r["RowVersion"] for r in rows)
+    assert rows[0]["RowVersion"] == older["RowVersion"]
+
 
 async def test_order_types_filter_orders(mahak: Mahak, sim: SimControl) -> None:
     seeded = await sim.seed(1, stock=50)
@@ -363,6 +382,10 @@ async def test_children_reference_parents_by_client_id(mahak: Mahak, sim: SimCon
     assert answer["Result"] is True, answer
     objects = answer["Data"]["Objects"]
     person_id = objects["People"]["Results"][0]["EntityId"]
+    # The link was sent without a client id: the member is omitted, never `null` (LIVE).
+    link = objects["VisitorPeople"]["Results"][0]
+    assert link["Result"] is True and "EntityClientId" not in link
+    assert all(v is not None for c in objects.values() for r in c["Results"] for v in r.values())
     order = (await sim.order(901))
     assert order is not None and order.order["PersonId"] == person_id
     assert order.details[0]["Count1"] == 2
@@ -391,6 +414,21 @@ async def test_sale_invoice_takes_stock_and_refuses_what_the_store_cannot_cover(
     await mahak.save({"orders": [_order(11, person, orderType=299)],
                       "orderDetails": [_line(111, 11, first, store, 2)]})
     assert (await _stock(sim, first, store))["Count1"] == 2
+
+
+async def test_orders_are_refused_for_another_visitor_or_a_deleted_stock_row(
+        mahak: Mahak, sim: SimControl) -> None:
+    seeded = await sim.seed(1, stock=5)
+    detail, store, person = seeded.product_details[0], seeded.stores[0], seeded.people[0]
+    foreign = await mahak.save({"orders": [_order(40, person, visitorId=VISITOR + 1)]})
+    assert foreign["Data"]["Objects"]["Orders"]["Results"][0]["Errors"][0]["Property"] == "VisitorId"
+
+    # A logically deleted stock row holds nothing, whatever its last Count1 said.
+    await sim.delete("ProductDetailStoreAssets", seeded.product_detail_store_assets[0])
+    answer = await mahak.save({"orders": [_order(41, person)],
+                               "orderDetails": [_line(411, 41, detail, store, 1)]})
+    line = answer["Data"]["Objects"]["OrderDetails"]["Results"][0]
+    assert line["Result"] is False and line["Errors"][0]["Property"] == "Count1"
 
 
 async def test_known_order_is_updated_until_imported_then_refused(mahak: Mahak, sim: SimControl) -> None:
@@ -437,6 +475,8 @@ async def test_in_store_sale_is_a_desktop_order_and_takes_stock(mahak: Mahak, si
     seeded = await sim.seed(1, stock=4)
     sale = await sim.sale(seeded.product_details[0], seeded.stores[0], 3)
     assert sale.remaining == 1
+    [order] = await sim.orders()
+    assert (order.order_id, order.source, order.imported) == (sale.order_id, "desktop", True)
     pulled = await mahak.objects({"fromOrderVersion": 0, "fromProductDetailStoreAssetVersion": 0})
     assert [o["OrderId"] for o in pulled["Orders"]] == [sale.order_id]
     assert pulled["ProductDetailStoreAssets"][-1]["Count1"] == 1
@@ -459,6 +499,10 @@ async def test_solve_dispute_re_emits_stale_rows_and_tombstones_missing_ones(mah
     assert [(r["ProductId"], r["Deleted"]) for r in newer] == [(seeded.products[1], False), (1, True)]
     unknown = (await mahak.post("SolveDispute", {"entityName": "nonsense", "disputeItems": []})).json()
     assert unknown["Result"] is False
+
+    for endpoint, extra in (("SolveDispute", {"entityName": "product"}), ("SolveOrderDispute", {})):
+        other_db = (await mahak.post(endpoint, {"databaseId": 999, "disputeItems": [], **extra})).json()
+        assert other_db["Result"] is False and other_db["Data"] is None, endpoint
 
 
 async def test_solve_order_dispute_reports_registration_and_import(mahak: Mahak, sim: SimControl) -> None:
