@@ -98,6 +98,21 @@ class Stack:
         await orders.mark_paid(self.pool, order.id, amount or order.amount, f"PAY-{order.id}")
         return await orders.get_order(self.pool, order.id)
 
+    async def known_customer(self, order) -> int:
+        """Map the order's customer to a person Mahak has, so every save is the order itself."""
+        person_id = (await self.sim.entities("people"))[0]["PersonId"]
+        await self.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
+                                person_id, order.customer_id)
+        return person_id
+
+    async def sent_behind_our_back(self, order) -> None:
+        """An earlier process saved the order in Mahak and lost its own bookkeeping."""
+        person_id = await self.known_customer(order)
+        async with MahakClient(self.server.base_url, "shop", "secret") as mahak:
+            await mahak.login()
+            await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
+                                                    person_id=person_id))
+
     async def start(self, order_id: int, policy: OrderSyncPolicy = FAST) -> WorkflowHandle:
         workflow_id = await start_order_sync(self.client, order_id, self.settings, policy=policy)
         self.started.append(workflow_id)
@@ -192,8 +207,7 @@ async def test_mahak_down_then_back_syncs_once_and_records_every_attempt(stack):
     await stack.sim.add_fault(status_code=503, count=3, endpoints=["SaveAllDataV2"])
     order = await stack.paid_order([(d1, store, 1, 50000)])
     # The customer is known already, so every SaveAllData is the order itself.
-    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                             (await stack.sim.entities("people"))[0]["PersonId"], order.customer_id)
+    await stack.known_customer(order)
     result = await (await stack.start(order.id)).result()
     assert result.outcome == "synced" and result.attempts == 4
     [held] = await stack.sim.orders()
@@ -207,8 +221,7 @@ async def test_answer_lost_after_mahak_saved_is_found_not_resent(stack):
     # Mahak commits, then the answer is cut in half: the client cannot know it worked.
     await stack.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
     order = await stack.paid_order([(d1, store, 1, 50000)])
-    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                             (await stack.sim.entities("people"))[0]["PersonId"], order.customer_id)
+    await stack.known_customer(order)
     result = await (await stack.start(order.id)).result()
     assert result.outcome == "synced" and result.attempts == 2
     [held] = await stack.sim.orders()
@@ -219,14 +232,8 @@ async def test_answer_lost_after_mahak_saved_is_found_not_resent(stack):
 async def test_already_registered_in_mahak_and_identical_counts_as_synced(stack):
     (d1, _), store = await stack.seed()
     order = await stack.paid_order([(d1, store, 1, 50000)])
-    person_id = (await stack.sim.entities("people"))[0]["PersonId"]
-    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                             person_id, order.customer_id)
     # An earlier process sent the order and lost its bookkeeping; Mahak desktop imported it.
-    async with MahakClient(stack.server.base_url, "shop", "secret") as mahak:
-        await mahak.login()
-        await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
-                                                person_id=person_id))
+    await stack.sent_behind_our_back(order)
     await stack.sim.mark_imported(order.order_client_id)
     result = await (await stack.start(order.id)).result()
     assert result.outcome == "synced"
@@ -239,15 +246,9 @@ async def test_already_registered_in_mahak_and_identical_counts_as_synced(stack)
 async def test_a_new_run_after_a_failed_one_looks_before_sending_again(stack):
     (d1, _), store = await stack.seed()
     order = await stack.paid_order([(d1, store, 1, 50000)])
-    person_id = (await stack.sim.entities("people"))[0]["PersonId"]
-    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                             person_id, order.customer_id)
     # An earlier workflow run sent the order, counted the attempt, then failed (terminated)
     # before recording Mahak's answer; the sweep starts a new run.
-    async with MahakClient(stack.server.base_url, "shop", "secret") as mahak:
-        await mahak.login()
-        await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
-                                                person_id=person_id))
+    await stack.sent_behind_our_back(order)
     await orders.record_attempt(stack.pool, order.id, "worker lost")
     result = await (await stack.start(order.id)).result()
     assert result.outcome == "synced" and result.attempts == 1
@@ -260,8 +261,7 @@ async def test_conflict_after_a_lost_answer_reverses_the_order_mahak_saved(stack
     (d1, _), store = await stack.seed()
     await stack.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
     order = await stack.paid_order([(d1, store, 1, 50000)])
-    await stack.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                             (await stack.sim.entities("people"))[0]["PersonId"], order.customer_id)
+    await stack.known_customer(order)
     handle = await stack.start(order.id, FAST.model_copy(
         update={"first_retry_delay": timedelta(hours=1)}))
     await stack.until(handle, "waiting_to_retry")
