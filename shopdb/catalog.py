@@ -8,6 +8,8 @@ moves past unstored data and stored data never lacks its cursor.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -18,7 +20,7 @@ from mahak_sync.logging import get_logger
 
 from . import dead_letters
 from .dead_letters import NewDeadLetter
-from .mirror import MirrorTable, mirror, to_record
+from .mirror import Columns, MirrorTable, copy_text, mirror, to_record
 from .models import ApplyCounts, SyncCursor
 from .pool import Executor, transaction
 
@@ -32,8 +34,6 @@ _ROW_ERRORS = (
     ValueError,  # asyncpg's client-side encoding errors (a value the column type cannot take)
     OverflowError,  # an int beyond int64, refused while encoding
 )
-
-_Record = tuple[Any, ...]
 
 
 async def apply_page(
@@ -54,31 +54,20 @@ async def apply_page(
         raise ValueError("new_cursor must be >= 0")
     m = mirror(batch.entity)
     level = price_level or get_settings().shop_price_level
-
-    # Newest version per id: one statement cannot upsert the same key twice.
-    latest: dict[int, tuple[_Record, Any]] = {}
     letters = [
         NewDeadLetter(batch.entity, r.mahak_id, r.row_version, r.raw, r.error) for r in batch.rejected
     ]
-    for row in batch.rows:
-        record, reason = to_record(m, row, level)
-        if record is None:
-            letters.append(_letter(m, row, reason or "unstorable"))
-            continue
-        seen = latest.get(record[0])
-        if seen is None or seen[0][1] < record[1]:
-            latest[record[0]] = (record, row)
+    rows, columns = _storable(m, batch.rows, level, letters)
 
     async with transaction(db) as conn:
-        types = await _stage_types(conn, m)
-        records = [rec for rec, _row in latest.values()]
+        types = await _column_types(conn, m)
         try:
             async with conn.transaction():  # savepoint: a refused bulk write falls back below
-                applied = await _bulk_upsert(conn, m, types, records)
+                applied = await _bulk_apply(conn, m, types, columns)
         except _ROW_ERRORS as exc:
-            log.warning("bulk upsert refused, applying row by row", entity=m.entity,
-                        run_id=run_id, error=str(exc)[:300])
-            applied, failed = await _upsert_rows(conn, m, types, latest.values())
+            log.warning("bulk apply refused, applying row by row", entity=m.entity,
+                        run_id=run_id, error=str(exc)[:300] or type(exc).__name__)
+            applied, failed = await _upsert_rows(conn, m, types, rows, columns)
             letters.extend(failed)
         await dead_letters.record_many(conn, letters, run_id)
         await dead_letters.resolve_superseded(conn, m.entity, m.table)
@@ -93,6 +82,46 @@ async def apply_page(
     return counts
 
 
+def _storable(
+    m: MirrorTable, rows: Sequence[Any], level: int, letters: list[NewDeadLetter]
+) -> tuple[Sequence[Any], Columns]:
+    """The rows that can be stored, newest version per id (one statement cannot write a key
+    twice), and their columns. The others are added to `letters`."""
+    try:
+        columns = m.values(rows, level)
+    except Exception:  # some row does not fit its table: sort the page out row by row below
+        columns = None
+    if columns is None or None in columns[0]:
+        keep = []
+        for row in rows:
+            record, reason = to_record(m, row, level)
+            if record is None:
+                letters.append(_letter(m, row, reason or "unstorable"))
+            else:
+                keep.append(row)
+        rows, columns = keep, m.values(keep, level)
+    ids, versions = columns[0], columns[1]
+    if len(set(ids)) < len(ids):
+        newest: dict[int, int] = {}
+        for i, (mahak_id, version) in enumerate(zip(ids, versions, strict=True)):
+            seen = newest.get(mahak_id)
+            if seen is None or versions[seen] < version:
+                newest[mahak_id] = i
+        chosen = list(newest.values())
+        rows, columns = [rows[i] for i in chosen], _take(columns, chosen)
+    return rows, columns
+
+
+def _take(columns: Columns, indexes: list[int]) -> Columns:
+    """Every column's values at `indexes` (all the rows when there are as many indexes)."""
+    if len(indexes) == len(columns[0]):
+        return columns
+    if len(indexes) == 1:
+        return [[values[indexes[0]]] for values in columns]
+    pick = itemgetter(*indexes)
+    return [list(pick(values)) for values in columns]
+
+
 def _letter(m: MirrorTable, row: Any, reason: str) -> NewDeadLetter:
     mahak_id, row_version = getattr(row, m.id_field, None), getattr(row, "row_version", None)
     return NewDeadLetter(m.entity, _int64(mahak_id), _int64(row_version), row.model_dump(mode="json"), reason)
@@ -102,28 +131,101 @@ def _int64(value: Any) -> int | None:
     return value if isinstance(value, int) and -(2**63) <= value < 2**63 else None
 
 
-async def _stage_types(conn: asyncpg.Connection, m: MirrorTable) -> list[str]:
-    """Column types for staging: the table's own, except numeric columns are staged as
-    float8 — Mahak sends doubles, and float8 -> numeric in SQL yields 0.1 where asyncpg
-    would store the binary expansion 0.1000000000000000055511151231257827...; it is also
-    the fastest type to COPY."""
-    rows = await conn.fetch(
-        """
-        SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type
-        FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+# Column types per table. Cached for the process: the schema is the migrations', and they
+# run before anything is applied.
+_TYPES: dict[str, tuple[str, ...]] = {}
+
+
+async def _column_types(conn: asyncpg.Connection, m: MirrorTable) -> tuple[str, ...]:
+    """The table's column types, in `m.columns` order."""
+    if m.table not in _TYPES:
+        rows = await conn.fetch(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+            WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+            """,
+            m.table,
+        )
+        types = {r["attname"]: r["type"] for r in rows}
+        _TYPES[m.table] = tuple(types[c] for c in m.columns)
+    return _TYPES[m.table]
+
+
+def _is_numeric(type_: str) -> bool:
+    return type_.startswith("numeric")
+
+
+def _param_types(types: Sequence[str]) -> list[str]:
+    """Types to send values as: numeric columns take float8 (what Mahak sends) and the
+    server casts, so 0.1 is stored as 0.1 (asyncpg would store the binary expansion
+    0.1000000000000000055511151231257827), as `copy_text` writes it."""
+    return ["double precision" if _is_numeric(t) else t for t in types]
+
+
+async def _bulk_apply(
+    conn: asyncpg.Connection, m: MirrorTable, types: Sequence[str], columns: Columns
+) -> ApplyCounts:
+    """Rows not stored yet are COPYed straight into the table, the fastest way in (a row
+    another writer inserts meanwhile makes the COPY fail on the primary key, and the caller
+    falls back to row by row). Rows stored in an older version go through a staging table
+    and the upsert. The rest are unchanged and not touched at all: the upsert alone would
+    lock every one of them (a WAL record per row) just to find it is not newer."""
+    ids, versions, deleted = columns[:3]
+    if not ids:
+        return ApplyCounts()
+    # One index probe per id. Planned for this page: a plan cached while the table was small
+    # or its statistics stale scans the whole table once per id (100 ms and up per page).
+    # (LOCAL: until the transaction ends; in a caller's transaction that only costs planning.)
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+    stored = dict(await conn.fetch(
+        f"""
+        SELECT s.id, t.row_version FROM unnest($1::{types[0]}[]) AS s (id)
+        CROSS JOIN LATERAL (SELECT row_version FROM {m.table} t WHERE t.id = s.id OFFSET 0) t
         """,
-        m.table,
-    )
-    types = {r["attname"]: r["type"] for r in rows}
-    return ["double precision" if types[c].startswith("numeric") else types[c] for c in m.columns]
+        ids,
+    ))
+    fresh = [i for i, mahak_id in enumerate(ids) if mahak_id not in stored]
+    newer = [i for i, (mahak_id, version) in enumerate(zip(ids, versions, strict=True))
+             if mahak_id in stored and version > stored[mahak_id]]
+    numeric = [_is_numeric(t) for t in types]
+    applied = ApplyCounts()
+    if fresh:
+        await _copy(conn, m.table, m.columns, _take(columns, fresh), numeric)
+        fresh_deleted = sum(map(deleted.__getitem__, fresh))
+        applied = ApplyCounts(inserted=len(fresh) - fresh_deleted, deleted=fresh_deleted)
+    if newer:
+        # Staged in binary, numbers as float8 (asyncpg's cheapest encoding; the server's cast
+        # stores what `copy_text` writes). The table is kept for the session: no catalog
+        # changes per page. The upsert empties it for the next page of the same transaction;
+        # the commit truncates it, so dead rows never pile up (temp tables are not vacuumed).
+        stage, cols = f"_stage_{m.table}", ", ".join(m.columns)
+        typed = ", ".join(f"{c} {t}" for c, t in zip(m.columns, _param_types(types), strict=True))
+        await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({typed}) ON COMMIT DELETE ROWS")
+        await conn.copy_records_to_table(stage, records=list(zip(*_take(columns, newer))), columns=m.columns)
+        staged = f"s AS (DELETE FROM {stage} RETURNING {cols})"
+        applied += ApplyCounts(**await conn.fetchrow(_upsert_sql(m, "SELECT * FROM s", staged)))
+    return applied
 
 
-def _upsert_sql(m: MirrorTable, source: str) -> str:
+_COPY_CHUNK = 500  # rows encoded while the server stores the previous ones
+
+
+async def _copy(
+    conn: asyncpg.Connection, table: str, names: Sequence[str], columns: Columns, numeric: list[bool]
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(columns[0]), _COPY_CHUNK):
+            yield copy_text([values[start:start + _COPY_CHUNK] for values in columns], numeric)
+
+    await conn.copy_to_table(table, source=chunks(), columns=names)
+
+
+def _upsert_sql(m: MirrorTable, source: str, ctes: str = "") -> str:
     """Upsert `source` rows, keeping the newer version; answers one row of counts."""
     cols = ", ".join(m.columns)
     updates = ", ".join(f"{c} = excluded.{c}" for c in m.columns[1:])
     return f"""
-        WITH up AS (
+        WITH {ctes + "," if ctes else ""} up AS (
             INSERT INTO {m.table} AS t ({cols})
             {source}
             ON CONFLICT (id) DO UPDATE SET {updates}, updated_at = now()
@@ -137,33 +239,15 @@ def _upsert_sql(m: MirrorTable, source: str) -> str:
     """
 
 
-async def _bulk_upsert(
-    conn: asyncpg.Connection, m: MirrorTable, types: list[str], records: list[_Record]
-) -> ApplyCounts:
-    if not records:
-        return ApplyCounts()
-    stage = f"_stage_{m.table}"
-    cols = ", ".join(m.columns)
-    await conn.execute(
-        f"CREATE TEMP TABLE {stage} ({', '.join(f'{c} {t}' for c, t in zip(m.columns, types, strict=True))}) "
-        "ON COMMIT DROP"
-    )
-    await conn.copy_records_to_table(stage, records=records, columns=m.columns)
-    applied = await conn.fetchrow(_upsert_sql(m, f"SELECT {cols} FROM {stage}"))
-    # Dropped now rather than at commit, so a caller's transaction may apply several pages.
-    await conn.execute(f"DROP TABLE {stage}")
-    return ApplyCounts(**applied)
-
-
 async def _upsert_rows(
-    conn: asyncpg.Connection, m: MirrorTable, types: list[str], rows: Any
+    conn: asyncpg.Connection, m: MirrorTable, types: Sequence[str], rows: Sequence[Any], columns: Columns
 ) -> tuple[ApplyCounts, list[NewDeadLetter]]:
     """The slow path: each row in its own savepoint, refused rows dead-lettered."""
-    params = ", ".join(f"${i}::{t}" for i, t in enumerate(types, start=1))
+    params = ", ".join(f"${i}::{t}" for i, t in enumerate(_param_types(types), start=1))
     sql = _upsert_sql(m, f"VALUES ({params})")
     applied = ApplyCounts()
     failed: list[NewDeadLetter] = []
-    for record, row in rows:
+    for row, record in zip(rows, zip(*columns), strict=True):
         try:
             async with conn.transaction():
                 applied += ApplyCounts(**await conn.fetchrow(sql, *record))
