@@ -7,6 +7,7 @@ are plain ints (bigint columns).
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
@@ -21,18 +22,22 @@ SYNC_STATUSES: frozenset[str] = frozenset(SyncStatus.__args__)  # type: ignore[a
 def to_json(value: Any) -> str:
     """jsonb parameters are passed as text, so any asyncpg connection works without codecs.
 
-    jsonb cannot hold NUL characters; they become U+FFFD so a bad payload can still be kept.
+    jsonb (and UTF-8) cannot hold NUL characters or lone surrogates (JSON's `"\\ud800"`
+    decodes to one); they become U+FFFD so a bad payload can still be kept.
     """
-    return json.dumps(_without_nul(value), ensure_ascii=False, default=str)
+    return json.dumps(_storable(value), ensure_ascii=False, default=str)
 
 
-def _without_nul(value: Any) -> Any:
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(value: Any) -> Any:
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _LONE_SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     return value
 
 

@@ -216,3 +216,16 @@ async def test_a_page_killed_mid_transaction_stores_neither_rows_nor_cursor(
     assert counts == ApplyCounts(inserted=500)
     assert await db_pool.fetchval("SELECT count(*) FROM mahak_product_details") == 500
     assert await get_cursor(db_pool, "product_details") == 600
+
+
+async def test_a_rejected_row_with_a_lone_surrogate_is_still_kept(db_pool: asyncpg.Pool) -> None:
+    # JSON may carry "\ud800", which decodes to a lone surrogate that UTF-8 and jsonb refuse.
+    raw = {"PersonId": 9, "FirstName": "bad\ud800name", "RowVersion": 60}
+    rejected = RejectedRow(entity="people", raw=raw, error="FirstName: bad text", mahak_id=9,
+                           row_version=60)
+    counts = await apply_page(db_pool, batch("people", [Person(person_id=1, row_version=59)],
+                                             [rejected]), new_cursor=60)
+    assert counts == ApplyCounts(inserted=1, dead_lettered=1)
+    [letter] = await dead_letters.list_open(db_pool, entity="people")
+    assert letter.payload["FirstName"] == "bad\ufffdname"
+    assert await get_cursor(db_pool, "people") == 60
