@@ -17,8 +17,6 @@ activity resumes exactly where the last committed page left off.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -36,6 +34,7 @@ from shopdb import catalog, orders, synclog
 from shopdb.models import ApplyCounts, SyncLogEntry
 from shopdb.pool import transaction
 
+from .heartbeat import Heartbeat
 from .incoming_types import (
     DETECT_INVENTORY_CONFLICTS,
     RECORD_FAILURE,
@@ -61,9 +60,6 @@ log = get_logger(__name__)
 # The sync-log "entity" under which a cycle's inventory conflicts are recorded.
 CONFLICTS_LOG_ENTITY = "inventory_conflicts"
 _MAX_ERROR_TEXT = 2000
-# Heartbeats go out at least this often, also while one slow Mahak request is in flight, so
-# the workflow's heartbeat timeout detects a dead worker, not a slow page.
-_HEARTBEAT_EVERY = 10.0
 
 ProgressCallback = Callable[[EntityProgress], None]
 
@@ -220,17 +216,19 @@ class IncomingActivities:
 
     @activity.defn(name=SYNC_ENTITY)
     async def sync_entity(self, request: SyncEntityInput) -> EntitySyncResult:
-        resume = _last_heartbeat()
-        async with _Heartbeat(resume) as beat:
+        # Progress a failed earlier attempt of this activity reported, if any.
+        resume = EntityProgress.from_details(activity.info().heartbeat_details)
+        async with Heartbeat(*([resume] if resume else [])) as beat:
             try:
-                return await self.sync.sync_entity(request, resume=resume,
-                                                   on_progress=beat.report)
+                return await self.sync.sync_entity(
+                    request, resume=resume,
+                    on_progress=lambda progress: beat.report(progress.model_copy(deep=True)))
             except MahakPermanentError as exc:
-                raise ApplicationError(str(exc), *beat.details(), type=type(exc).__name__,
+                raise ApplicationError(str(exc), *beat.details, type=type(exc).__name__,
                                        non_retryable=True) from exc
             except MahakTransientError as exc:
                 delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-                raise ApplicationError(str(exc), *beat.details(), type=type(exc).__name__,
+                raise ApplicationError(str(exc), *beat.details, type=type(exc).__name__,
                                        next_retry_delay=delay) from exc
 
     @activity.defn(name=RECORD_FAILURE)
@@ -247,44 +245,3 @@ class IncomingActivities:
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         return await self.sync.reset_cursor(request)
 
-
-def _last_heartbeat() -> EntityProgress | None:
-    """Progress a failed earlier attempt of this activity reported, if any."""
-    details = activity.info().heartbeat_details
-    if not details:
-        return None
-    try:
-        return EntityProgress.model_validate(details[0])
-    except ValueError:
-        return None
-
-
-class _Heartbeat:
-    """Reports each page's progress at once, and repeats the last report every few seconds
-    while a slow Mahak request is in flight."""
-
-    def __init__(self, last: EntityProgress | None) -> None:
-        self._last = last
-        self._task: asyncio.Task[None] | None = None
-
-    def report(self, progress: EntityProgress) -> None:
-        self._last = progress.model_copy(deep=True)
-        activity.heartbeat(self._last)
-
-    def details(self) -> tuple[EntityProgress, ...]:
-        return (self._last,) if self._last else ()
-
-    async def _repeat(self) -> None:
-        while True:
-            await asyncio.sleep(_HEARTBEAT_EVERY)
-            activity.heartbeat(*self.details())
-
-    async def __aenter__(self) -> _Heartbeat:
-        self._task = asyncio.create_task(self._repeat())
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -8,8 +8,9 @@ tests share it freely.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -56,6 +57,16 @@ class EntityProgress(BaseModel):
     pages: int = 0
     cursor: int = 0
     counts: EntityCounts = Field(default_factory=EntityCounts)
+
+    @classmethod
+    def from_details(cls, details: Sequence[Any]) -> EntityProgress | None:
+        """The progress in heartbeat (or failure) details, if they carry a readable one."""
+        if not details:
+            return None
+        try:
+            return cls.model_validate(details[0])
+        except ValueError:
+            return None
 
 
 class EntitySyncResult(BaseModel):
@@ -156,10 +167,7 @@ class CycleSummary(BaseModel):
         return not self.skipped and all(r.ok for r in self.entities.values())
 
     def totals(self) -> EntityCounts:
-        total = EntityCounts()
-        for result in self.entities.values():
-            total = total + result.counts
-        return total
+        return sum((result.counts for result in self.entities.values()), EntityCounts())
 
 
 class SyncConfig(BaseModel):

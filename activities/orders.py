@@ -10,9 +10,6 @@ Nothing returned here carries customer data: it stays in the database and in the
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -20,6 +17,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.heartbeat import Heartbeat
 from activities.order_request import (
     as_failure,
     classify,
@@ -79,27 +77,13 @@ def _for_workflow(err: MahakError, order: ShopOrder) -> ApplicationError:
     return ApplicationError(message, type="MahakPermanentError", non_retryable=True)
 
 
-@contextlib.asynccontextmanager
-async def _heartbeating() -> AsyncIterator[None]:
-    """Heartbeat while a long Mahak call runs, so a dead worker is noticed within the
-    heartbeat timeout instead of the whole (minutes long) start-to-close timeout."""
-    timeout = activity.info().heartbeat_timeout
-    if not timeout:
-        yield
-        return
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(max(timeout.total_seconds() / 3, 0.2))
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+async def existing_order(pool: asyncpg.Pool, order_id: int) -> ShopOrder:
+    """The order, or a non-retryable `OrderNotFound` (no retry makes it appear)."""
+    order = await orders.get_order(pool, order_id)
+    if order is None:
+        raise ApplicationError(f"order {order_id} does not exist", type="OrderNotFound",
+                               non_retryable=True)
+    return order
 
 
 class OrderActivities:
@@ -109,13 +93,6 @@ class OrderActivities:
         self._pool = pool
         self._mahak = mahak
         self._page_size = page_size
-
-    async def _order(self, order_id: int) -> ShopOrder:
-        order = await orders.get_order(self._pool, order_id)
-        if order is None:
-            raise ApplicationError(f"order {order_id} does not exist", type="OrderNotFound",
-                                   non_retryable=True)
-        return order
 
     # --- Loading and bookkeeping ---------------------------------------------------------------
 
@@ -183,10 +160,10 @@ class OrderActivities:
 
     @activity.defn(name=A.send)
     async def send(self, req: SendRequest) -> SendOutcome:
-        order = await self._order(req.order_id)
+        order = await existing_order(self._pool, req.order_id)
         bound = log.bind(order_id=order.id, order_client_id=order.order_client_id)
         try:
-            async with _heartbeating():
+            async with Heartbeat():
                 # An earlier attempt, of this run or of a failed earlier workflow run (the
                 # order row counts them), may have reached Mahak: look before sending.
                 if req.probe_first or activity.info().attempt > 1 or order.sync_attempts > 0:
@@ -200,8 +177,7 @@ class OrderActivities:
                                 ln.order_detail_client_id for ln in order.lines),
                             found_by_probe=True,
                         )
-                await self._mahak.login()
-                visitor_id = self._visitor_id()
+                visitor_id = await self._visitor_id()
                 person_id, refused = await self._person_for(order, visitor_id)
                 if refused is not None:
                     return refused
@@ -226,9 +202,9 @@ class OrderActivities:
 
     @activity.defn(name=A.check_in_mahak)
     async def check_in_mahak(self, order_id: int) -> MahakOrderCheck:
-        order = await self._order(order_id)
+        order = await existing_order(self._pool, order_id)
         try:
-            async with _heartbeating():
+            async with Heartbeat():
                 return await self._check(order)
         except MahakError as err:
             raise _for_workflow(err, order) from None
@@ -241,10 +217,10 @@ class OrderActivities:
         it answers "already registered" and a person has to reverse it in Mahak (the
         workflow then notifies staff).
         """
-        order = await self._order(req.order_id)
+        order = await existing_order(self._pool, req.order_id)
         line_client_ids: list[int] | None = req.line_client_ids
         try:
-            async with _heartbeating():
+            async with Heartbeat():
                 if req.mahak_order_id is None and not line_client_ids:
                     # The send's answer never came: reverse only what Mahak really holds.
                     check = await self._check(order)
@@ -252,8 +228,7 @@ class OrderActivities:
                         return ReverseOutcome(reversed=True, found=False,
                                               detail="Mahak holds nothing of the order")
                     line_client_ids = None  # every line we sent
-                await self._mahak.login()
-                visitor_id = self._visitor_id()
+                visitor_id = await self._visitor_id()
                 person_id = await self._known_person(order)
                 result = await self._mahak.save_all_data(order_request(
                     order, visitor_id=visitor_id, person_id=person_id, deleted=True,
@@ -270,8 +245,9 @@ class OrderActivities:
         return ReverseOutcome(reversed=False, detail=redact(
             f"{first.collection}.{first.property}: {first.message}", order)[:500])
 
-    def _visitor_id(self) -> int:
-        visitor_id = self._mahak.visitor_id
+    async def _visitor_id(self) -> int:
+        """The visitor this login acts as (logging in first when needed)."""
+        visitor_id = (await self._mahak.login()).visitor_id
         if visitor_id is None:
             raise ApplicationError("Mahak login reported no visitor id", type="MahakPermanentError",
                                    non_retryable=True)

@@ -15,6 +15,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.orders import existing_order
 from mahak_sync.logging import get_logger
 from shopdb import orders
 from workflows.order_types import OrderActivityNames as A
@@ -35,10 +36,7 @@ class PaymentActivities:
 
     @activity.defn(name=A.refund)
     async def refund(self, order_id: int) -> RefundOutcome:
-        order = await orders.get_order(self._pool, order_id)
-        if order is None:
-            raise ApplicationError(f"order {order_id} does not exist", type="OrderNotFound",
-                                   non_retryable=True)
+        order = await existing_order(self._pool, order_id)
         if order.payment_status == "refunded":
             return RefundOutcome(refunded=True, amount=order.amount, detail="already refunded")
         if order.payment_status != "paid" or not order.payment_ref:

@@ -63,7 +63,6 @@ _SMALL_ACTIVITY = {
 }
 
 
-
 @workflow.defn(name="IncomingSyncWorkflow")
 class IncomingSyncWorkflow:
     @workflow.init
@@ -349,12 +348,7 @@ def _progress_from(failure: BaseException | None) -> EntityProgress | None:
         details = failure.details
     elif isinstance(failure, TimeoutError):
         details = failure.last_heartbeat_details
-    if not details:
-        return None
-    try:
-        return EntityProgress.model_validate(details[0])
-    except ValueError:
-        return None
+    return EntityProgress.from_details(details)
 
 
 def _describe(failure: BaseException | None) -> str:
