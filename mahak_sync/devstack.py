@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import secrets
-import socket
 from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,17 +45,6 @@ class _EmbeddedUvicorn(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _port_or_free(port: int, host: str = "127.0.0.1") -> int:
-    """The wanted port when free (0 = any); otherwise a free one, so a second stack or a
-    busy default never stops the dev stack from coming up."""
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 class DevStack:
@@ -94,7 +82,7 @@ class DevStack:
     async def _start(self) -> None:
         from mahak_simulator.config import SimulatorConfig
         from mahak_simulator.server import SimulatorServer
-        from mahak_sync.temporal import DevServer, connect
+        from mahak_sync.temporal import DevServer, connect, free_port
         from mahak_sync.webhook import create_app
         from shopdb.embedded import start_embedded
         from starter import start_incoming, start_sweep
@@ -113,7 +101,8 @@ class DevStack:
 
         if self.settings.temporal_address is None:
             server = DevServer(
-                port=_port_or_free(opts.temporal_port), ui_port=_port_or_free(opts.ui_port),
+                port=free_port(preferred=opts.temporal_port),
+                ui_port=free_port(preferred=opts.ui_port),
                 namespace=self.settings.temporal_namespace,
                 db_filename=self.data_dir / "temporal.db",
             )
@@ -124,7 +113,7 @@ class DevStack:
         self.info["temporal_address"] = self.settings.temporal_address
 
         if not self.settings.mahak_username:
-            sim_config = SimulatorConfig(port=_port_or_free(opts.simulator_port),
+            sim_config = SimulatorConfig(port=free_port(preferred=opts.simulator_port),
                                          seed_products=opts.seed_products)
             sim = SimulatorServer(sim_config)
             await asyncio.to_thread(sim.start)
@@ -155,7 +144,7 @@ class DevStack:
             run_worker(self.settings, stop=stop_worker), name="worker"))
 
         client = await connect(self.settings)
-        webhook_port = _port_or_free(opts.webhook_port)
+        webhook_port = free_port(preferred=opts.webhook_port)
         webhook = _EmbeddedUvicorn(uvicorn.Config(
             create_app(self.settings, client=client), host="127.0.0.1", port=webhook_port,
             log_level="warning", access_log=False))

@@ -104,10 +104,15 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     return sorted(missing)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
+    """`preferred` when it is free, else any free port (so a busy default never stops a
+    server from coming up)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+        try:
+            sock.bind((host, preferred))
+        except OSError:
+            sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 class DevServer:

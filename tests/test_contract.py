@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +33,7 @@ from mahak_client.models import Order, OrderDetail, Person, VisitorPerson
 from mahak_simulator import SimControl, SimulatorServer
 from mahak_sync import cli
 from mahak_sync.config import get_settings
+from mahak_sync.temporal import free_port
 
 PASSWORD = "secret"
 VISITOR_ID = 10101
@@ -278,10 +278,7 @@ async def test_a_slow_server_is_a_transient_timeout(simulator: SimulatorServer,
 
 
 async def test_unreachable_server_is_transient() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    async with MahakClient(f"http://127.0.0.1:{port}/API/v3", "shop", SecretStr(PASSWORD)) as c:
+    async with MahakClient(f"http://127.0.0.1:{free_port()}/API/v3", "shop", SecretStr(PASSWORD)) as c:
         with pytest.raises(MahakTransientError, match="connection failed"):
             await c.login()
 
@@ -473,9 +470,7 @@ async def test_cli_check_fails_clearly(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refused the credentials" in err[0] and "nope" not in err[0]
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}/API/v3"
+    dead = f"http://127.0.0.1:{free_port()}/API/v3"
     assert await _run_cli(monkeypatch, dead, "mahak", "check") == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot reach Mahak" in err[0]
