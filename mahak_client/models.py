@@ -98,11 +98,14 @@ class ProductDetail(SyncedRow):
     data_hash: str | None = None
     create_date: MahakDateTime | None = None
 
+    @staticmethod
+    def price_field(level: int) -> str:
+        """The attribute holding a level's price; Mahak's -1 default level means level 1."""
+        return f"price{level if 1 <= level <= 10 else 1}"
+
     def price(self, level: int) -> float:
-        """Price of a level 1..10; Mahak's -1 default level means level 1."""
-        if level < 1 or level > 10:
-            level = 1
-        return float(getattr(self, f"price{level}"))
+        """Price of a level 1..10."""
+        return float(getattr(self, self.price_field(level)))
 
 
 class ProductDetailStoreAsset(SyncedRow):

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from mahak_client.models import EntityBatch
+from mahak_client.types import INT64_MAX, INT64_MIN
 from mahak_sync.config import get_settings
 from mahak_sync.logging import get_logger
 
@@ -128,7 +129,7 @@ def _letter(m: MirrorTable, row: Any, reason: str) -> NewDeadLetter:
 
 
 def _int64(value: Any) -> int | None:
-    return value if isinstance(value, int) and -(2**63) <= value < 2**63 else None
+    return value if isinstance(value, int) and INT64_MIN <= value <= INT64_MAX else None
 
 
 # Column types per table. Cached for the process: the schema is the migrations', and they

@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from operator import itemgetter
 from typing import Any
 
-from mahak_client.models import ENTITIES
+from mahak_client.models import ENTITIES, ProductDetail
 
 # A computed column: (rows, price level) -> the column's values.
 Computed = Callable[[Sequence[Any], int], list[Any]]
@@ -69,7 +69,7 @@ def _table(entity: str, table: str, *columns: str | tuple[str, str | Computed]) 
 
 def _shop_price(rows: Sequence[Any], level: int) -> list[float]:
     # `ProductDetail.price(level)` for a whole page: one attribute lookup per row.
-    return list(map(float, map(itemgetter(f"price{level if 1 <= level <= 10 else 1}"), map(vars, rows))))
+    return list(map(float, map(itemgetter(ProductDetail.price_field(level)), map(vars, rows))))
 
 
 def _shop_price_level(rows: Sequence[Any], level: int) -> list[int]:
