@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -244,4 +245,8 @@ class IncomingActivities:
     @activity.defn(name=RESET_CURSOR)
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         return await self.sync.reset_cursor(request)
+
+    def all(self) -> list[Any]:
+        return [self.sync_entity, self.record_failure, self.detect_inventory_conflicts,
+                self.reset_cursor]
 
