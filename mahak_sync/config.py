@@ -63,6 +63,12 @@ class Settings(BaseSettings):
     temporal_namespace: str = Field("default", validation_alias="TEMPORAL_NAMESPACE")
     temporal_task_queue: str = Field("mahak-sync", validation_alias="TEMPORAL_TASK_QUEUE")
 
+    # --- Start-up ----------------------------------------------------------------------
+    # The worker waits for PostgreSQL and Temporal with exponential backoff (1 s doubling)
+    # up to this long between tries; it never gives up on its own.
+    startup_retry_max_seconds: float = Field(
+        30.0, gt=0, validation_alias="STARTUP_RETRY_MAX_SECONDS")
+
     # --- Schedules ---------------------------------------------------------------------
     incoming_sync_interval_seconds: float = Field(
         300.0,

@@ -7,12 +7,15 @@ Python, so a fresh machine runs a dev server and the test suite without download
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -21,8 +24,10 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 
 from .config import Settings
 from .logging import get_logger
@@ -31,6 +36,8 @@ from .search_attributes import SEARCH_ATTRIBUTES, SYNC_KIND, SYNC_PAUSED  # noqa
 log = get_logger(__name__)
 
 DEFAULT_ADDRESS = "localhost:7233"  # where a stand-alone `temporal server start-dev` listens
+# Bound on one connect try at start-up (a black-holed address would hang it unlogged).
+CONNECT_TIMEOUT_SECONDS = 30.0
 
 
 _DEV_SERVER_TYPE_NAMES = {
@@ -76,32 +83,142 @@ async def connect(settings: Settings) -> Client:
     )
 
 
+async def connect_namespace(settings: Settings) -> Client:
+    """`connect`, then check the namespace answers: a server that is up but has not
+    registered the namespace yet (auto-setup images do that after the frontend starts)
+    raises like a server that is down, so start-up waits for both alike."""
+    client = await connect(settings)
+    await client.workflow_service.describe_namespace(
+        DescribeNamespaceRequest(namespace=settings.temporal_namespace),
+        timeout=timedelta(seconds=10),
+    )
+    return client
+
+
+def search_attribute_type_name(value_type: int) -> str:
+    """`Keyword`, `Int`, ...: the `--type` the `temporal` CLI takes."""
+    return _DEV_SERVER_TYPE_NAMES.get(value_type, IndexedValueType.Name(value_type))
+
+
+def create_search_attribute_command(namespace: str, name: str, value_type: int,
+                                    address: str | None = None) -> str:
+    """The exact command an operator runs to create one search attribute."""
+    cmd = (f"temporal operator search-attribute create --namespace {shlex.quote(namespace)} "
+           f"--name {name} --type {search_attribute_type_name(value_type)}")
+    return f"{cmd} --address {shlex.quote(address)}" if address else cmd
+
+
+class SearchAttributesMissing(RuntimeError):
+    """Custom search attributes the workflows need are missing (or of another type) in the
+    namespace, and this client may not fix it. `commands` are what an operator runs."""
+
+    def __init__(self, namespace: str, problems: list[str], commands: list[str],
+                 reason: str) -> None:
+        self.namespace = namespace
+        self.problems = problems
+        self.commands = commands
+        self.reason = reason
+        super().__init__(
+            f"Temporal namespace {namespace!r} does not have the search attributes the "
+            f"mahak-sync workflows use ({'; '.join(problems)}), and the worker cannot fix "
+            f"that ({reason}). Run, as a namespace admin:\n"
+            + "".join(f"    {cmd}\n" for cmd in commands)
+            + "then start the worker again."
+        )
+
+
+async def _list_custom(client: Client, namespace: str) -> Mapping[str, int]:
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace), retry=True,
+        timeout=timedelta(seconds=30),
+    )
+    return dict(listed.custom_attributes)
+
+
+def _check(existing: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]:
+    """(missing, wrong type) among `SEARCH_ATTRIBUTES`: name -> the type the workflows need."""
+    missing: dict[str, int] = {}
+    mistyped: dict[str, int] = {}
+    for key in SEARCH_ATTRIBUTES:
+        if key.name not in existing:
+            missing[key.name] = key.indexed_value_type
+        elif existing[key.name] != key.indexed_value_type:
+            mistyped[key.name] = key.indexed_value_type
+    return missing, mistyped
+
+
+async def verify_search_attributes(client: Client, namespace: str, *,
+                                   address: str | None = None) -> list[str]:
+    """Make sure every custom search attribute the workflows use exists in `namespace` with
+    the right type; returns the names this call registered.
+
+    Missing ones are registered (the dev server and self-hosted servers allow it). When that
+    is refused (no permission, Temporal Cloud), or an attribute exists with another type,
+    raises `SearchAttributesMissing` with the `temporal operator search-attribute ...`
+    commands to run: without them every workflow task that sets one would fail, forever.
+    """
+    address = address or client.service_client.config.target_host
+    existing = await _list_custom(client, namespace)
+    missing, mistyped = _check(existing)
+    added: list[str] = []
+    refusal = ""
+    if missing:
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=namespace, search_attributes=missing),
+                timeout=timedelta(seconds=60),
+            )
+        except RPCError as exc:
+            # Refused, or another worker registered them a moment ago: look again.
+            refusal = f"{exc.status.name if exc.status else 'error'}: {exc.message}"
+        existing = await _list_custom(client, namespace)
+        still_missing, mistyped = _check(existing)
+        if not refusal:
+            added = sorted(set(missing) - set(still_missing))
+            if added:
+                get_logger(__name__).info("search_attributes_registered", added=added,
+                                          namespace=namespace)
+            if still_missing:
+                refusal = "registered, but not listed afterwards"
+        missing = still_missing
+    if not missing and not mistyped:
+        return added
+
+    problems: list[str] = []
+    commands: list[str] = []
+    reasons: list[str] = []
+    for name, wanted in sorted(missing.items()):
+        problems.append(f"{name} ({search_attribute_type_name(wanted)}) missing")
+        commands.append(create_search_attribute_command(namespace, name, wanted, address))
+    if missing:
+        reasons.append(f"registering them was refused: {refusal}")
+    for name, wanted in sorted(mistyped.items()):
+        problems.append(f"{name} is {search_attribute_type_name(existing[name])}, "
+                        f"the workflows need {search_attribute_type_name(wanted)}")
+        remove = (f"temporal operator search-attribute remove --namespace "
+                  f"{shlex.quote(namespace)} --name {name} --yes")
+        commands.append(f"{remove} --address {shlex.quote(address)}" if address else remove)
+        commands.append(create_search_attribute_command(namespace, name, wanted, address))
+    if mistyped:
+        reasons.append("a search attribute's type cannot change in place; removing it drops "
+                       "its values from existing workflows' visibility records")
+    raise SearchAttributesMissing(namespace, problems, commands, "; ".join(reasons))
+
+
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     """Register the project's custom search attributes that are missing; returns those added.
 
-    Idempotent. Temporal Cloud does not allow this call from a client; there the attributes
-    are created once by the namespace admin, so a refusal is logged, not raised.
+    Idempotent and lenient (the starter and the CLI): when they cannot be registered the
+    problem is logged, not raised; the worker's start-up check (`verify_search_attributes`)
+    is the one that refuses to run without them.
     """
-    service = client.operator_service
-    existing = await service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace)
-    )
-    missing = {
-        key.name: key.indexed_value_type
-        for key in SEARCH_ATTRIBUTES
-        if key.name not in existing.custom_attributes
-    }
-    if not missing:
-        return []
     try:
-        await service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
-        )
-    except Exception as exc:  # noqa: BLE001 - e.g. PermissionDenied on Temporal Cloud
-        log.warning("search_attributes_not_registered", missing=sorted(missing), error=str(exc))
+        return await verify_search_attributes(client, namespace)
+    except SearchAttributesMissing as exc:
+        get_logger(__name__).warning(
+            "search_attributes_not_registered", namespace=namespace, problems=exc.problems,
+            error=exc.reason, commands=exc.commands)
         return []
-    log.info("search_attributes_registered", added=sorted(missing), namespace=namespace)
-    return sorted(missing)
 
 
 def free_port(host: str = "127.0.0.1", preferred: int = 0) -> int:
