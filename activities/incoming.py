@@ -2,13 +2,16 @@
 
 `IncomingSync` does the work with plain async calls, so `mahak-sync sync once` runs a cycle
 without Temporal; `IncomingActivities` exposes the same calls as Temporal activities, adding
-heartbeats and the mapping of errors onto Temporal's retry policy:
+heartbeats. Errors become `ApplicationError`s by the one table of `mahak_sync.errors`
+(`classify`), the failed entity's progress attached: Mahak unavailable, bad credentials, a
+malformed body and database trouble are retried with backoff (honouring Mahak's
+Retry-After); a refused request or invalid data are not. The workflow then decides by the
+error's type (`incoming_types.ends_cycle`) whether the rest of the cycle can still run.
 
-- `MahakTransientError`, lost database connections, anything unexpected: raised as retryable,
-  so the workflow's retry policy backs off and tries again (honouring Mahak's Retry-After).
-- `MahakPermanentError` (bad credentials, a malformed envelope, a refused request):
-  non-retryable `ApplicationError` named after the Mahak error class, carrying the progress
-  made, so the workflow records it and goes on with the other entities.
+Inventory conflicts are checked after stock, orders and order details all synced to the end
+in the cycle (`CONFLICT_PICTURE`); when the mirror shows any, those three are read again from
+Mahak (from their cursors, through the same store-then-advance path) and only the orders
+still short afterwards are reported.
 
 Every page is applied in one transaction together with its cursor (`shopdb.catalog.apply_page`),
 and the cursor is read from the database when an entity starts, so a retried or repeated
@@ -18,18 +21,17 @@ activity resumes exactly where the last committed page left off.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timezone
 from typing import Any
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from mahak_client.client import MahakClient
-from mahak_client.errors import MahakPermanentError, MahakTransientError
 from mahak_client.models import INCOMING_ORDER, EntityBatch
 from mahak_client.pager import iter_pages
+from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
 from shopdb import catalog, orders, synclog
 from shopdb.models import ApplyCounts, SyncLogEntry
@@ -37,11 +39,14 @@ from shopdb.pool import transaction
 
 from .heartbeat import Heartbeat
 from .incoming_types import (
+    CHECK_INVENTORY_CONFLICTS,
+    CONFLICT_PICTURE,
     DETECT_INVENTORY_CONFLICTS,
     RECORD_FAILURE,
     RESET_CURSOR,
-    STOCK_ENTITY,
     SYNC_ENTITY,
+    CheckConflictsInput,
+    ConflictCheckResult,
     CycleSummary,
     DetectConflictsInput,
     EntityCounts,
@@ -54,6 +59,7 @@ from .incoming_types import (
     StockShortage,
     SyncEntityInput,
     Trigger,
+    ends_cycle,
 )
 
 log = get_logger(__name__)
@@ -100,13 +106,11 @@ class IncomingSync:
         progress.cursor = cursor
         if on_progress:
             on_progress(progress)
-        async for batch in iter_pages(self.mahak, entity, cursor, request.page_size):
-            cursor = max(cursor, batch.max_row_version or cursor)
-            applied = await catalog.apply_page(self.pool, batch, new_cursor=cursor,
-                                               run_id=request.run_id)
+        async for cursor, applied in self._apply_pages(entity, cursor, request.page_size,
+                                                       request.run_id):
             progress.pages += 1
             progress.cursor = cursor
-            progress.counts = progress.counts + _counts(batch, applied)
+            progress.counts = progress.counts + applied
             if on_progress:
                 on_progress(progress)
             # Live progress for operators; the same row is completed below.
@@ -119,6 +123,17 @@ class IncomingSync:
                        **progress.counts.model_dump())
         return EntitySyncResult(entity=entity, counts=progress.counts, cursor=cursor,
                                 pages=progress.pages)
+
+    async def _apply_pages(self, entity: str, cursor: int, page_size: int,
+                           run_id: str) -> AsyncIterator[tuple[int, EntityCounts]]:
+        """Mahak's rows of `entity` above `cursor`, page by page, each page stored in the
+        transaction that advances the cursor (so it never passes rows not stored); yields
+        the cursor and the counts after each page."""
+        async for batch in iter_pages(self.mahak, entity, cursor, page_size):
+            cursor = max(cursor, batch.max_row_version or cursor)
+            applied = await catalog.apply_page(self.pool, batch, new_cursor=cursor,
+                                               run_id=run_id)
+            yield cursor, _counts(batch, applied)
 
     async def _log_row(self, run_id: str, progress: EntityProgress, *,
                        finished_at: datetime | None = None, error: str | None = None) -> None:
@@ -133,37 +148,79 @@ class IncomingSync:
         await self._log_row(failure.run_id, progress, finished_at=_now(),
                             error=failure.error[:_MAX_ERROR_TEXT])
 
-    async def detect_inventory_conflicts(self, run_id: str) -> list[OrderStockConflict]:
-        """Paid, unsent web orders that Mahak's (just synced) stock no longer covers, per
-        order; recorded in the sync log when there are any.
+    async def check_inventory_conflicts(self, run_id: str, *,
+                                        page_size: int) -> ConflictCheckResult:
+        """Paid web orders Mahak's stock cannot cover (`shopdb.orders.uncovered_holdings`),
+        per order, recorded in the sync log when there are any.
 
-        The stock goes to the orders in the order they were paid: only those it cannot cover
-        are in conflict (and get cancelled), not every order holding the product."""
-        shortages_by_order: dict[int, list[StockShortage]] = defaultdict(list)
-        shortages: dict[tuple[int, int], tuple[StockShortage, list[int]]] = {}
+        Call it only on a complete picture (stock, orders and order details synced to the end
+        in this cycle). When the mirror shows conflicts, stock, orders and order details are
+        read again from Mahak first (the rows newer than their cursors, stored page by page
+        as the sync stores them) and the conflicts computed again: only orders short both
+        before and after the re-read are reported, so nothing is cancelled on a picture that
+        was stale or caught half-way."""
+        found = await self._conflicts()
+        if not found:
+            return ConflictCheckResult()
+        before = {conflict.order_id for conflict in found}
+        cursors: dict[str, int] = {}
+        reread = EntityCounts()
+        for entity in CONFLICT_PICTURE:
+            cursors[entity] = await catalog.get_cursor(self.pool, entity)
+            async for cursor, applied in self._apply_pages(entity, cursors[entity], page_size,
+                                                           run_id):
+                cursors[entity] = cursor
+                reread = reread + applied
+        after = await self._conflicts()
+        still = [conflict for conflict in after if conflict.order_id in before]
+        cleared = len(before) - len(still)
+        log.info("incoming.inventory_reread", run_id=run_id, rows=reread.fetched,
+                 before=len(before), still=len(still))
+        if still:
+            await self._log_conflicts(run_id, still, reread=reread.fetched, cleared=cleared)
+        return ConflictCheckResult(conflicts=still, reread=True, cleared=cleared,
+                                   cursors=cursors)
+
+    async def detect_inventory_conflicts(self, run_id: str, *,
+                                         page_size: int = 100) -> list[OrderStockConflict]:
+        """`check_inventory_conflicts`' conflicts (the activity of runs recorded before the
+        check moved after the orders)."""
+        return (await self.check_inventory_conflicts(run_id, page_size=page_size)).conflicts
+
+    async def _conflicts(self) -> list[OrderStockConflict]:
+        """The shortages of `uncovered_holdings`, grouped by order."""
+        shortages: dict[tuple[int, int], StockShortage] = {}
+        by_order: dict[int, list[StockShortage]] = defaultdict(list)
         for holding in await orders.uncovered_holdings(self.pool):
             key = (holding.product_detail_id, holding.store_id)
-            if key not in shortages:
-                shortages[key] = (StockShortage(
-                    product_detail_id=holding.product_detail_id, store_id=holding.store_id,
-                    held=float(holding.held), available=float(holding.mahak_count1),
-                ), [])
-            shortage, order_ids = shortages[key]
-            order_ids.append(holding.order_id)
-            shortages_by_order[holding.order_id].append(shortage)
-        lines = [f"{shortage.describe()} (orders {', '.join(map(str, ids))})"
-                 for shortage, ids in shortages.values()]
-        found = [OrderStockConflict(order_id=order_id, shortages=short)
-                 for order_id, short in sorted(shortages_by_order.items())]
-        if found:
-            now = _now()
-            await synclog.record(self.pool, SyncLogEntry(
-                run_id=run_id, entity=CONFLICTS_LOG_ENTITY, started_at=now, finished_at=now,
-                fetched=len(found), error=f"stock short: {'; '.join(lines)}"[:_MAX_ERROR_TEXT],
+            shortage = shortages.setdefault(key, StockShortage(
+                product_detail_id=holding.product_detail_id, store_id=holding.store_id,
+                held=float(holding.held), available=float(holding.mahak_count1),
             ))
-            log.warning("incoming.inventory_conflicts", run_id=run_id, orders=len(found),
-                        shortages=len(shortages))
-        return found
+            by_order[holding.order_id].append(shortage)
+        return [OrderStockConflict(order_id=order_id, shortages=short)
+                for order_id, short in sorted(by_order.items())]
+
+    async def _log_conflicts(self, run_id: str, found: list[OrderStockConflict], *,
+                             reread: int, cleared: int) -> None:
+        order_ids: dict[tuple[int, int], list[int]] = defaultdict(list)
+        shortages: dict[tuple[int, int], StockShortage] = {}
+        for conflict in found:
+            for shortage in conflict.shortages:
+                key = (shortage.product_detail_id, shortage.store_id)
+                shortages[key] = shortage
+                order_ids[key].append(conflict.order_id)
+        lines = [f"{shortages[key].describe()} (orders {', '.join(map(str, ids))})"
+                 for key, ids in sorted(order_ids.items())]
+        note = f" [after re-reading {reread} rows from Mahak; {cleared} order(s) cleared]"
+        now = _now()
+        await synclog.record(self.pool, SyncLogEntry(
+            run_id=run_id, entity=CONFLICTS_LOG_ENTITY, started_at=now, finished_at=now,
+            fetched=len(found),
+            error=f"stock short: {'; '.join(lines)}{note}"[:_MAX_ERROR_TEXT],
+        ))
+        log.warning("incoming.inventory_conflicts", run_id=run_id, orders=len(found),
+                    shortages=len(shortages))
 
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         request.validate_request()
@@ -176,8 +233,10 @@ class IncomingSync:
 
     async def run_cycle(self, *, page_size: int, run_id: str,
                         trigger: Trigger = "cli") -> CycleSummary:
-        """One whole cycle in-process, with the workflow's failure policy but no retries:
-        a permanent error skips its entity, anything else ends the cycle."""
+        """One whole cycle in-process, with the workflow's failure policy but no retries: an
+        error that concerns its entity alone skips that entity, anything else ends the cycle
+        (`ends_cycle`, by the error table); conflicts are checked at the end, on a complete
+        picture only."""
         summary = CycleSummary(run_id=run_id, trigger=trigger, started_at=_now())
         for index, entity in enumerate(INCOMING_ORDER):
             started_at = _now()
@@ -185,20 +244,22 @@ class IncomingSync:
                 result = await self.sync_entity(
                     SyncEntityInput(entity=entity, page_size=page_size, run_id=run_id))
             except Exception as exc:  # noqa: BLE001 - recorded, reported, and decides the exit code
-                permanent = isinstance(exc, MahakPermanentError)
-                result = EntitySyncResult(entity=entity, error=str(exc)[:_MAX_ERROR_TEXT],
-                                          error_type=type(exc).__name__)
+                error = classify(exc)
+                result = EntitySyncResult(entity=entity, error=error.message[:_MAX_ERROR_TEXT],
+                                          error_type=error.type)
                 summary.entities[entity] = result
                 await self._record_quietly(RecordFailureInput(
                     run_id=run_id, entity=entity, started_at=started_at,
                     error=result.error or type(exc).__name__))
-                if not permanent:
+                if ends_cycle(error.type, non_retryable=error.non_retryable):
                     summary.skipped = list(INCOMING_ORDER[index + 1:])
                     break
                 continue
             summary.entities[entity] = result
-            if entity == STOCK_ENTITY:
-                summary.inventory_conflicts = len(await self.detect_inventory_conflicts(run_id))
+        if summary.conflict_picture_complete():
+            summary.conflicts_checked = True
+            summary.inventory_conflicts = len((await self.check_inventory_conflicts(
+                run_id, page_size=page_size)).conflicts)
         summary.finished_at = _now()
         return summary
 
@@ -224,29 +285,31 @@ class IncomingActivities:
                 return await self.sync.sync_entity(
                     request, resume=resume,
                     on_progress=lambda progress: beat.report(progress.model_copy(deep=True)))
-            except MahakPermanentError as exc:
-                raise ApplicationError(str(exc), *beat.details, type=type(exc).__name__,
-                                       non_retryable=True) from exc
-            except MahakTransientError as exc:
-                delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
-                raise ApplicationError(str(exc), *beat.details, type=type(exc).__name__,
-                                       next_retry_delay=delay) from exc
+            except Exception as exc:  # noqa: BLE001 - every error goes through the one table
+                # The progress made rides along, so the workflow keeps it whatever happens;
+                # `from None`: the original's text must not reach history.
+                raise classify(exc, details=beat.details) from None
 
     @activity.defn(name=RECORD_FAILURE)
     async def record_failure(self, failure: RecordFailureInput) -> None:
         await self.sync.record_failure(failure)
 
+    @activity.defn(name=CHECK_INVENTORY_CONFLICTS)
+    async def check_inventory_conflicts(self, request: CheckConflictsInput) -> ConflictCheckResult:
+        return await self.sync.check_inventory_conflicts(request.run_id,
+                                                         page_size=request.page_size)
+
     @activity.defn(name=DETECT_INVENTORY_CONFLICTS)
     async def detect_inventory_conflicts(
         self, request: DetectConflictsInput
     ) -> list[OrderStockConflict]:
-        return await self.sync.detect_inventory_conflicts(request.run_id)
+        return await self.sync.detect_inventory_conflicts(request.run_id,
+                                                          page_size=request.page_size)
 
     @activity.defn(name=RESET_CURSOR)
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         return await self.sync.reset_cursor(request)
 
     def all(self) -> list[Any]:
-        return [self.sync_entity, self.record_failure, self.detect_inventory_conflicts,
-                self.reset_cursor]
-
+        return [self.sync_entity, self.record_failure, self.check_inventory_conflicts,
+                self.detect_inventory_conflicts, self.reset_cursor]

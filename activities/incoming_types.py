@@ -15,17 +15,38 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, computed_field
 
 from mahak_client.models import INCOMING_ORDER
+from mahak_sync.errors import ErrorType  # type names only; nothing here does I/O
 
 ALL_ENTITIES = "*"
-STOCK_ENTITY = "product_detail_store_assets"  # after it lands, inventory conflicts are checked
+STOCK_ENTITY = "product_detail_store_assets"
+# Inventory conflicts are checked only on a complete picture: after a cycle in which all
+# three synced to the end without error (stock, and the Mahak orders it already counts).
+CONFLICT_PICTURE: tuple[str, ...] = (STOCK_ENTITY, "orders", "order_details")
 
 Trigger = Literal["timer", "sync_now", "manual", "cli"]
+
+# Failures that concern one entity's own request or data: when retrying cannot help, or has
+# not helped within the entity's budget, the cycle goes on with the other entities. Anything
+# else that outlasts its retries (Mahak or the database unavailable, bad credentials) would
+# meet every later entity too, so it ends the cycle; the next one resumes from the cursors.
+ENTITY_ERROR_TYPES: frozenset[str] = frozenset({
+    ErrorType.MAHAK_REFUSED, ErrorType.MAHAK_BAD_RESPONSE, ErrorType.INVALID_DATA,
+})
+
+
+def ends_cycle(error_type: str | None, *, non_retryable: bool) -> bool:
+    """Whether an entity that failed for good (retries spent, or not retryable) ends the
+    cycle, rather than being recorded and skipped. Decided by the error table's type; a
+    non-retryable error of any other type is the entity's own too (retrying cannot help)."""
+    return not (non_retryable or error_type in ENTITY_ERROR_TYPES)
 
 # Activity names: the workflow calls them by name so it imports no I/O code, and tests can
 # register stand-ins under the same names.
 SYNC_ENTITY = "incoming.sync_entity"
 RECORD_FAILURE = "incoming.record_failure"
+# Runs recorded before the `workflow.patched` change call this one, right after the stock.
 DETECT_INVENTORY_CONFLICTS = "incoming.detect_inventory_conflicts"
+CHECK_INVENTORY_CONFLICTS = "incoming.check_inventory_conflicts"
 RESET_CURSOR = "incoming.reset_cursor"
 
 
@@ -129,6 +150,21 @@ class OrderStockConflict(BaseModel):
 
 class DetectConflictsInput(BaseModel):
     run_id: str
+    page_size: int = Field(100, ge=1)  # for the re-read from Mahak
+
+
+class CheckConflictsInput(BaseModel):
+    run_id: str
+    page_size: int = Field(ge=1)  # for the re-read from Mahak
+
+
+class ConflictCheckResult(BaseModel):
+    """What the conflict check found, after re-reading Mahak when the mirror showed any."""
+
+    conflicts: list[OrderStockConflict] = Field(default_factory=list)  # to signal
+    reread: bool = False  # the mirror showed conflicts, so stock and orders were read again
+    cleared: int = 0  # orders in conflict on the mirror that the re-read cleared
+    cursors: dict[str, int] = Field(default_factory=dict)  # of the re-read entities, after it
 
 
 class ResetCursorRequest(BaseModel):
@@ -159,12 +195,21 @@ class CycleSummary(BaseModel):
     finished_at: datetime | None = None
     entities: dict[str, EntitySyncResult] = Field(default_factory=dict)
     skipped: list[str] = Field(default_factory=list)  # not attempted (outage, pause)
+    # Checked only on a complete picture (`conflict_picture_complete`); the number of orders
+    # signalled as short after the re-read.
+    conflicts_checked: bool = False
     inventory_conflicts: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         return not self.skipped and all(r.ok for r in self.entities.values())
+
+    def conflict_picture_complete(self) -> bool:
+        """Stock, orders and order details all synced to the end, without error, in this
+        cycle: the only picture inventory conflicts may be judged on."""
+        return all(entity in self.entities and self.entities[entity].ok
+                   for entity in CONFLICT_PICTURE)
 
     def totals(self) -> EntityCounts:
         return sum((result.counts for result in self.entities.values()), EntityCounts())

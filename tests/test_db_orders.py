@@ -9,7 +9,13 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from mahak_client.models import EntityBatch, ProductDetailStoreAsset
+from mahak_client.models import (
+    EntityBatch,
+    Order,
+    OrderDetail,
+    ProductDetail,
+    ProductDetailStoreAsset,
+)
 from shopdb import orders
 from shopdb.catalog import apply_page
 from shopdb.models import NewCustomer, NewOrder, NewOrderLine, ShopOrder
@@ -169,6 +175,7 @@ async def test_paid_orders_without_sync_is_what_the_sweep_needs(db_pool: asyncpg
 
 
 async def test_inventory_conflicts_compare_mahak_stock_with_held_quantities(db_pool: asyncpg.Pool) -> None:
+    await mirror_details(db_pool, 100, 200, 300)
     stock = [
         ProductDetailStoreAsset(product_detail_store_asset_id=1, product_detail_id=100, store_id=1, count1=5,
                                 row_version=1),
@@ -202,3 +209,145 @@ async def test_inventory_conflicts_compare_mahak_stock_with_held_quantities(db_p
         (b.id, 100, 1, Decimal(4), Decimal(7), Decimal(5)),
         (c.id, 300, 2, Decimal(1), Decimal(1), Decimal(0)),
     ]
+
+
+# --- what Mahak already holds, allocation, deleted details (the incoming sync's conflict check) --
+
+
+_versions = iter(range(1_000, 1_000_000))
+
+
+async def mirror(pool: asyncpg.Pool, entity: str, *rows: object) -> None:
+    """Store rows as the incoming sync would (each page with a fresh, higher cursor)."""
+    version = next(_versions)
+    await apply_page(pool, EntityBatch(entity=entity, rows=list(rows)), new_cursor=version)
+
+
+async def mirror_details(pool: asyncpg.Pool, *detail_ids: int, deleted: bool = False) -> None:
+    await mirror(pool, "product_details", *(
+        ProductDetail(product_detail_id=d, product_id=d, row_version=next(_versions), deleted=deleted)
+        for d in detail_ids))
+
+
+async def mirror_stock(pool: asyncpg.Pool, *stock: tuple[int, int, int]) -> None:
+    """(product detail id, store id, Count1) rows of Mahak's stock."""
+    await mirror(pool, "product_detail_store_assets", *(
+        ProductDetailStoreAsset(product_detail_store_asset_id=detail * 100 + store,
+                                product_detail_id=detail, store_id=store, count1=count,
+                                row_version=next(_versions))
+        for detail, store, count in stock))
+
+
+async def mirror_mahak_order(pool: asyncpg.Pool, order: ShopOrder, *, deleted: bool = False,
+                             with_head: bool = True) -> None:
+    """Mahak saved the web order (its head and lines carry our client ids)."""
+    mahak_id = 500_000 + order.id
+    if with_head:
+        await mirror(pool, "orders", Order(order_id=mahak_id, order_client_id=order.order_client_id,
+                                           row_version=next(_versions), deleted=deleted))
+    await mirror(pool, "order_details", *(
+        OrderDetail(order_detail_id=mahak_id * 10 + i, order_detail_client_id=ln.order_detail_client_id,
+                    order_id=mahak_id, order_client_id=order.order_client_id,
+                    product_detail_id=ln.product_detail_id, store_id=ln.store_id,
+                    count1=float(ln.quantity), row_version=next(_versions), deleted=deleted)
+        for i, ln in enumerate(order.lines)))
+
+
+def uncovered_view(holdings: list) -> list[tuple[int, int, int, Decimal]]:
+    return [(h.order_id, h.product_detail_id, h.store_id, h.quantity) for h in holdings]
+
+
+async def test_orders_mahak_already_holds_are_not_subtracted_from_its_stock_again(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Mahak had 5 and saved our order of 4 (its stock now says 1); the answer was lost, so the
+    shop has not marked the order synced. Mahak's 1 already accounts for the order: no conflict."""
+    await mirror_details(db_pool, 100, 200)
+    await mirror_stock(db_pool, (100, 1, 1), (200, 1, 0))
+    lost_answer = await new_order(db_pool, (100, 1, "4"), paid_ref="lost")
+    await orders.transition_status(db_pool, lost_answer.id, "pending", "sending")
+    await mirror_mahak_order(db_pool, lost_answer)
+    disputed = await new_order(db_pool, (200, 1, "2"), paid_ref="disputed")
+    await orders.transition_status(db_pool, disputed.id, "pending", "dispute")
+    await mirror_mahak_order(db_pool, disputed)
+    # Mahak deleted (reversed) this one: its stock no longer accounts for it.
+    reversed_ = await new_order(db_pool, (100, 1, "1"), paid_ref="reversed")
+    await mirror_mahak_order(db_pool, reversed_, deleted=True)
+    # Only the lines reached the mirror (the head is on a later page): still Mahak's.
+    lines_only = await new_order(db_pool, (200, 1, "3"), paid_ref="lines")
+    await mirror_mahak_order(db_pool, lines_only, with_head=False)
+    # A compensation began: the order is being cancelled, it holds nothing any more.
+    compensating = await new_order(db_pool, (100, 1, "7"), paid_ref="comp")
+    await db_pool.execute("UPDATE shop_orders SET compensation_started_at = now() WHERE id = $1",
+                          compensating.id)
+
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert uncovered_view(uncovered) == [], "Mahak's 1 left covers the reversed order's 1"
+    assert await orders.inventory_conflicts(db_pool) == []
+    inventory = await db_pool.fetch(
+        "SELECT product_detail_id, held, order_ids FROM shop_inventory ORDER BY product_detail_id")
+    assert [(r["product_detail_id"], r["held"], r["order_ids"]) for r in inventory] == [
+        (100, Decimal(1), [reversed_.id]), (200, Decimal(0), [])]
+
+    await mirror_stock(db_pool, (100, 1, 0))  # an in-store sale took the last one
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert uncovered_view(uncovered) == [(reversed_.id, 100, 1, Decimal(1))]
+    assert (uncovered[0].held, uncovered[0].mahak_count1) == (Decimal(1), Decimal(0))
+
+
+async def test_stock_goes_first_paid_first_served_and_a_later_order_that_fits_keeps_it(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """Allocation in payment order flags only the orders that do not fit: once one does not
+    fit, a later, smaller order that fits what is left keeps its stock."""
+    await mirror_details(db_pool, 100)
+    await mirror_stock(db_pool, (100, 1, 5))
+    a = await new_order(db_pool, (100, 1, "2"), paid_ref="a")  # 5 -> 3 left
+    b = await new_order(db_pool, (100, 1, "4"), paid_ref="b")  # does not fit in 3
+    c = await new_order(db_pool, (100, 1, "3"), paid_ref="c")  # fits in 3 -> 0 left
+    d = await new_order(db_pool, (100, 1, "1"), paid_ref="d")  # nothing left
+    assert a.id < b.id < c.id < d.id
+
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert uncovered_view(uncovered) == [(b.id, 100, 1, Decimal(4)), (d.id, 100, 1, Decimal(1))]
+    assert {(h.held, h.mahak_count1) for h in uncovered} == {(Decimal(10), Decimal(5))}
+
+    # Payment order decides, not the order id: `d` paid before everyone else now fits first.
+    await db_pool.execute("UPDATE shop_orders SET paid_at = paid_at - interval '1 hour' WHERE id = $1",
+                          d.id)
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert uncovered_view(uncovered) == [(b.id, 100, 1, Decimal(4)), (c.id, 100, 1, Decimal(3))]
+
+
+async def test_an_order_that_does_not_fit_holds_none_of_its_lines(db_pool: asyncpg.Pool) -> None:
+    """A flagged order is cancelled whole, so the lines of it that did fit are given to the
+    orders paid after it rather than cancelling those as well."""
+    await mirror_details(db_pool, 100, 200)
+    await mirror_stock(db_pool, (100, 1, 3), (200, 1, 1))
+    first = await new_order(db_pool, (100, 1, "2"), (200, 1, "2"), paid_ref="first")
+    second = await new_order(db_pool, (100, 1, "3"), paid_ref="second")
+
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert uncovered_view(uncovered) == [(first.id, 200, 1, Decimal(2))], \
+        "only the line that does not fit is the conflict; `second` gets the 3 of detail 100"
+
+
+async def test_lines_of_deleted_or_unknown_product_details_are_no_stock_conflict(
+    db_pool: asyncpg.Pool,
+) -> None:
+    """A product Mahak deleted (or never had) is a stale reference the send turns into a
+    dispute for an operator, not a stock shortage to cancel the order for."""
+    await mirror_details(db_pool, 100)
+    await mirror_details(db_pool, 300, deleted=True)
+    await mirror_stock(db_pool, (100, 1, 1), (300, 1, 0))
+    deleted = await new_order(db_pool, (300, 1, "1"), paid_ref="deleted")
+    unknown = await new_order(db_pool, (999, 1, "2"), paid_ref="unknown")
+    mixed = await new_order(db_pool, (100, 1, "1"), (300, 1, "5"), paid_ref="mixed")
+    short = await new_order(db_pool, (100, 1, "1"), paid_ref="short")
+
+    uncovered = await orders.uncovered_holdings(db_pool)
+    assert uncovered_view(uncovered) == [(short.id, 100, 1, Decimal(1))], \
+        "`mixed` keeps the one of detail 100; its deleted line is not a shortage"
+    assert [(c.product_detail_id, c.order_ids) for c in await orders.inventory_conflicts(db_pool)] \
+        == [(100, [mixed.id, short.id])]
+    assert {deleted.id, unknown.id}.isdisjoint(h.order_id for h in uncovered)

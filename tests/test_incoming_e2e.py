@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
+from activities.incoming import IncomingSync
 from activities.incoming_types import (
     CycleSummary,
     EntityCounts,
@@ -27,6 +28,7 @@ from activities.incoming_types import (
     SyncConfig,
     SyncStatus,
 )
+from activities.order_request import order_request
 from mahak_client.client import MahakClient
 from mahak_client.models import ENTITIES, INCOMING_ORDER
 from mahak_simulator.control import SimControl
@@ -36,6 +38,7 @@ from mahak_sync.config import Settings
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
 from shopdb import catalog, orders
 from shopdb.mirror import mirror, to_record
+from shopdb.models import ShopOrder
 from starter import start_incoming
 from tests.order_helpers import make_order
 from worker import build_worker
@@ -290,17 +293,38 @@ async def test_a_malformed_row_is_dead_lettered_and_the_cycle_goes_on(
     assert all(first.entities[name].ok for name in INCOMING_ORDER)
 
 
-async def test_a_malformed_page_fails_its_entity_only(
+async def test_a_malformed_page_is_retried_within_the_cycle(
     start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
 ) -> None:
+    # A bad body is retried with backoff (mahak_sync.errors): one malformed answer costs a
+    # retry, not the entity.
     await sim.seed(3, stores=2)
     await sim.add_fault(malformed="truncated", count=1)  # the first answer: stores' page
     sync = await start_sync()
+    first = (await sync.cycles(1)).last_cycle
+    assert first is not None and first.ok, first
+    assert first.entities["stores"].counts.inserted == 2
+    assert (await sim.stats()).faults_injected == 1
+    await assert_mirrors_simulator(db_pool, sim)
+
+
+async def test_a_malformed_page_that_persists_fails_its_entity_only(
+    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+) -> None:
+    await sim.seed(3, stores=2)
+    await sim.add_fault(malformed="truncated")  # every answer, until stores has given up
+    sync = await start_sync(fast_config(entity_timeout_seconds=3))
+    deadline = asyncio.get_running_loop().time() + 20
+    while (await sync.status()).current_entity in (None, "stores"):
+        assert asyncio.get_running_loop().time() < deadline, "stores never gave up"
+        await asyncio.sleep(0.05)
+    await sim.clear_faults()
     first = (await sync.cycles(1)).last_cycle
 
     assert first is not None and first.skipped == []
     stores = first.entities["stores"]
     assert stores.error_type == "MahakProtocolError" and not first.ok
+    assert (await sim.stats()).faults_injected > 1, "retried before giving up"
     assert all(first.entities[name].ok for name in INCOMING_ORDER if name != "stores")
     assert await catalog.get_cursor(db_pool, "stores") == 0, "nothing half-applied"
     second = await sync.run_cycle()
@@ -367,3 +391,98 @@ async def test_inventory_conflicts_are_recorded(
         summary.run_id)
     assert row["fetched"] == 1 and f"detail {detail} in store {store}" in row["error"]
     assert f"(orders {second.id})" in row["error"]
+
+
+async def _paid(pool: asyncpg.Pool, lines: list[tuple[int, int, int, int]], *,
+                person: int | None = None) -> ShopOrder:
+    order = await make_order(pool, lines, mahak_person_id=person)
+    await orders.mark_paid(pool, order.id, order.amount, f"PAY-{order.id}")
+    found = await orders.get_order(pool, order.id)
+    assert found is not None
+    return found
+
+
+async def _saved_answer_lost(simulator: SimulatorServer, order: ShopOrder, person: int) -> None:
+    """Mahak saved the order (and took its stock); the answer never reached the shop, which
+    has not marked it synced."""
+    async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
+        await mahak.login()
+        await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
+                                                person_id=person))
+
+
+async def _mahak_count1(sim: SimControl, detail: int, store: int) -> float:
+    return next(r["Count1"] for r in await sim.entities("product_detail_store_assets")
+                if r["ProductDetailId"] == detail and r["StoreId"] == store)
+
+
+async def test_an_order_mahak_saved_since_the_last_cycle_is_no_conflict(
+    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+) -> None:
+    """Mahak had 5 and saved our order of 4 between two cycles, so it now has 1. The next
+    cycle brings the lower stock AND the Mahak order; the check, run after both, sees the
+    order is Mahak's and already inside its 1: nothing to cancel."""
+    seeded = await sim.seed(2, stock=5)
+    detail, store, person = seeded.product_details[0], seeded.stores[0], seeded.people[0]
+    sync = await start_sync()
+    await sync.cycles(1)
+    order = await _paid(db_pool, [(detail, store, 4, 1000)], person=person)
+    await _saved_answer_lost(simulator, order, person)
+    assert await _mahak_count1(sim, detail, store) == 1
+
+    summary = await sync.run_cycle()
+    assert summary.ok, summary
+    assert summary.entities["orders"].counts.inserted == 1
+    assert summary.inventory_conflicts == 0, "a good order would be cancelled"
+    assert not await db_pool.fetchval(
+        "SELECT count(*) FROM mahak_sync_log WHERE run_id = $1 AND entity = 'inventory_conflicts'",
+        summary.run_id)
+
+
+async def test_in_process_cycle_checks_conflicts_after_the_orders_too(
+    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+) -> None:
+    """`mahak-sync sync once` (IncomingSync.run_cycle) follows the same rules."""
+    seeded = await sim.seed(2, stock=5)
+    detail, store, person = seeded.product_details[0], seeded.stores[0], seeded.people[0]
+    async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
+        incoming = IncomingSync(db_pool, mahak)
+        assert (await incoming.run_cycle(page_size=PAGE_SIZE, run_id="cli-1")).ok
+        order = await _paid(db_pool, [(detail, store, 4, 1000)], person=person)
+        await _saved_answer_lost(simulator, order, person)
+        other = await _paid(db_pool, [(seeded.product_details[1], store, 6, 1000)])
+
+        summary = await incoming.run_cycle(page_size=PAGE_SIZE, run_id="cli-2")
+    assert summary.ok, summary
+    assert summary.inventory_conflicts == 1, "only the order Mahak does not hold, 6 > 5"
+    row = await db_pool.fetchrow(
+        "SELECT fetched, error FROM mahak_sync_log WHERE run_id = 'cli-2' AND entity = 'inventory_conflicts'")
+    assert row["fetched"] == 1 and f"(orders {other.id})" in row["error"]
+
+
+async def test_the_conflict_check_reads_mahak_again_before_reporting(
+    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+) -> None:
+    """The mirror says two orders are short; before reporting, the check reads stock and
+    orders from Mahak again (from the stored cursors, stored before each cursor moves): Mahak
+    restocked one product since, so only the other order is still a conflict."""
+    seeded = await sim.seed(2, stock=5)
+    (d1, d2), store = seeded.product_details, seeded.stores[0]
+    async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
+        incoming = IncomingSync(db_pool, mahak)
+        first = await _paid(db_pool, [(d1, store, 4, 1000)])
+        second = await _paid(db_pool, [(d2, store, 3, 1000)])
+        await sim.sale(d1, store, 3)  # 2 left of d1: `first` is short
+        await sim.sale(d2, store, 4)  # 1 left of d2: `second` is short
+        assert (await incoming.run_cycle(page_size=PAGE_SIZE, run_id="cycle")).ok
+        await sim.set_stock(d1, store, 10)  # restocked in Mahak after the cycle read it
+
+        found = await incoming.detect_inventory_conflicts("check")
+
+    assert [c.order_id for c in found] == [second.id], "reported on a stale picture"
+    assert [(s.product_detail_id, s.available) for s in found[0].shortages] == [(d2, 1)]
+    assert float(await db_pool.fetchval(
+        "SELECT count1 FROM mahak_stock WHERE product_detail_id = $1 AND store_id = $2",
+        d1, store)) == 10, "the re-read is stored"
+    await assert_mirrors_simulator(db_pool, sim)  # cursors moved only over stored rows
+    assert first.id not in {c.order_id for c in found}

@@ -20,10 +20,15 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.incoming_types import (
+    CHECK_INVENTORY_CONFLICTS,
+    CONFLICT_PICTURE,
     DETECT_INVENTORY_CONFLICTS,
     RECORD_FAILURE,
     RESET_CURSOR,
+    STOCK_ENTITY,
     SYNC_ENTITY,
+    CheckConflictsInput,
+    ConflictCheckResult,
     DetectConflictsInput,
     EntityCounts,
     EntityProgress,
@@ -38,8 +43,11 @@ from activities.incoming_types import (
     StockShortage,
     SyncStatus,
 )
+from mahak_client.errors import MahakTransientError
 from mahak_client.models import INCOMING_ORDER
+from mahak_sync.errors import ErrorType
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
+from worker import INTERCEPTORS
 from workflows.incoming_sync import WORKFLOW_ID, IncomingSyncWorkflow
 from workflows.order_types import InventoryConflictNotice
 
@@ -57,10 +65,13 @@ class StubIncoming:
         self.behaviour: dict[str, Callable[[SyncEntityInput], EntitySyncResult]] = {}
         self.conflicts: list[OrderStockConflict] = []
         self.conflict_checks: list[str] = []
+        self.check_cursors: dict[str, int] = {}  # what the check's re-read moved
+        self.events: list[str] = []  # entity names and "check", in the order they ran
 
     @activity.defn(name=SYNC_ENTITY)
     async def sync_entity(self, request: SyncEntityInput) -> EntitySyncResult:
         self.calls.append(request)
+        self.events.append(request.entity)
         if request.entity in self.behaviour:
             return self.behaviour[request.entity](request)
         self.cursors[request.entity] += 10
@@ -76,7 +87,15 @@ class StubIncoming:
         self, request: DetectConflictsInput
     ) -> list[OrderStockConflict]:
         self.conflict_checks.append(request.run_id)
+        self.events.append("check")
         return self.conflicts
+
+    @activity.defn(name=CHECK_INVENTORY_CONFLICTS)
+    async def check_inventory_conflicts(self, request: CheckConflictsInput) -> ConflictCheckResult:
+        self.conflict_checks.append(request.run_id)
+        self.events.append("check")
+        return ConflictCheckResult(conflicts=self.conflicts, reread=bool(self.conflicts),
+                                   cursors=self.check_cursors)
 
     @activity.defn(name=RESET_CURSOR)
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
@@ -87,7 +106,7 @@ class StubIncoming:
 
     def activities(self) -> list[Any]:
         return [self.sync_entity, self.record_failure, self.detect_inventory_conflicts,
-                self.reset_cursor]
+                self.check_inventory_conflicts, self.reset_cursor]
 
     def cycles_seen(self) -> int:
         return len({c.run_id for c in self.calls})
@@ -131,7 +150,8 @@ async def running_sync(
     task_queue = f"incoming-{uuid.uuid4().hex[:8]}"
     workflow_id = f"{WORKFLOW_ID}-{uuid.uuid4().hex[:8]}"
     async with Worker(client, task_queue=task_queue, activities=stub.activities(),
-                      workflows=[IncomingSyncWorkflow, *extra_workflows]):
+                      workflows=[IncomingSyncWorkflow, *extra_workflows],
+                      interceptors=INTERCEPTORS):
         handle = await client.start_workflow(
             IncomingSyncWorkflow.run, state or IncomingSyncState(config=config()),
             id=workflow_id, task_queue=task_queue,
@@ -350,7 +370,7 @@ async def test_outage_ends_the_cycle_and_the_next_cycle_retries(
 
     def flaky(request: SyncEntityInput) -> EntitySyncResult:
         if down:
-            raise ConnectionError("Mahak unreachable")
+            raise MahakTransientError("Mahak unreachable", endpoint="GetAllDataV2")
         return EntitySyncResult(entity=request.entity, cursor=99, pages=1)
 
     stub.behaviour["product_details"] = flaky
@@ -376,7 +396,98 @@ async def test_outage_ends_the_cycle_and_the_next_cycle_retries(
     assert second.cursors["product_details"] == 99
 
 
+async def test_a_bad_body_is_retried_then_fails_its_entity_only(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    """A body that is not the documented envelope is retried with backoff (the error table);
+    when it keeps coming back until the entity's budget is spent it concerns that entity
+    alone, like a permanent error: the other entities still sync."""
+    stub = StubIncoming()
+
+    def malformed(request: SyncEntityInput) -> EntitySyncResult:
+        raise ApplicationError("GetAllData answered HTML", type=ErrorType.MAHAK_BAD_RESPONSE)
+
+    stub.behaviour["products"] = malformed
+    async with running_sync(skipping_env.client, stub) as handle:
+        await skipping_env.sleep(70)  # past the entity's 60 s budget of retries
+        await cycles_done(handle, 1)
+        now = await status(handle)
+
+    assert sum(c.entity == "products" for c in stub.calls) > 2, "retried with backoff"
+    cycle = now.last_cycle
+    assert cycle is not None and not cycle.ok and cycle.skipped == []
+    products = cycle.entities["products"]
+    assert products.error_type == ErrorType.MAHAK_BAD_RESPONSE
+    assert "HTML" in (products.error or "")
+    assert all(cycle.entities[e].ok for e in INCOMING_ORDER if e != "products")
+    assert [f.entity for f in stub.failures] == ["products"]
+
+
+async def test_bad_credentials_are_retried_then_end_the_cycle(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    """Bad credentials are retried with backoff (an operator fixes them, the work waits);
+    every entity would meet them, so past the budget the rest of the cycle is skipped."""
+    stub = StubIncoming()
+
+    def refused(request: SyncEntityInput) -> EntitySyncResult:
+        raise ApplicationError("Login refused", type=ErrorType.MAHAK_AUTH)
+
+    stub.behaviour["stores"] = refused
+    async with running_sync(skipping_env.client, stub) as handle:
+        await skipping_env.sleep(70)
+        await cycles_done(handle, 1)
+        now = await status(handle)
+
+    assert sum(c.entity == "stores" for c in stub.calls) > 2, "retried with backoff"
+    cycle = now.last_cycle
+    assert cycle is not None and cycle.skipped == list(INCOMING_ORDER[1:])
+    assert cycle.entities["stores"].error_type == ErrorType.MAHAK_AUTH
+    assert stub.conflict_checks == []
+
+
 # --- inventory conflicts ------------------------------------------------------------------
+
+
+async def test_conflicts_are_checked_after_the_orders_of_the_same_cycle(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    """The check sees the stock together with the Mahak orders it already counts: it runs
+    once per cycle, after `orders` and `order_details`, and the cursors its re-read moved
+    are the workflow's too."""
+    stub = StubIncoming()
+    stub.check_cursors = {STOCK_ENTITY: 4242}
+    async with running_sync(skipping_env.client, stub) as handle:
+        await cycles_done(handle, 1)
+        now = await status(handle)
+
+    assert stub.events == [*INCOMING_ORDER, "check"]
+    assert INCOMING_ORDER.index(STOCK_ENTITY) < INCOMING_ORDER.index("orders")
+    assert now.cursors[STOCK_ENTITY] == 4242
+    assert now.cursors["orders"] == 10
+
+
+@pytest.mark.parametrize("failing", CONFLICT_PICTURE)
+async def test_no_conflict_check_on_an_incomplete_picture(
+    skipping_env: WorkflowEnvironment, failing: str,
+) -> None:
+    """A stock, orders or order_details sync that stopped part-way (here: a permanent error
+    after two pages) leaves a picture no order may be cancelled on: no check this cycle."""
+    stub = StubIncoming()
+    stub.behaviour[failing] = _permanent
+    short = StockShortage(product_detail_id=5, store_id=1, held=3, available=1)
+    stub.conflicts = [OrderStockConflict(order_id=41, shortages=[short])]
+    async with running_sync(skipping_env.client, stub) as handle:
+        await cycles_done(handle, 1)
+        now = await status(handle)
+
+    assert [c.entity for c in stub.calls] == list(INCOMING_ORDER), "the others still synced"
+    assert stub.conflict_checks == [], "checked on a partial picture"
+    cycle = now.last_cycle
+    assert cycle is not None and cycle.inventory_conflicts == 0
+    assert cycle.entities[failing].cursor == 77
+
+
 
 
 async def test_inventory_conflicts_signal_each_order_workflow_once(

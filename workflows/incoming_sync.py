@@ -5,11 +5,19 @@ entities in dependency order, one activity per entity that fetches and applies p
 page (rows never enter history; only counts and cursors come back). Between cycles it sleeps
 on a timer that `sync_now` cuts short, then continues as new so its history stays small.
 
-Failure policy: a permanent error (non-retryable activity failure) is recorded and the
-cycle goes on with the other entities; an entity that keeps failing transiently until its
-time budget runs out means Mahak or the database is down, so the rest of the cycle is
+Failure policy, by the error table's types (`mahak_sync.errors`, `incoming_types.ends_cycle`):
+an error that concerns the entity alone (Mahak refused the request, a body that kept coming
+back malformed, invalid data) is recorded and the cycle goes on with the other entities; an
+entity that keeps failing otherwise until its time budget runs out (Mahak or the database
+down, bad credentials) means every later entity would fail too, so the rest of the cycle is
 skipped and the next cycle resumes from the stored cursors. The workflow itself never fails
 because a dependency is down.
+
+Inventory conflicts are checked once per cycle, after `orders` and `order_details`, and only
+when stock, orders and order details all synced to the end without error in that cycle; the
+check re-reads them from Mahak before reporting (`incoming.check_inventory_conflicts`). Runs
+recorded before that change (no `PATCH_CONFLICTS_AFTER_ORDERS` marker) replay the old check
+right after the stock.
 """
 
 from __future__ import annotations
@@ -24,11 +32,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 with workflow.unsafe.imports_passed_through():
     from activities.incoming_types import (
+        CHECK_INVENTORY_CONFLICTS,
         DETECT_INVENTORY_CONFLICTS,
         RECORD_FAILURE,
         RESET_CURSOR,
         STOCK_ENTITY,
         SYNC_ENTITY,
+        CheckConflictsInput,
+        ConflictCheckResult,
         CycleSummary,
         DetectConflictsInput,
         EntityCounts,
@@ -42,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         SyncEntityInput,
         SyncStatus,
         Trigger,
+        ends_cycle,
     )
     from mahak_client.models import INCOMING_ORDER
     from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
@@ -54,6 +66,11 @@ with workflow.unsafe.imports_passed_through():
 WORKFLOW_ID = INCOMING_SYNC_WORKFLOW_ID
 SYNC_KIND_VALUE = "incoming"
 INVENTORY_CONFLICT_SIGNAL = "inventory_conflict"
+
+# `workflow.patched` id: runs recorded before it check inventory conflicts right after the
+# stock entity (`DETECT_INVENTORY_CONFLICTS`), whatever became of it; runs with it check
+# after the orders, on a complete picture, re-read from Mahak (`CHECK_INVENTORY_CONFLICTS`).
+PATCH_CONFLICTS_AFTER_ORDERS = "incoming-conflicts-after-orders"
 
 # Bookkeeping activities (sync-log rows, conflict detection, cursor resets) are small DB
 # calls: short attempts, and a budget after which the cycle moves on without them.
@@ -151,10 +168,21 @@ class IncomingSyncWorkflow:
                 if outage:
                     summary.skipped = list(INCOMING_ORDER[index + 1:])
                     break
-                if entity == STOCK_ENTITY:
+                if entity == STOCK_ENTITY and not workflow.patched(PATCH_CONFLICTS_AFTER_ORDERS):
+                    # A run recorded before the check moved after the orders: replay it here.
+                    summary.conflicts_checked = True
                     summary.inventory_conflicts = await self._signal_inventory_conflicts(
                         summary.run_id
                     )
+            # Only on a complete picture of this cycle: stock, and the Mahak orders that its
+            # counts already include, all synced to the end. Nothing is judged while paused.
+            if (not state.paused and summary.conflict_picture_complete()
+                    and workflow.patched(PATCH_CONFLICTS_AFTER_ORDERS)):
+                self._current_entity = None
+                summary.conflicts_checked = True
+                summary.inventory_conflicts = await self._check_inventory_conflicts(
+                    summary.run_id
+                )
         finally:
             self._current_entity = None
             self._running = False
@@ -192,7 +220,8 @@ class IncomingSyncWorkflow:
             return result, False
         except ActivityError as err:
             cause = err.cause
-            permanent = isinstance(cause, ApplicationError) and cause.non_retryable
+            # The error itself, or the last one behind retries that ran out of time.
+            last = _last_application_error(cause)
             progress = _progress_from(cause)
             counts = progress.counts if progress else EntityCounts()
             result = EntitySyncResult(
@@ -201,14 +230,16 @@ class IncomingSyncWorkflow:
                 cursor=progress.cursor if progress else None,
                 pages=progress.pages if progress else 0,
                 error=_describe(cause),
-                error_type=cause.type if isinstance(cause, ApplicationError) else "Timeout",
+                error_type=last.type if last is not None else "Timeout",
             )
             workflow.logger.warning("incoming sync of %s failed: %s", entity, result.error)
             await self._record_failure(
                 RecordFailureInput(run_id=run_id, entity=entity, started_at=started_at,
                                    error=result.error or "failed", counts=counts)
             )
-            return result, not permanent
+            outage = ends_cycle(last.type if last is not None else None,
+                                non_retryable=last is not None and last.non_retryable)
+            return result, outage
 
     async def _record_failure(self, failure: RecordFailureInput) -> None:
         try:
@@ -220,11 +251,35 @@ class IncomingSyncWorkflow:
             # The database is down too; the workflow's own state still shows the error.
             workflow.logger.warning("could not record sync failure: %s", _describe(err.cause))
 
-    async def _signal_inventory_conflicts(self, run_id: str) -> int:
-        """Tell each order workflow whose paid order Mahak's stock no longer covers.
+    async def _check_inventory_conflicts(self, run_id: str) -> int:
+        """Check on this cycle's complete picture, re-read from Mahak, and signal the orders
+        still short. If the check cannot finish (Mahak or the database down), nothing is
+        signalled: no order is cancelled on a picture that could not be confirmed."""
+        config = self._state.config
+        try:
+            result: ConflictCheckResult = await workflow.execute_activity(
+                CHECK_INVENTORY_CONFLICTS,
+                CheckConflictsInput(run_id=run_id, page_size=config.page_size),
+                result_type=ConflictCheckResult,
+                # It may read from Mahak: the budget and retries of an entity's sync.
+                schedule_to_close_timeout=timedelta(seconds=config.entity_timeout_seconds),
+                start_to_close_timeout=timedelta(seconds=config.attempt_timeout_seconds),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=config.retry_initial_seconds),
+                    backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=config.retry_max_seconds),
+                ),
+                summary="check inventory conflicts",
+            )
+        except ActivityError as err:
+            workflow.logger.warning("inventory conflict check failed: %s", _describe(err.cause))
+            return 0
+        self._state.cursors.update(result.cursors)  # the re-read moved them
+        return await self._signal_conflicts(result.conflicts)
 
-        A conflict is signalled once; it is signalled again only if its shortage changes.
-        """
+    async def _signal_inventory_conflicts(self, run_id: str) -> int:
+        """The check of runs recorded before `PATCH_CONFLICTS_AFTER_ORDERS`, kept as it was
+        so they replay: right after the stock entity."""
         try:
             conflicts: list[OrderStockConflict] = await workflow.execute_activity(
                 DETECT_INVENTORY_CONFLICTS,
@@ -236,6 +291,13 @@ class IncomingSyncWorkflow:
         except ActivityError as err:
             workflow.logger.warning("inventory conflict check failed: %s", _describe(err.cause))
             return 0
+        return await self._signal_conflicts(conflicts)
+
+    async def _signal_conflicts(self, conflicts: list[OrderStockConflict]) -> int:
+        """Tell each order workflow whose paid order Mahak's stock no longer covers.
+
+        A conflict is signalled once; it is signalled again only if its shortage changes.
+        """
         signalled: dict[str, str] = {}
         for conflict in conflicts:
             key, fingerprint = str(conflict.order_id), conflict.fingerprint()
@@ -338,6 +400,14 @@ class IncomingSyncWorkflow:
             updates.append(SYNC_PAUSED.value_set(self._state.paused))
         if updates:
             workflow.upsert_search_attributes(updates)
+
+
+def _last_application_error(failure: BaseException | None) -> ApplicationError | None:
+    """The activity's own error: the failure itself, or the last attempt's error behind a
+    timeout (retries that ran out of budget)."""
+    if isinstance(failure, TimeoutError):
+        failure = failure.cause
+    return failure if isinstance(failure, ApplicationError) else None
 
 
 def _progress_from(failure: BaseException | None) -> EntityProgress | None:
