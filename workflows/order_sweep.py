@@ -1,16 +1,24 @@
 """`OrderSweepWorkflow` (id `mahak-order-sweep`): the safety net under the payment callback.
 
-Every interval (default one minute) it starts, or attaches to, the sync of each paid order
-Mahak does not hold yet, so an order whose callback was lost, or whose start failed after it
-was marked paid, still reaches Mahak. Starting is idempotent, so sweeping an order whose sync
-is running or finished changes nothing. The history stays small: the workflow continues as new
-every `cycles_per_run` cycles.
+Every interval (default one minute, ±20 % random jitter) it examines the next page of paid
+orders Mahak does not hold yet and starts, or attaches to, the sync of each one with none in
+flight, so an order whose callback was lost, or whose start failed after it was marked paid,
+still reaches Mahak. An order whose compensation began is never started again.
+
+Paging is fair: the workflow keeps a keyset cursor, the `(paid_at, id)` of the last order
+examined, and each sweep reads the page after it, wrapping to the oldest order at the end. So
+every unsynced paid order is examined within ceil(N / batch_limit) sweeps however many older
+ones sit in flight (orders parked in dispute for days do not starve newer ones). The history
+stays small: the workflow continues as new every `cycles_per_run` cycles, carrying the cursor.
+
+Runs recorded before paging (no `PAGED_SWEEP_PATCH` marker) replay the old decisions: the
+legacy `order.sweep` activity (first page only) and an unjittered interval.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
@@ -20,16 +28,61 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from workflows.order_types import OrderActivityNames as A
 
+# The activity of paged sweeps (`activities.order_sweep.OrderSweepActivities.sweep_page`).
+SWEEP_PAGE_ACTIVITY = "order.sweep_page"
+# Marks runs that page with a cursor and jitter their interval.
+PAGED_SWEEP_PATCH = "order-sweep-keyset-paging-jitter"
+
+
+class SweepCursor(BaseModel):
+    """Where the sweep stopped: the last order examined (`paid_at` NULL sorts last)."""
+
+    paid_at: datetime | None
+    order_id: int
+
 
 class OrderSweepInput(BaseModel):
     interval: timedelta = timedelta(minutes=1)
     batch_limit: int = Field(500, ge=1)
     cycles_per_run: int = Field(100, ge=1)
+    # Each wait is `interval` ± this fraction, drawn deterministically (`workflow.random()`),
+    # so deployments and restarts do not sweep in lockstep.
+    jitter: float = Field(0.2, ge=0, lt=1)
+    # Carried through continue-as-new; None: start with the oldest unsynced paid order.
+    cursor: SweepCursor | None = None
+
+
+class SweepPageRequest(BaseModel):
+    after: SweepCursor | None = None
+    limit: int = Field(ge=1)
+
+
+class SweepPage(BaseModel):
+    """One sweep's work, as the activity reports it (ids and counts only)."""
+
+    started: list[int] = Field(default_factory=list)
+    examined: int = 0
+    in_flight: int = 0
+    # The sweep reached the newest order and went on from the oldest.
+    wrapped: bool = False
+    # The last order examined; None when there was none.
+    cursor: SweepCursor | None = None
 
 
 class OrderSweepStatus(BaseModel):
     cycles: int
     last_started: list[int]
+    # Where the next sweep goes on from (None: the oldest unsynced paid order).
+    cursor: SweepCursor | None = None
+    # Of the last sweep: orders examined, and of those skipped because their sync runs.
+    examined: int = 0
+    in_flight: int = 0
+    wrapped: bool = False
+
+
+def jittered(interval: timedelta, jitter: float, draw: float) -> timedelta:
+    """`interval` scaled by a factor in [1 - jitter, 1 + jitter); `draw` is uniform in [0, 1)."""
+    return interval * (1 + jitter * (2 * draw - 1))
 
 
 @workflow.defn(name="OrderSweepWorkflow")
@@ -38,6 +91,8 @@ class OrderSweepWorkflow:
         self._cycles = 0
         self._last: list[int] = []
         self._wake = False
+        self._cursor: SweepCursor | None = None
+        self._page = SweepPage()
 
     @workflow.signal
     def sweep_now(self) -> None:
@@ -45,26 +100,57 @@ class OrderSweepWorkflow:
 
     @workflow.query
     def status(self) -> OrderSweepStatus:
-        return OrderSweepStatus(cycles=self._cycles, last_started=self._last)
+        return OrderSweepStatus(
+            cycles=self._cycles, last_started=self._last, cursor=self._cursor,
+            examined=self._page.examined, in_flight=self._page.in_flight,
+            wrapped=self._page.wrapped,
+        )
 
     @workflow.run
     async def run(self, inp: OrderSweepInput) -> None:
+        self._cursor = inp.cursor
+        paged = workflow.patched(PAGED_SWEEP_PATCH)
         while True:
             self._wake = False
-            try:
-                self._last = await workflow.execute_activity(
-                    A.sweep, inp.batch_limit, result_type=list[int],
-                    start_to_close_timeout=timedelta(minutes=5),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                )
-            except ActivityError as err:
-                # A failed sweep is simply the next one's work; the safety net never stops.
-                workflow.logger.warning("order sweep failed: %s", err.cause or err)
-                self._last = []
+            if paged:
+                await self._sweep_page(inp.batch_limit)
+            else:
+                await self._sweep_first_page(inp.batch_limit)
             self._cycles += 1
             if self._cycles >= inp.cycles_per_run:
-                workflow.continue_as_new(inp)
+                workflow.continue_as_new(
+                    inp.model_copy(update={"cursor": self._cursor}) if paged else inp)
+            wait = (jittered(inp.interval, inp.jitter, workflow.random().random())
+                    if paged else inp.interval)
             try:
-                await workflow.wait_condition(lambda: self._wake, timeout=inp.interval)
+                await workflow.wait_condition(lambda: self._wake, timeout=wait)
             except asyncio.TimeoutError:
                 pass
+
+    async def _sweep_page(self, limit: int) -> None:
+        try:
+            page = await workflow.execute_activity(
+                SWEEP_PAGE_ACTIVITY, SweepPageRequest(after=self._cursor, limit=limit),
+                result_type=SweepPage,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            # A failed sweep is simply the next one's work; the safety net never stops.
+            workflow.logger.warning("order sweep failed: %s", err.cause or err)
+            page = SweepPage(cursor=self._cursor)
+        self._page = page
+        self._last = page.started
+        self._cursor = page.cursor
+
+    async def _sweep_first_page(self, limit: int) -> None:
+        """Before `PAGED_SWEEP_PATCH`: the oldest `limit` orders every time."""
+        try:
+            self._last = await workflow.execute_activity(
+                A.sweep, limit, result_type=list[int],
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            workflow.logger.warning("order sweep failed: %s", err.cause or err)
+            self._last = []
