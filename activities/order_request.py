@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from mahak_client.models import Order, OrderDetail, Person, Receipt, VisitorPerson
 from mahak_client.save import RecordFailure, SaveAllDataRequest, SaveAllDataResult, is_already_registered
+from mahak_sync.errors import CUSTOMER_DATA, scrub
 from shopdb.models import ShopCustomer, ShopOrder
 from workflows.order_types import MahakFailure, MahakOrderCheck, SendOutcome
 
@@ -73,6 +76,23 @@ def _shipping_address(order: ShopOrder) -> str | None:
     }, ensure_ascii=False)
 
 
+def _receipt(order: ShopOrder, *, visitor_id: int, person_id: int | None,
+             deleted: bool = False) -> Receipt | None:
+    """The payment as a cash receipt under the order's own client id (none when unpaid)."""
+    if order.payment_status != "paid" and not deleted:
+        return None
+    return Receipt(
+        receipt_client_id=order.order_client_id,
+        order_client_id=order.order_client_id,
+        person_id=person_id,
+        visitor_id=visitor_id,
+        cash_amount=float(order.amount),
+        date=order.paid_at or order.created_at,
+        description=f"web payment {order.payment_ref}" if order.payment_ref else None,
+        deleted=deleted,
+    )
+
+
 def order_request(
     order: ShopOrder,
     *,
@@ -80,27 +100,18 @@ def order_request(
     person_id: int | None,
     deleted: bool = False,
     line_client_ids: Iterable[int] | None = None,
+    with_receipt: bool = True,
 ) -> SaveAllDataRequest:
     """The order, its lines and (for a paid order) one receipt of the paid amount.
 
-    `deleted=True` with `line_client_ids` is the reversal of a partial save: the same records,
-    marked deleted (Mahak accepts edits until the desktop has imported the order). A reversal
-    sends no receipt: none is held for an order Mahak only partly took.
+    `deleted=True` is the reversal: the same records marked deleted (Mahak accepts edits
+    until the desktop has imported the order), limited to the lines (`line_client_ids`) and
+    receipt (`with_receipt`) Mahak was found to hold: a record it never took is not sent.
     """
     when: datetime = order.paid_at or order.created_at
+    receipt = (_receipt(order, visitor_id=visitor_id, person_id=person_id, deleted=deleted)
+               if with_receipt else None)
     wanted = set(line_client_ids) if line_client_ids is not None else None
-    lines = [ln for ln in order.lines if wanted is None or ln.order_detail_client_id in wanted]
-    receipt = None
-    if order.payment_status == "paid" and not deleted:
-        receipt = Receipt(
-            receipt_client_id=order.order_client_id,
-            order_client_id=order.order_client_id,
-            person_id=person_id,
-            visitor_id=visitor_id,
-            cash_amount=float(order.amount),
-            date=when,
-            description=f"web payment {order.payment_ref}" if order.payment_ref else None,
-        )
     return SaveAllDataRequest(
         orders=[Order(
             order_client_id=order.order_client_id,
@@ -131,10 +142,18 @@ def order_request(
                 discount_type=DISCOUNT_AMOUNT,
                 deleted=deleted,
             )
-            for ln in lines
+            for ln in order.lines
+            if wanted is None or ln.order_detail_client_id in wanted
         ],
         receipts=[receipt] if receipt else None,
     )
+
+
+def receipt_request(order: ShopOrder, *, visitor_id: int, person_id: int | None) -> SaveAllDataRequest:
+    """The receipt alone, for an order Mahak holds without it (same deterministic client id,
+    so a repeat updates the one receipt instead of adding a second payment)."""
+    receipt = _receipt(order, visitor_id=visitor_id, person_id=person_id)
+    return SaveAllDataRequest(receipts=[receipt] if receipt else [])
 
 
 # --- Classifying Mahak's answer ---------------------------------------------------------------
@@ -152,7 +171,6 @@ _NOT_FOUND = re.compile(
     r"یافت\s*نشد|وجود\s*ندارد|نامعتبر|حذف",
     re.I,
 )
-_STOCK = re.compile(r"stock|inventory|insufficient|not\s*enough|موجودی|کسری", re.I)
 
 
 def _props(failure: RecordFailure | MahakFailure) -> list[str]:
@@ -160,9 +178,11 @@ def _props(failure: RecordFailure | MahakFailure) -> list[str]:
 
 
 def is_stock_failure(failure: RecordFailure | MahakFailure) -> bool:
-    return bool(_STOCK.search(failure.message or "")) or any(
-        p in ("count1", "count2") for p in _props(failure)
-    )
+    """Mahak's structured stock refusal: a line refused on its count. The wording is not
+    public (and varies), so no text is matched: a message that merely mentions "stock" on
+    another property is an operator's dispute, never an automatic cancel."""
+    return failure.collection.lower() == "orderdetails" and any(
+        p in ("count1", "count2") for p in _props(failure))
 
 
 def stale_entities(failure: RecordFailure | MahakFailure) -> list[str]:
@@ -171,28 +191,36 @@ def stale_entities(failure: RecordFailure | MahakFailure) -> list[str]:
     return sorted({_REFERENCE_ENTITIES[p] for p in _props(failure) if p in _REFERENCE_ENTITIES})
 
 
-_REDACTED = "[customer data]"
+# Properties that carry the customer's own data: Mahak's complaint about one may quote it.
+_CUSTOMER_PROPERTIES = frozenset({
+    "firstname", "lastname", "organization", "email", "mobile", "phone", "tel",
+    "nationalcode", "address", "city", "state", "postalcode", "shippingaddress",
+})
+
+
+def customer_values(order: ShopOrder) -> list[str | None]:
+    values = [order.shipping_address, order.shipping_city, order.shipping_postal_code,
+              order.shipping_phone, order.payment_ref]
+    if order.customer is not None:
+        values += [v for k, v in order.customer.model_dump().items()
+                   if isinstance(v, str) and k != "mahak_person_id"]
+    return values
 
 
 def redact(text: str, order: ShopOrder) -> str:
-    """Mahak's error texts travel into workflow history; should one quote what it refused
-    (a mobile number, a name, an address), the customer's data is cut out first."""
-    customer = order.customer
-    values = [order.shipping_address, order.shipping_city, order.shipping_postal_code,
-              order.shipping_phone]
-    if customer is not None:
-        values += [v for k, v in customer.model_dump().items()
-                   if isinstance(v, str) and k != "mahak_person_id"]
-    # Longest first, so a value is never left half-replaced by one it contains.
-    for value in sorted({v.strip() for v in values if v and len(v.strip()) >= 3},
-                        key=len, reverse=True):
-        text = re.sub(re.escape(value), _REDACTED, text, flags=re.IGNORECASE)
-    return text
+    """Mahak's error texts travel into workflow history: the customer's own values, and
+    anything shaped like an e-mail address or phone number, are cut out first."""
+    return scrub(text, customer_values(order))
 
 
 def as_failure(f: RecordFailure, order: ShopOrder) -> MahakFailure:
+    # By structure first: a refusal of a customer field says which field, never its text.
+    if any(p in _CUSTOMER_PROPERTIES for p in _props(f)):
+        message = f"Mahak refused the customer's {f.property} ({CUSTOMER_DATA} withheld)"
+    else:
+        message = redact(f.message or "", order)[:500]
     return MahakFailure(collection=f.collection, client_id=f.client_id, property=f.property,
-                        message=redact(f.message or "", order)[:500])
+                        message=message)
 
 
 def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
@@ -226,28 +254,101 @@ def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
 # --- Comparing what Mahak holds with the order ------------------------------------------------
 
 
-def compare_with_mahak(
-    order: ShopOrder,
-    mahak_order: Order | None,
-    mahak_lines: Iterable[OrderDetail],
-) -> MahakOrderCheck:
-    """Does Mahak hold exactly this order: our client id, every line, same product and count?"""
-    if mahak_order is None or mahak_order.deleted:
+@dataclass
+class MahakHolding:
+    """What Mahak holds under the order's client ids (deleted rows included)."""
+
+    order: Order | None = None
+    lines: dict[int, OrderDetail] = field(default_factory=dict)
+    receipt: Receipt | None = None
+
+    def live_lines(self) -> list[OrderDetail]:
+        return [d for d in self.lines.values() if not d.deleted]
+
+    def live_receipt(self) -> Receipt | None:
+        return self.receipt if self.receipt is not None and not self.receipt.deleted else None
+
+    def live_order(self) -> Order | None:
+        return self.order if self.order is not None and not self.order.deleted else None
+
+    def anything_live(self) -> bool:
+        return bool(self.live_order() or self.live_lines() or self.live_receipt())
+
+    def describe_live(self) -> list[str]:
+        """What remains, as an operator finds it in Mahak."""
+        out = []
+        if (o := self.live_order()) is not None:
+            out.append(f"Mahak order {o.order_id}")
+        if lines := self.live_lines():
+            out.append("line(s) " + ", ".join(str(d.order_detail_id) for d in lines))
+        if (r := self.live_receipt()) is not None:
+            out.append(f"receipt {r.receipt_id}")
+        return out
+
+
+def _money_differs(theirs: float | None, ours: Decimal | float) -> bool:
+    return theirs is None or abs(float(theirs) - float(ours)) > 0.005
+
+
+def compare_with_mahak(order: ShopOrder, held: MahakHolding) -> MahakOrderCheck:
+    """Does Mahak hold exactly this order: header, every line (product detail, count, price,
+    discount) and, for a paid order, the receipt (cash, the paid amount)?
+
+    Lines Mahak lacks are not differences (a resend completes a partial save); a value that
+    differs is, and so is a line or receipt we never sent. A missing receipt is reported on
+    its own (`receipt_missing`): the caller sends it alone.
+    """
+    head = held.live_order()
+    if head is None:
         return MahakOrderCheck(found=False, detail="Mahak holds no live order with our client id")
-    held = {d.order_detail_client_id: d for d in mahak_lines if not d.deleted}
     problems: list[str] = []
+    if head.order_type not in (None, ORDER_TYPE_SALE):
+        problems.append(f"order type {head.order_type}, ours {ORDER_TYPE_SALE}")
+    if head.settlement_type not in (None, SETTLEMENT_CASH):
+        problems.append(f"settlement type {head.settlement_type}, ours {SETTLEMENT_CASH} (cash)")
+    if head.discount is not None and _money_differs(head.discount, order.discount):
+        problems.append(f"order discount {head.discount:g}, ours {order.discount}")
+    if head.send_cost is not None and _money_differs(head.send_cost, order.shipping_cost):
+        problems.append(f"send cost {head.send_cost:g}, ours {order.shipping_cost}")
+
+    lines = {d.order_detail_client_id: d for d in held.live_lines()}
+    missing: list[int] = []
     for ln in order.lines:
-        d = held.pop(ln.order_detail_client_id, None)
+        d = lines.pop(ln.order_detail_client_id, None)
         if d is None:
-            problems.append(f"line {ln.order_detail_client_id} missing")
-        elif d.product_detail_id != ln.product_detail_id or float(d.count1 or 0) != float(ln.quantity):
-            problems.append(
-                f"line {ln.order_detail_client_id} is {d.product_detail_id} x {d.count1}, "
-                f"ours {ln.product_detail_id} x {ln.quantity}"
-            )
-    if held:
-        problems.append(f"{len(held)} line(s) in Mahak that the order does not have")
+            missing.append(ln.order_detail_client_id)
+            continue
+        diffs = []
+        if d.product_detail_id != ln.product_detail_id:
+            diffs.append(f"product detail {d.product_detail_id}, ours {ln.product_detail_id}")
+        if _money_differs(d.count1, ln.quantity):
+            diffs.append(f"count {d.count1}, ours {ln.quantity}")
+        if _money_differs(d.price, ln.unit_price):
+            diffs.append(f"price {d.price}, ours {ln.unit_price}")
+        if d.discount is not None and _money_differs(d.discount, ln.discount):
+            diffs.append(f"discount {d.discount}, ours {ln.discount}")
+        if diffs:
+            problems.append(f"line {ln.order_detail_client_id}: " + ", ".join(diffs))
+    if lines:
+        problems.append(f"Mahak holds line(s) {', '.join(map(str, sorted(lines)))} "
+                        "that the order does not have")
+
+    receipt = held.live_receipt()
+    receipt_missing = False
+    if order.payment_status == "paid":
+        if receipt is None:
+            receipt_missing = True
+        elif _money_differs(receipt.cash_amount, order.amount):
+            problems.append(f"receipt {receipt.receipt_id} cash amount {receipt.cash_amount}, "
+                            f"ours {order.amount}")
+    elif receipt is not None:
+        problems.append(f"receipt {receipt.receipt_id} for an order that is not paid")
+
     return MahakOrderCheck(
-        found=True, matches=not problems, mahak_order_id=mahak_order.order_id,
-        detail="; ".join(problems)[:500],
+        found=True, matches=not problems and not missing, mahak_order_id=head.order_id,
+        missing_line_client_ids=missing, receipt_missing=receipt_missing and not missing,
+        mahak_receipt_id=receipt.receipt_id if receipt is not None else None,
+        differs=bool(problems),
+        detail="; ".join(problems + ([f"line(s) {', '.join(map(str, missing))} not in Mahak"]
+                                   if missing else []))[:500],
     )

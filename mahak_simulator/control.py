@@ -100,6 +100,7 @@ class SimOrder(BaseModel):
     imported: bool
     source: str  # "api" (SaveAllData) or "desktop" (an in-store sale)
     submissions: int  # how many times its OrderClientId was sent
+    deletions: int = 0  # how many of those asked to delete it (a client's reversal)
     order: dict[str, Any]
     details: list[dict[str, Any]]
 
@@ -222,6 +223,7 @@ def _orders(sim: Simulation, _: None) -> list[SimOrder]:
             imported=order["OrderId"] in state.orders.imported,
             source="desktop" if order["OrderId"] in state.orders.desktop else "api",
             submissions=state.orders.submissions.get(client_id, 0) if client_id is not None else 0,
+            deletions=state.orders.deletions.get(client_id, 0) if client_id is not None else 0,
             order=order,
             details=sorted(details.get(order["OrderId"], []), key=lambda r: r["OrderDetailId"]),
         ))

@@ -139,6 +139,8 @@ def _save_order(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     book = ctx.state.orders
     if values.get("OrderClientId") is not None:
         book.submissions[values["OrderClientId"]] += 1
+        if values.get("Deleted"):
+            book.deletions[values["OrderClientId"]] += 1
     if existing is not None:
         if values.get("OrderClientId") is not None:
             book.duplicate_submissions += 1

@@ -51,6 +51,7 @@ class OrderBook:
     imported: set[int] = field(default_factory=set)  # OrderIds taken into Mahak desktop
     desktop: set[int] = field(default_factory=set)  # orders created in desktop (in-store sales)
     submissions: Counter[int] = field(default_factory=Counter)  # per OrderClientId
+    deletions: Counter[int] = field(default_factory=Counter)  # those sent with Deleted: true
     duplicate_submissions: int = 0
     # OrderDetailId -> (ProductDetailId, StoreId, Count1, Count2) taken from stock, so an
     # edited or deleted line gives back exactly what it took.

@@ -163,6 +163,9 @@ class ShopOrder(_Row):
     sync_attempts: int
     cancelled_at: datetime | None = None
     cancel_reason: str | None = None
+    compensation_started_at: datetime | None = None
+    mahak_receipt_id: int | None = None
+    mahak_leftovers: str | None = None
     created_at: datetime
     updated_at: datetime
     lines: list[ShopOrderLine] = Field(default_factory=list)

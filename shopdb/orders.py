@@ -8,6 +8,7 @@ others learn it from a False return instead of overwriting each other.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,7 +31,11 @@ __all__ = [
     "create_customer", "create_order", "enqueue_notification", "get_order",
     "inventory_conflicts", "mark_paid", "mark_refunded", "paid_orders_without_sync",
     "record_attempt", "record_mahak_ids", "transition_status", "uncovered_holdings",
+    "begin_send", "begin_compensation", "record_leftovers", "SENDABLE",
 ]
+
+# Statuses an order may be (re)sent from; `cancelled` and `synced` are final.
+SENDABLE: frozenset[str] = frozenset({"pending", "sending", "dispute", "failed"})
 
 # Statuses a web order may be cancelled from. A synced order exists in Mahak: cancelling it
 # here alone would silently diverge from the books, so that needs an explicit decision.
@@ -39,7 +44,7 @@ CANCELLABLE: frozenset[str] = frozenset({"pending", "sending", "dispute", "faile
 # Columns a status transition may set alongside the status.
 _TRANSITION_FIELDS = frozenset({
     "last_mahak_error", "mahak_order_id", "synced_to_mahak", "mahak_synced_at", "cancel_reason",
-    "cancelled_at", "sync_attempts",
+    "cancelled_at", "sync_attempts", "mahak_leftovers",
 })
 
 
@@ -189,7 +194,8 @@ async def transition_status(
 
     `fields` may set sync columns in the same statement (e.g. `last_mahak_error`,
     `mahak_order_id`). Moving to `synced` also marks `synced_to_mahak`/`mahak_synced_at`;
-    moving to `cancelled` stamps `cancelled_at`.
+    moving to `cancelled` stamps `cancelled_at`. Once a compensation began
+    (`begin_compensation`), `cancelled` is the only status the order can still move to.
     """
     allowed = {expected} if isinstance(expected, str) else set(expected)
     unknown = (allowed | {new}) - SYNC_STATUSES
@@ -209,15 +215,61 @@ async def transition_status(
         args.append(value)
         sets = [s for s in sets if not s.startswith(f"{name} ")]
         sets.append(f"{name} = ${len(args)}")
+    guard = "" if new == "cancelled" else " AND compensation_started_at IS NULL"
     row = await db.fetchrow(
-        f"UPDATE shop_orders SET {', '.join(sets)} WHERE id = $1 AND sync_status = ANY($2::text[]) RETURNING id",
+        f"UPDATE shop_orders SET {', '.join(sets)} "
+        f"WHERE id = $1 AND sync_status = ANY($2::text[]){guard} RETURNING id",
         *args,
     )
     return row is not None
 
 
+async def begin_send(db: Executor, order_id: int) -> bool:
+    """Claim the order for a send: only a paid order, in a sendable status, whose
+    compensation never began. False is a refusal the sender must honour."""
+    row = await db.fetchrow(
+        """
+        UPDATE shop_orders SET sync_status = 'sending'
+        WHERE id = $1 AND sync_status = ANY($2::text[]) AND payment_status = 'paid'
+          AND compensation_started_at IS NULL
+        RETURNING id
+        """,
+        order_id, list(SENDABLE),
+    )
+    return row is not None
+
+
+async def begin_compensation(db: Executor, order_id: int, reason: str) -> bool:
+    """Record that the order is being undone, before any step runs: from here on no send
+    begins and the sweep leaves it alone. Idempotent; False when the shop already says the
+    order is synced (an operator must look: undoing it blindly could lose a sale)."""
+    row = await db.fetchrow(
+        """
+        UPDATE shop_orders
+        SET compensation_started_at = coalesce(compensation_started_at, now()),
+            cancel_reason = coalesce(cancel_reason, $2)
+        WHERE id = $1 AND sync_status <> 'synced'
+        RETURNING id
+        """,
+        order_id, reason[:1000],
+    )
+    if row is None and await db.fetchval("SELECT 1 FROM shop_orders WHERE id = $1", order_id) is None:
+        raise OrderNotFoundError(order_id)
+    return row is not None
+
+
+async def record_leftovers(db: Executor, order_id: int, leftovers: str | None) -> None:
+    """What a compensation could not remove from Mahak (None: Mahak holds nothing of it, so
+    the order no longer counts as held by Mahak either)."""
+    await db.execute(
+        "UPDATE shop_orders SET mahak_leftovers = $2::text, synced_to_mahak = ($2::text IS NOT NULL) "
+        "WHERE id = $1",
+        order_id, leftovers[:4000] if leftovers else None)
+
+
 async def record_mahak_ids(
-    db: Executor, order_id: int, mahak_order_id: int, line_ids: Mapping[int, int] | None = None
+    db: Executor, order_id: int, mahak_order_id: int, line_ids: Mapping[int, int] | None = None,
+    *, receipt_id: int | None = None,
 ) -> ShopOrder:
     """Store the ids Mahak assigned and mark the order as held by Mahak.
 
@@ -229,10 +281,11 @@ async def record_mahak_ids(
             """
             UPDATE shop_orders
             SET mahak_order_id = $2, synced_to_mahak = true,
-                mahak_synced_at = coalesce(mahak_synced_at, now())
+                mahak_synced_at = coalesce(mahak_synced_at, now()),
+                mahak_receipt_id = coalesce($3, mahak_receipt_id)
             WHERE id = $1 RETURNING id
             """,
-            order_id, mahak_order_id,
+            order_id, mahak_order_id, receipt_id,
         )
         if found is None:
             raise OrderNotFoundError(order_id)
@@ -311,33 +364,77 @@ async def cancel_and_restock(
 # --- Queries for the sweep and conflict detection --------------------------------------------
 
 
-async def paid_orders_without_sync(db: Executor, limit: int = 100) -> list[ShopOrder]:
-    """Paid orders Mahak does not hold yet and that are not cancelled, oldest payment first."""
-    return await _load(
-        db,
-        "o.payment_status = 'paid' AND NOT o.synced_to_mahak AND o.sync_status <> 'cancelled'",
-        limit,
-        suffix="ORDER BY o.paid_at, o.id LIMIT $1",
-    )
+async def paid_orders_without_sync(
+    db: Executor,
+    limit: int = 100,
+    *,
+    after: tuple[datetime | None, int] | None = None,
+    among: Iterable[int] | None = None,
+) -> list[ShopOrder]:
+    """Paid orders Mahak does not hold yet, not cancelled and whose compensation never began,
+    in payment order (`paid_at` NULLS LAST, then `id`), at most `limit`.
+
+    `after` is a keyset cursor, the `(paid_at, id)` of the last order a caller examined: only
+    orders after it come back, so a caller pages through every such order whatever their
+    number. `among` keeps only the given order ids (a re-check just before acting on them).
+    The WHERE clause repeats the predicate of the partial index `shop_orders_unsynced_idx`
+    (`paid_at, id`), so the index serves every page.
+    """
+    where = ("o.payment_status = 'paid' AND NOT o.synced_to_mahak AND o.sync_status <> 'cancelled'"
+             " AND o.compensation_started_at IS NULL")
+    args: list[Any] = [limit]
+    if among is not None:
+        args.append(list(among))
+        where += f" AND o.id = ANY(${len(args)}::bigint[])"
+    order_by = "ORDER BY o.paid_at, o.id LIMIT $1"  # ascending: NULLS LAST
+    if after is None:
+        return await _load(db, where, *args, suffix=order_by)
+    paid_at, last_id = after
+    if paid_at is None:  # inside the tail of orders paid without a timestamp
+        return await _load(db, f"{where} AND o.paid_at IS NULL AND o.id > ${len(args) + 1}",
+                           *args, last_id, suffix="ORDER BY o.id LIMIT $1")
+    found = await _load(
+        db, f"{where} AND (o.paid_at, o.id) > (${len(args) + 1}, ${len(args) + 2})",
+        *args, paid_at, last_id, suffix=order_by)
+    if len(found) < limit:  # the row comparison skips NULL paid_at: they sort last
+        args[0] = limit - len(found)
+        found += await _load(db, f"{where} AND o.paid_at IS NULL", *args,
+                             suffix="ORDER BY o.id LIMIT $1")
+    return found
 
 
 async def inventory_conflicts(db: Executor) -> list[InventoryConflict]:
-    """(detail, store) pairs where paid, unsynced web orders hold more than Mahak's stock."""
+    """(detail, store) pairs where paid web orders Mahak does not hold yet need more than its
+    stock (`shop_inventory`). Details Mahak deleted, or never had, are left out: an order for
+    one is a stale reference its send turns into a dispute, not a stock shortage."""
     rows = await db.fetch(
         """
-        SELECT product_detail_id, store_id, mahak_count1, held, order_ids
-        FROM shop_inventory WHERE held > mahak_count1
-        ORDER BY product_detail_id, store_id
+        SELECT i.product_detail_id, i.store_id, i.mahak_count1, i.held, i.order_ids
+        FROM shop_inventory i
+        WHERE i.held > i.mahak_count1
+          AND EXISTS (SELECT 1 FROM mahak_product_details d
+                      WHERE d.id = i.product_detail_id AND NOT d.deleted)
+        ORDER BY i.product_detail_id, i.store_id
         """
     )
     return [InventoryConflict.from_record(r) for r in rows]
 
 
 async def uncovered_holdings(db: Executor) -> list[UncoveredHolding]:
-    """The paid, unsent orders Mahak's stock cannot cover, stock given out in payment order.
+    """The lines of paid web orders that Mahak's stock cannot cover, stock given out whole
+    orders at a time, first paid, first served.
 
-    Only the orders past the point where the running total exceeds the stock are in
-    conflict; the ones paid earlier keep their goods."""
+    Held means held by an order Mahak does not account for yet: paid, not synced, not
+    cancelled, no compensation begun, and neither the order nor the line mirrored from Mahak
+    (not deleted) under our client id, since Mahak's stock already counts what it saved (the
+    same predicate as the `shop_inventory` view). Lines of a product detail that is deleted or
+    unknown in Mahak take no part: they are a dispute for an operator, not a shortage.
+
+    Allocation: orders in payment order; an order all of whose lines fit what is left keeps
+    that stock; an order that does not fit is flagged for the lines that do not fit and keeps
+    nothing (it is cancelled whole, so its other lines go to later orders). A later order that
+    fits what is left is therefore never flagged just because an earlier one did not fit.
+    `held` is what all counted orders together hold of the line's detail and store."""
     rows = await db.fetch(
         """
         WITH holding AS (
@@ -346,22 +443,38 @@ async def uncovered_holdings(db: Executor) -> list[UncoveredHolding]:
             FROM shop_order_lines l
             JOIN shop_orders o ON o.id = l.order_id
             WHERE o.payment_status = 'paid' AND NOT o.synced_to_mahak
-              AND o.sync_status <> 'cancelled'
+              AND o.sync_status <> 'cancelled' AND o.compensation_started_at IS NULL
+              AND NOT EXISTS (SELECT 1 FROM mahak_orders m
+                              WHERE m.client_id = o.order_client_id AND NOT m.deleted)
+              AND NOT EXISTS (SELECT 1 FROM mahak_order_details md
+                              WHERE md.client_id = l.order_detail_client_id AND NOT md.deleted)
+              AND EXISTS (SELECT 1 FROM mahak_product_details d
+                          WHERE d.id = l.product_detail_id AND NOT d.deleted)
             GROUP BY l.product_detail_id, l.store_id, o.id, o.paid_at
         ), stock AS (
             SELECT product_detail_id, store_id, sum(count1) AS mahak_count1
             FROM mahak_stock WHERE NOT deleted
             GROUP BY product_detail_id, store_id
-        ), allocated AS (
-            SELECT h.*, coalesce(s.mahak_count1, 0) AS mahak_count1,
-                   sum(h.quantity) OVER key AS held,
-                   sum(h.quantity) OVER (key ORDER BY h.paid_at NULLS LAST, h.order_id) AS running
-            FROM holding h LEFT JOIN stock s USING (product_detail_id, store_id)
-            WINDOW key AS (PARTITION BY h.product_detail_id, h.store_id)
         )
-        SELECT order_id, product_detail_id, store_id, quantity, held, mahak_count1
-        FROM allocated WHERE running > mahak_count1
-        ORDER BY order_id, product_detail_id, store_id
+        SELECT h.order_id, h.product_detail_id, h.store_id, h.quantity,
+               sum(h.quantity) OVER (PARTITION BY h.product_detail_id, h.store_id) AS held,
+               coalesce(s.mahak_count1, 0) AS mahak_count1
+        FROM holding h LEFT JOIN stock s USING (product_detail_id, store_id)
+        ORDER BY h.paid_at NULLS LAST, h.order_id, h.product_detail_id, h.store_id
         """
     )
-    return [UncoveredHolding.from_record(r) for r in rows]
+    lines_by_order: dict[int, list[UncoveredHolding]] = {}
+    for row in rows:  # payment order is kept: dicts remember insertion order
+        lines_by_order.setdefault(row["order_id"], []).append(UncoveredHolding.from_record(row))
+    left: dict[tuple[int, int], Decimal] = {}
+    uncovered: list[UncoveredHolding] = []
+    for lines in lines_by_order.values():
+        short = [ln for ln in lines
+                 if ln.quantity > left.setdefault((ln.product_detail_id, ln.store_id),
+                                                  ln.mahak_count1)]
+        if short:
+            uncovered.extend(short)
+            continue
+        for ln in lines:
+            left[ln.product_detail_id, ln.store_id] -= ln.quantity
+    return sorted(uncovered, key=lambda h: (h.order_id, h.product_detail_id, h.store_id))

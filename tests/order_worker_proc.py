@@ -20,13 +20,14 @@ from activities.payments import PaymentActivities
 from mahak_client.client import MahakClient
 from shopdb.pool import create_pool
 from workflows.order_sync import OrderSyncWorkflow
+from worker import INTERCEPTORS
 
 
 async def main(address: str, queue: str, dsn: str, mahak_url: str, gateway_url: str) -> None:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     pool = await create_pool(dsn)
     async with MahakClient(mahak_url, "shop", "secret") as mahak, httpx.AsyncClient() as http:
-        worker = Worker(client, task_queue=queue, workflows=[OrderSyncWorkflow], activities=[
+        worker = Worker(client, task_queue=queue, workflows=[OrderSyncWorkflow], interceptors=INTERCEPTORS, activities=[
             *OrderActivities(pool, mahak).all(), *PaymentActivities(pool, http, gateway_url).all(),
         ])
         async with worker:

@@ -25,6 +25,19 @@ async def _tables(conn: asyncpg.Connection) -> set[str]:
     return {r["tablename"] for r in rows}
 
 
+async def _schema(conn: asyncpg.Connection) -> set[tuple[str, ...]]:
+    """Every table column, view definition and index of the public schema."""
+    columns = await conn.fetch(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public'")
+    views = await conn.fetch(
+        "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'")
+    indexes = await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
+    return ({("column", *r.values()) for r in columns} | {("view", *r.values()) for r in views}
+            | {("index", *r.values()) for r in indexes})
+
+
 async def test_every_migration_applies_in_turn_from_empty(empty_db_dsn: str) -> None:
     versions = [m.version for m in available_migrations()]
     assert versions == sorted(versions) and len(versions) >= 3
@@ -32,11 +45,14 @@ async def test_every_migration_applies_in_turn_from_empty(empty_db_dsn: str) -> 
     try:
         assert await _tables(conn) == set()
         seen: set[str] = set()
+        schema: set[tuple[str, ...]] = set()
         for version in versions:
             assert await migrate(conn, target=version) == [version]
             tables = await _tables(conn)
-            assert tables > seen, f"migration {version} created no table"
-            seen = tables
+            assert tables >= seen, f"migration {version} dropped a table"
+            after = await _schema(conn)
+            assert after != schema, f"migration {version} changed nothing"
+            seen, schema = tables, after
         assert CONTRACT_TABLES <= seen
         assert [m.version for m in await applied_migrations(conn)] == versions
     finally:

@@ -39,12 +39,18 @@ def test_wire_shape_of_a_paid_order():
     assert body["receipts"][0]["cashAmount"] == 3000.0
 
 
-def test_reversal_deletes_only_the_saved_lines_and_sends_no_receipt():
+def test_reversal_deletes_the_held_lines_and_the_receipt_the_send_created():
+    # Issue 11, defect 1: the reversal once left the cash receipt in Mahak.
     body = order_request(_order(), visitor_id=1, person_id=2, deleted=True,
                          line_client_ids=[8_100_000_000_000_001]).to_wire()
-    assert body["orders"][0]["deleted"] is True and "receipts" not in body
+    assert body["orders"][0]["deleted"] is True
     assert [d["orderDetailClientId"] for d in body["orderDetails"]] == [8_100_000_000_000_001]
     assert body["orderDetails"][0]["deleted"] is True
+    [receipt] = body["receipts"]
+    assert receipt["deleted"] is True and receipt["receiptClientId"] == body["orders"][0]["orderClientId"]
+    # A receipt Mahak was found not to hold is not sent.
+    assert "receipts" not in order_request(_order(), visitor_id=1, person_id=2, deleted=True,
+                                           with_receipt=False).to_wire()
 
 
 def _answer(line2: tuple[str, str] | None, head_error: tuple[str, str] | None = None):
@@ -75,6 +81,10 @@ def _answer(line2: tuple[str, str] | None, head_error: tuple[str, str] | None = 
      ["product_details"]),
     (("StoreId", "انبار یافت نشد (StoreId 9 not found)"), None, "stale_reference", ["stores"]),
     (("Price", "price is below the allowed minimum"), None, "rejected", []),
+    # Issue 11: only the structured refusal (a line's count) cancels automatically; a text that
+    # merely mentions stock on another property is an operator's dispute.
+    (("Description", "stock note too long (insufficient inventory wording)"), None, "rejected", []),
+    (("Count2", "second unit exceeds what the store holds"), None, "inventory", []),
     (("OrderId", ALREADY_REGISTERED), ("OrderId", ALREADY_REGISTERED), "already_registered", []),
 ])
 def test_classification(line2, head_error, kind, stale):

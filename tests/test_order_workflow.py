@@ -82,8 +82,11 @@ class FakeShop:
     """The activities, scripted: `answers` are Mahak's replies to successive sends."""
 
     def __init__(self, answers: list[Answer], *, paid: bool = True, synced: bool = False,
-                 check: MahakOrderCheck | None = None, sync_status: str = "pending") -> None:
+                 check: MahakOrderCheck | None = None, sync_status: str = "pending",
+                 claims: list[bool] | None = None) -> None:
         self.answers = list(answers)
+        # Successive answers of `begin_send` (the database's compare-and-set); True after.
+        self.claims = list(claims or [])
         self.paid = paid
         self.synced = synced
         self.sync_status = sync_status
@@ -112,7 +115,10 @@ class FakeShop:
         @activity.defn(name=A.begin_send)
         async def begin_send(order_id: int) -> bool:
             shop.calls.append((A.begin_send, order_id))
-            return True
+            claimed = shop.claims.pop(0) if shop.claims else True
+            if not claimed:
+                shop.sync_status = "cancelled"  # refused: the shop cancelled the order
+            return claimed
 
         @activity.defn(name=A.send)
         async def send(req: SendRequest) -> SendOutcome:
@@ -128,12 +134,19 @@ class FakeShop:
             shop.calls.append((A.record_attempt, note))
 
         @activity.defn(name=A.mark_synced)
-        async def mark_synced(note: SyncedNote) -> None:
+        async def mark_synced(note: SyncedNote) -> bool:
             shop.calls.append((A.mark_synced, note))
+            return True
 
         @activity.defn(name=A.mark_dispute)
-        async def mark_dispute(note: DisputeNote) -> None:
+        async def mark_dispute(note: DisputeNote) -> bool:
             shop.calls.append((A.mark_dispute, note))
+            return True
+
+        @activity.defn(name=A.begin_compensation)
+        async def begin_compensation(req: CancelRequest) -> bool:
+            shop.calls.append((A.begin_compensation, req))
+            return True
 
         @activity.defn(name=A.notify_staff)
         async def notify_staff(notice: StaffNotice) -> None:
@@ -164,7 +177,7 @@ class FakeShop:
             shop.calls.append((A.notify_customer, notice))
 
         return [load, begin_send, send, record_attempt, mark_synced, mark_dispute, notify_staff,
-                check_in_mahak, reverse, cancel, refund, notify_customer]
+                check_in_mahak, reverse, cancel, refund, notify_customer, begin_compensation]
 
 
 @workflow.defn(name="FakeIncomingSync")
@@ -391,10 +404,12 @@ async def test_undecided_dispute_is_escalated_after_the_timeout_and_keeps_waitin
         assert result.outcome == "synced" and result.mahak_order_id == 781
 
 
-SAGA = [A.reverse_in_mahak, A.cancel_and_restock, A.refund, A.notify_customer]
+# The decision is recorded first; the shop side is not held behind Mahak; Mahak comes last.
+SAGA = [A.begin_compensation, A.cancel_and_restock, A.refund, A.notify_customer,
+        A.reverse_in_mahak]
 
 
-async def test_stock_refusal_after_a_partial_save_runs_the_saga_in_reverse_order(env):
+async def test_stock_refusal_after_a_partial_save_runs_the_saga_shop_side_first(env):
     partial = SendOutcome(kind="inventory", mahak_order_id=888, saved_line_client_ids=[11],
                           failures=[MahakFailure(collection="OrderDetails", client_id=12,
                                                  property="Count1", message="stock too low")])
@@ -408,8 +423,8 @@ async def test_stock_refusal_after_a_partial_save_runs_the_saga_in_reverse_order
         assert rev.mahak_order_id == 888 and rev.line_client_ids == [11]
         assert shop.args(A.notify_customer)[0].refunded is True
         st = await run.status()
-        assert st.compensations == ["mahak_reversed", "cancelled_and_restocked", "refunded",
-                                    "customer_notified"]
+        assert st.compensations == ["cancelled_and_restocked", "refunded", "customer_notified",
+                                    "mahak_reversed"]
         assert await run.search_attributes() == (run.order_id, "cancelled")
 
 
@@ -501,3 +516,75 @@ async def test_duplicate_start_attaches_and_a_completed_sync_is_never_run_again(
         assert after == first
         assert (await run.handle.describe()).run_id == run_id
         assert len(shop.sends) == 2 and len(shop.args(A.load)) == 1
+
+
+# --- Issue 11: one error table, every database refusal honoured --------------------------------
+
+
+def failing(type_: str, text: str = "failed") -> ApplicationError:
+    return ApplicationError(text, type=type_)
+
+
+async def test_a_database_outage_during_send_is_retried_with_a_probe_never_disputed(env):
+    shop = FakeShop([failing("DatabaseUnavailable", "database connection failed"), accepted(790)])
+    async with Run(env, shop) as run:
+        await run.start()
+        result = await run.handle.result()
+        assert result.outcome == "synced" and result.attempts == 2
+        assert [s.probe_first for s in shop.sends] == [False, True]
+        assert A.mark_dispute not in shop.names()
+
+
+async def test_bad_credentials_are_retried_with_one_staff_notice_and_never_fail(env):
+    shop = FakeShop([failing("MahakAuthError", "login refused")] * 3 + [accepted(791)])
+    async with Run(env, shop) as run:
+        await run.start()
+        result = await run.handle.result()
+        assert result.outcome == "synced" and result.attempts == 4
+        [notice] = shop.args(A.notify_staff)
+        assert notice.kind == "mahak_credentials" and "MAHAK_PASSWORD" in notice.message
+
+
+async def test_a_body_that_is_not_mahaks_envelope_is_retried_then_disputed(env):
+    shop = FakeShop([failing("MahakProtocolError", "truncated JSON")] * 5 + [accepted(792)])
+    async with Run(env, shop) as run:
+        await run.start()
+        status = await run.until_stage("dispute")
+        assert status.attempts == POLICY.max_bad_responses == 5
+        assert "not its envelope" in status.dispute.reason and "truncated JSON" in status.dispute.reason
+        await run.handle.signal(OrderSyncWorkflow.resolve_dispute_signal, {"action": "resend"})
+        assert (await run.handle.result()).outcome == "synced"
+        assert shop.sends[-1].probe_first, "a resend after unknown outcomes looks first"
+
+
+async def test_begin_send_refused_because_the_shop_cancelled_runs_the_saga_and_sends_nothing(env):
+    shop = FakeShop([accepted()], claims=[False])
+    async with Run(env, shop) as run:
+        await run.start()
+        result = await run.handle.result()
+        assert result.outcome == "cancelled" and shop.sends == []
+        assert [n for n in shop.names() if n in SAGA] == SAGA
+
+
+async def test_mark_synced_refused_because_the_shop_cancelled_reverses_mahak(env):
+    shop = FakeShop([accepted(793)])
+    async with Run(env, shop) as run:
+        original = {a.__temporal_activity_definition.name: a for a in shop.activities()}
+
+        @activity.defn(name=A.mark_synced)
+        async def refuse(note: SyncedNote) -> bool:
+            shop.calls.append((A.mark_synced, note))
+            shop.sync_status = "cancelled"
+            return False
+
+        original[A.mark_synced] = refuse
+        run.worker = Worker(run.client, task_queue=f"{run.queue}-b",
+                            workflows=[OrderSyncWorkflow, FakeIncomingSync],
+                            activities=list(original.values()))
+        run.queue = f"{run.queue}-b"
+        async with run.worker:
+            await run.start()
+            result = await run.handle.result()
+        assert result.outcome == "cancelled"
+        assert shop.names()[:5] == [A.load, A.begin_send, A.send, A.record_attempt, A.mark_synced]
+        assert [n for n in shop.names() if n in SAGA] == SAGA

@@ -9,9 +9,17 @@ after the first (a timeout, a crashed worker, an operator's resend) therefore as
 activity to look the order up in Mahak before sending, and an "already registered" answer is
 confirmed by comparing what Mahak holds with the order before it counts as synced.
 
-Compensation (inventory conflict or an operator's cancel) undoes the forward steps in reverse:
-the part Mahak already saved, then the website's reservation (cancel + restock), then the
-payment (refund), and finally tells the customer. Each step is idempotent and retried until done.
+Compensation (inventory conflict, an operator's cancel, or the shop cancelling the order) is a
+saga of idempotent steps. It is first recorded in the database (no send may begin after that,
+and the sweep never restarts the order); then the shop side runs at once, not held behind a
+Mahak outage: cancel + restock, refund, tell the customer; then everything Mahak holds for the
+order (order, lines, receipt, found by reading Mahak) is deleted, retried until done. A step
+that fails for good becomes a staff notice naming exactly what remains and the saga goes on:
+the workflow ends `cancelled` or `cancelled_with_staff_task`, never failed.
+
+The database is the guard: every compare-and-set (`begin_send`, `mark_synced`, `mark_dispute`)
+that refuses ends the forward path; the workflow reloads the order and follows what the shop
+decided (synced, or cancelled: then the saga).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from mahak_sync.errors import RETRYABLE_TYPES, ErrorType
     from workflows.order_types import (
         DISPUTE_ACTIONS,
         INCOMING_SYNC_WORKFLOW_ID,
@@ -73,11 +82,23 @@ PATCH_CONTINUE_AS_NEW = "order-retry-continue-as-new"
 # A compensation after a send whose answer never came looks in Mahak and reverses what it
 # finds (before, only a known Mahak id or saved lines were reversed).
 PATCH_REVERSE_UNKNOWN_SEND = "order-reverse-unknown-send"
+# The saga of issue 11: compensation recorded first, shop side before Mahak, never failing;
+# every database refusal honoured; credentials and bad bodies handled. Decided once per run,
+# before its first command, so a run recorded before it replays wholly down the old path.
+PATCH_SAGA = "order-saga-v2"
+
+
+class _ShopRefused(Exception):
+    """A compare-and-set in the database refused: the shop decided something else."""
 
 
 @workflow.defn(name="OrderSyncWorkflow")
 class OrderSyncWorkflow:
     def __init__(self) -> None:
+        self._v2 = False
+        self._bad_responses = 0
+        self._credentials_notified = False
+        self._staff_tasks: list[str] = []
         self._order_id = 0
         self._policy = OrderSyncPolicy()
         self._stage = "pending"
@@ -159,8 +180,15 @@ class OrderSyncWorkflow:
 
     @workflow.run
     async def run(self, inp: OrderSyncInput) -> OrderSyncResult:
+        self._v2 = workflow.patched(PATCH_SAGA)
         self._order_id = inp.order_id
         self._policy = inp.policy
+        try:
+            return await self._run(inp)
+        except _ShopRefused as refused:
+            return await self._follow_the_shop(str(refused))
+
+    async def _run(self, inp: OrderSyncInput) -> OrderSyncResult:
         if inp.carry is not None:
             # Continued as new while retrying: the order was loaded and checked by the first
             # run, and the search attributes come along; go straight back to sending.
@@ -176,6 +204,10 @@ class OrderSyncWorkflow:
             self._mahak_order_id = order.mahak_order_id
             self._set_status("synced", "already_synced")
             return self._result("already_synced", note="the order was already in Mahak")
+        if self._v2 and order.compensation_started and order.mahak_leftovers is None:
+            # A compensation began earlier (its run may have been terminated halfway): finish
+            # it, never send. Its steps are idempotent; Mahak is read, not remembered.
+            return await self._compensate("finishing a compensation that began earlier")
         if order.sync_status == "cancelled":
             self._set_status("cancelled", "cancelled")
             return self._result("cancelled", note="the order was already cancelled")
@@ -246,7 +278,9 @@ class OrderSyncWorkflow:
             if self._conflict is not None:
                 return None
             self._set_status("sending", "sending")
-            await self._db(A.begin_send, self._order_id)
+            began = await self._db(A.begin_send, self._order_id)
+            if self._v2 and began is False:
+                raise _ShopRefused("begin_send")
             answer: SendOutcome | None = None
             try:
                 answer = await workflow.execute_activity(
@@ -262,12 +296,15 @@ class OrderSyncWorkflow:
                 error = None if answer.kind == "accepted" else answer.summary()
             except ActivityError as err:
                 error = _describe(err)
-                if _error_type(err) not in (None, "MahakTransientError"):
+                kind = _error_type(err)
+                if kind is not None and kind not in RETRYABLE_TYPES:
                     # Mahak refused the whole request (not one record): an operator looks.
                     answer = SendOutcome(
                         kind="rejected",
                         failures=[MahakFailure(collection="request", message=error)],
                     )
+                elif self._v2:
+                    answer = await self._on_retryable(kind, error)
             self._attempts += 1
             self._attempts_this_run += 1
             self._last_error = error
@@ -294,6 +331,27 @@ class OrderSyncWorkflow:
             if self._history_is_long() and workflow.patched(PATCH_CONTINUE_AS_NEW):
                 await self._continue_as_new(deadline, delay)
 
+    async def _on_retryable(self, kind: str | None, error: str) -> SendOutcome | None:
+        """Bad credentials: staff hear of it once, the order keeps retrying. Bodies that are
+        not Mahak's envelope: retried, then an operator decides. None: just retry."""
+        if kind == ErrorType.MAHAK_AUTH and not self._credentials_notified:
+            self._credentials_notified = True
+            await self._notify_staff(
+                "mahak_credentials",
+                f"Mahak refused the login while sending order {self._order_id}: check "
+                "MAHAK_USERNAME / MAHAK_PASSWORD. Orders wait and are retried meanwhile.")
+        if kind != ErrorType.MAHAK_BAD_RESPONSE:
+            self._bad_responses = 0
+            return None
+        self._bad_responses += 1
+        if self._bad_responses < self._policy.max_bad_responses:
+            return None
+        self._bad_responses = 0
+        return SendOutcome(kind="rejected", failures=[MahakFailure(
+            collection="request",
+            message=f"Mahak answered {self._policy.max_bad_responses} times in a row with a "
+                    f"body that is not its envelope; last: {error}"[:500])])
+
     def _history_is_long(self) -> bool:
         return (self._conflict is None
                 and (self._attempts_this_run >= self._policy.attempts_per_run
@@ -311,7 +369,8 @@ class OrderSyncWorkflow:
                 attempts=self._attempts, retry_deadline=deadline, next_delay=delay,
                 last_error=self._last_error, mahak_order_id=self._mahak_order_id,
                 saved_line_client_ids=self._saved_lines, stale_refreshes=self._stale_refreshes,
-                runs=self._runs + 1,
+                runs=self._runs + 1, bad_responses=self._bad_responses,
+                credentials_notified=self._credentials_notified,
             ),
         ))
 
@@ -322,6 +381,8 @@ class OrderSyncWorkflow:
         self._saved_lines = list(carry.saved_line_client_ids)
         self._stale_refreshes = carry.stale_refreshes
         self._runs = carry.runs
+        self._bad_responses = carry.bad_responses
+        self._credentials_notified = carry.credentials_notified
         self._carried_window = (carry.retry_deadline, carry.next_delay)
         # The search attribute already says "retrying" (carried over by continue-as-new).
         self._sync_status, self._status_published = "retrying", True
@@ -357,7 +418,9 @@ class OrderSyncWorkflow:
     async def _dispute_wait(self, reason: str, failures: list[MahakFailure]) -> ResolveDispute | None:
         self._dispute = DisputeInfo(reason=reason, failures=failures, since=workflow.now())
         self._set_status("dispute", "dispute")
-        await self._db(A.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason))
+        marked = await self._db(A.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason))
+        if self._v2 and marked is False:
+            raise _ShopRefused("mark_dispute")
 
         def decided() -> bool:
             return self._decision is not None or self._conflict_blocks()
@@ -395,15 +458,112 @@ class OrderSyncWorkflow:
         self._conflict = None
         if mahak_order_id is not None:
             self._mahak_order_id = mahak_order_id
-        await self._db(A.mark_synced, SyncedNote(
+        marked = await self._db(A.mark_synced, SyncedNote(
             order_id=self._order_id, mahak_order_id=self._mahak_order_id, note=note,
         ))
+        if self._v2 and marked is False:
+            raise _ShopRefused("mark_synced")
         self._last_error = None
         self._set_status("synced", "synced")
         return self._result("synced", note=note)
 
+    async def _follow_the_shop(self, refused: str) -> OrderSyncResult:
+        """The database refused `refused`: reload the order and follow the shop's decision."""
+        order: OrderSummary | None = await self._db(A.load, self._order_id, result_type=OrderSummary)
+        if order is None:
+            raise ApplicationError(f"order {self._order_id} no longer exists",
+                                   type=ErrorType.ORDER_NOT_FOUND)
+        if order.sync_status == "synced":
+            self._mahak_order_id = order.mahak_order_id or self._mahak_order_id
+            self._set_status("synced", "synced")
+            return self._result("synced", note="the shop marks the order synced")
+        if order.sync_status == "cancelled" or order.compensation_started or not order.paid:
+            return await self._compensate(
+                f"the shop cancelled the order or took back its payment ({refused} refused)")
+        # Sendable, yet refused: only a concurrent writer explains it. Loud, and the sweep
+        # starts a fresh run that sees the settled state.
+        raise ApplicationError(
+            f"order {self._order_id}: {refused} refused with status {order.sync_status!r}",
+            type=ErrorType.ORDER_STATE, non_retryable=True)
+
     async def _compensate(self, reason: str) -> OrderSyncResult:
-        """The saga: undo the forward steps in reverse order, each retried until done."""
+        if self._v2:
+            return await self._saga(reason)
+        return await self._compensate_before_saga(reason)
+
+    async def _saga(self, reason: str) -> OrderSyncResult:
+        """Record the decision, undo the shop side at once, then Mahak until done. A step
+        that fails for good becomes a staff task and the saga goes on."""
+        self._set_status(self._sync_status, "compensating")
+        if not await self._db(A.begin_compensation,
+                              CancelRequest(order_id=self._order_id, reason=reason)):
+            await self._staff_task(
+                "compensation_refused",
+                f"order {self._order_id} was to be cancelled ({reason}), but the shop marks it "
+                "synced: nothing was undone. Check the order in Mahak and in the shop.")
+            self._set_status("synced", "synced")
+            return self._result("synced", note=f"not cancelled: the shop marks it synced ({reason})")
+
+        if await self._saga_step("cancel and restock the order in the shop", A.cancel_and_restock,
+                                 CancelRequest(order_id=self._order_id, reason=reason)) is not _FAILED:
+            self._compensations.append("cancelled_and_restocked")
+        refund = await self._saga_step("refund the payment", A.refund, self._order_id,
+                                       result_type=RefundOutcome, timeout=_MAHAK_TIMEOUT)
+        refunded = refund is not _FAILED and refund.refunded
+        if refund is not _FAILED:
+            if refund.refunded or not refund.required:
+                self._compensations.append("refunded" if refund.refunded else "nothing_to_refund")
+            else:
+                self._compensations.append("refund_manual")
+                await self._staff_task(
+                    "refund_needed", f"refund order {self._order_id} by hand: {refund.detail}")
+        if await self._saga_step("tell the customer", A.notify_customer, CustomerNotice(
+                order_id=self._order_id, kind="order_cancelled", refunded=refunded)) is not _FAILED:
+            self._compensations.append("customer_notified")
+
+        reversal = await self._saga_step(
+            "delete the order from Mahak", A.reverse_in_mahak,
+            ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
+                           line_client_ids=list(self._saved_lines)),
+            result_type=ReverseOutcome, timeout=_MAHAK_TIMEOUT)
+        if reversal is not _FAILED:
+            if reversal.reversed:
+                self._compensations.append("mahak_reversed" if reversal.found else "nothing_in_mahak")
+            else:
+                self._compensations.append("mahak_reversal_manual")
+                await self._staff_task(
+                    "mahak_reversal_needed",
+                    f"{' and '.join(reversal.leftovers)} could not be deleted: {reversal.detail}. "
+                    f"Reverse them in Mahak by hand (web order {self._order_id}).")
+
+        self._last_error = reason
+        self._set_status("cancelled", "cancelled")
+        if self._staff_tasks:
+            return self._result("cancelled_with_staff_task",
+                                note=f"{reason}; staff: {'; '.join(self._staff_tasks)}"[:1000])
+        return self._result("cancelled", note=reason)
+
+    async def _saga_step(self, what: str, name: str, arg: Any, *, result_type: type | None = None,
+                         timeout: timedelta = _DB_TIMEOUT) -> Any:
+        """One compensation step, retried until done; a permanent failure is a staff task."""
+        try:
+            return await self._activity(name, arg, result_type=result_type, timeout=timeout)
+        except ActivityError as err:
+            await self._staff_task(
+                "compensation_step_failed",
+                f"order {self._order_id}: could not {what}: {_describe(err)}")
+            return _FAILED
+
+    async def _staff_task(self, kind: str, message: str) -> None:
+        self._staff_tasks.append(message[:300])
+        await self._notify_staff(kind, message)
+
+    async def _notify_staff(self, kind: str, message: str) -> None:
+        await self._db(A.notify_staff, StaffNotice(
+            order_id=self._order_id, kind=kind, message=message[:1000]))
+
+    async def _compensate_before_saga(self, reason: str) -> OrderSyncResult:
+        """The compensation of runs recorded before `PATCH_SAGA` (kept for their replay)."""
         self._set_status(self._sync_status, "compensating")
         known_in_mahak = self._mahak_order_id is not None or bool(self._saved_lines)
         # A send that timed out or crashed may have reached Mahak all the same: with no ids
@@ -470,6 +630,10 @@ class OrderSyncWorkflow:
             name, arg, result_type=result_type,
             start_to_close_timeout=timeout, retry_policy=_UNTIL_DONE,
         )
+
+
+# A compensation step that failed for good (the staff task is already raised).
+_FAILED: Any = object()
 
 
 def _error_type(err: ActivityError) -> str | None:

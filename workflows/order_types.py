@@ -30,7 +30,10 @@ SYNC_STATUS_ATTR = ORDER_SYNC_STATUS
 
 SyncStatus = Literal["pending", "sending", "synced", "retrying", "dispute", "cancelled"]
 DISPUTE_ACTIONS: tuple[str, ...] = ("resend", "cancel", "mark_synced")
-SyncOutcome = Literal["synced", "already_synced", "cancelled"]
+# `cancelled_with_staff_task`: the shop side is undone, but something (a Mahak record that
+# could not be deleted, a refund the gateway refused) waits for a person: a staff notice
+# names exactly what.
+SyncOutcome = Literal["synced", "already_synced", "cancelled", "cancelled_with_staff_task"]
 
 
 class OrderSyncPolicy(BaseModel):
@@ -43,6 +46,9 @@ class OrderSyncPolicy(BaseModel):
     max_retry_delay: timedelta = timedelta(minutes=10)
     # A dispute with no operator decision within this time is escalated to staff.
     decision_timeout: timedelta = timedelta(hours=24)
+    # A body that is not Mahak's envelope (HTML, truncated JSON) is retried this many times in
+    # a row, then an operator decides (the dispute quotes a redacted excerpt).
+    max_bad_responses: int = Field(5, ge=1)
     # Stale references (unknown product detail, store, person): refresh and resend this often.
     max_stale_refreshes: int = Field(3, ge=0)
     stale_refresh_wait: timedelta = timedelta(seconds=30)
@@ -67,6 +73,8 @@ class OrderSyncCarry(BaseModel):
     saved_line_client_ids: list[int] = Field(default_factory=list)
     stale_refreshes: int = 0
     runs: int = 1  # runs so far, this one included
+    bad_responses: int = 0
+    credentials_notified: bool = False
 
 
 class OrderSyncInput(BaseModel):
@@ -90,6 +98,9 @@ class OrderSummary(BaseModel):
     mahak_order_id: int | None = None
     order_client_id: int
     line_count: int
+    compensation_started: bool = False
+    # What a compensation left in Mahak for staff (Mahak ids only), if it did.
+    mahak_leftovers: str | None = None
 
 
 class MahakFailure(BaseModel):
@@ -139,8 +150,12 @@ class MahakOrderCheck(BaseModel):
     """Whether Mahak holds exactly this order (the crash-after-send / already-registered case)."""
 
     found: bool
-    matches: bool = False
+    matches: bool = False  # found, nothing differs, nothing missing (the receipt aside)
     mahak_order_id: int | None = None
+    mahak_receipt_id: int | None = None
+    differs: bool = False  # a value differs: an operator decides
+    missing_line_client_ids: list[int] = Field(default_factory=list)  # a resend completes them
+    receipt_missing: bool = False  # everything else is there: the receipt is sent alone
     detail: str = ""
 
 
@@ -184,6 +199,8 @@ class ReverseOutcome(BaseModel):
     # False when a lookup found nothing of the order in Mahak, so nothing needed reversing.
     found: bool = True
     detail: str = ""
+    # What Mahak still holds after the reversal, read back (e.g. "Mahak order 81234").
+    leftovers: list[str] = Field(default_factory=list)
 
 
 class RefundOutcome(BaseModel):
@@ -261,6 +278,7 @@ class OrderActivityNames:
 
     load = "order.load"
     begin_send = "order.begin_send"
+    begin_compensation = "order.begin_compensation"
     send = "order.send"
     check_in_mahak = "order.check_in_mahak"
     record_attempt = "order.record_attempt"

@@ -1,0 +1,89 @@
+"""What Mahak holds for one web order: its order row, lines and receipt, found by client id.
+
+Mahak has no look-up by client id, so this reads: rows newer than the incoming sync's cursors
+(fresh from Mahak), then the mirrored tables for what the sync already holds. Receipts are
+not mirrored; they are read from the oldest RowVersion of the order's rows (the send saves
+the receipt after the order and its lines, and RowVersion is one counter for all entities).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from activities.order_request import MahakHolding
+from mahak_client.client import MahakClient
+from mahak_client.models import Order, OrderDetail
+from mahak_client.pager import iter_pages
+from shopdb.catalog import get_cursor
+from shopdb.models import ShopOrder
+
+# Mirror column -> model field, for the columns the comparison reads.
+_ORDER_COLUMNS = {
+    "id": "order_id", "client_id": "order_client_id", "deleted": "deleted",
+    "row_version": "row_version", "person_id": "person_id", "order_type": "order_type",
+    "discount": "discount", "send_cost": "send_cost", "settlement_type": "settlement_type",
+}
+_LINE_COLUMNS = {
+    "id": "order_detail_id", "client_id": "order_detail_client_id", "order_id": "order_id",
+    "order_client_id": "order_client_id", "product_detail_id": "product_detail_id",
+    "store_id": "store_id", "price": "price", "count1": "count1", "discount": "discount",
+    "deleted": "deleted", "row_version": "row_version",
+}
+
+
+def _from_row(row: asyncpg.Record, columns: dict[str, str]) -> dict[str, Any]:
+    return {field: (float(row[col]) if hasattr(row[col], "as_tuple") else row[col])
+            for col, field in columns.items()}
+
+
+class MahakOrderLookup:
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, page_size: int) -> None:
+        self._pool = pool
+        self._mahak = mahak
+        self._page_size = page_size
+
+    async def holding(self, order: ShopOrder) -> MahakHolding:
+        client_id = order.order_client_id
+        held = MahakHolding()
+        async for batch in self._pages("orders", await get_cursor(self._pool, "orders")):
+            for row in batch.rows:
+                if row.order_client_id == client_id:
+                    held.order = row  # later pages hold newer versions
+        if held.order is None:
+            held.order = await self._mirrored_order(client_id)
+        ours = {ln.order_detail_client_id for ln in order.lines}
+        mahak_order_id = held.order.order_id if held.order is not None else None
+        if mahak_order_id is not None:
+            for d in await self._mirrored_lines(mahak_order_id):
+                held.lines[d.order_detail_client_id] = d
+        async for batch in self._pages("order_details",
+                                       await get_cursor(self._pool, "order_details")):
+            for d in batch.rows:
+                if (d.order_detail_client_id in ours or d.order_client_id == client_id
+                        or (mahak_order_id is not None and d.order_id == mahak_order_id)):
+                    held.lines[d.order_detail_client_id] = d
+        versions = [r.row_version for r in (held.order, *held.lines.values()) if r is not None]
+        since = min(versions) if versions else await get_cursor(self._pool, "orders")
+        async for batch in self._pages("receipts", since):
+            for r in batch.rows:
+                if r.receipt_client_id == client_id:
+                    held.receipt = r
+        return held
+
+    def _pages(self, entity: str, since: int):  # noqa: ANN202 - the pager's own iterator
+        return iter_pages(self._mahak, entity, since, self._page_size)
+
+    async def _mirrored_order(self, client_id: int) -> Order | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {', '.join(_ORDER_COLUMNS)} FROM mahak_orders WHERE client_id = $1 "
+            "ORDER BY deleted, row_version DESC LIMIT 1", client_id)
+        return None if row is None else Order(**_from_row(row, _ORDER_COLUMNS))
+
+    async def _mirrored_lines(self, mahak_order_id: int) -> list[OrderDetail]:
+        rows = await self._pool.fetch(
+            f"SELECT {', '.join(_LINE_COLUMNS)} FROM mahak_order_details WHERE order_id = $1",
+            mahak_order_id)
+        return [OrderDetail(**_from_row(r, _LINE_COLUMNS)) for r in rows]
+
