@@ -491,7 +491,7 @@ async def test_unpaid_order_fails_cleanly_and_synced_order_completes_without_sen
             await run.handle.result()
         assert failed.value.cause.type == "OrderNotPaid"
         assert shop.names() == [A.load]
-    shop = FakeShop([], synced=True)
+    shop = FakeShop([], synced=True, sync_status="synced")
     async with Run(env, shop) as run:
         await run.start()
         result = await run.handle.result()
@@ -588,3 +588,13 @@ async def test_mark_synced_refused_because_the_shop_cancelled_reverses_mahak(env
         assert result.outcome == "cancelled"
         assert shop.names()[:5] == [A.load, A.begin_send, A.send, A.record_attempt, A.mark_synced]
         assert [n for n in shop.names() if n in SAGA] == SAGA
+
+
+async def test_mahak_ids_without_a_synced_status_are_confirmed_by_a_probe_not_trusted(env):
+    # A run died after keeping Mahak's ids and before marking the order synced.
+    shop = FakeShop([accepted(555)], synced=True, sync_status="sending")
+    async with Run(env, shop) as run:
+        await run.start()
+        result = await run.handle.result()
+        assert result.outcome == "synced" and len(shop.sends) == 1
+        assert shop.args(A.mark_synced)[0].mahak_order_id == 555

@@ -200,14 +200,23 @@ class OrderSyncWorkflow:
         order: OrderSummary | None = await self._db(A.load, inp.order_id, result_type=OrderSummary)
         if order is None:
             raise ApplicationError(f"order {inp.order_id} does not exist", type="OrderNotFound")
-        if order.synced_to_mahak:
+        if self._v2 and (order.compensation_started or order.sync_status == "cancelled"):
+            if order.mahak_leftovers is None:
+                # A compensation began earlier (its run may have been terminated halfway), or
+                # the shop cancelled the order itself: run the saga, never send. Its steps
+                # are idempotent (the refund is owed once; Mahak is read, not remembered).
+                return await self._compensate(
+                    "finishing a compensation that began earlier" if order.compensation_started
+                    else "the shop cancelled the order before its sync began")
+            self._set_status("cancelled", "cancelled")
+            return self._result("cancelled", note="cancelled earlier; a staff task owns what "
+                                                  f"Mahak kept: {order.mahak_leftovers}")
+        # Mahak's ids alone (a run that died before marking it synced) prove nothing about
+        # lines and receipt: such an order goes through the send, whose probe confirms it.
+        if order.synced_to_mahak and (order.sync_status == "synced" or not self._v2):
             self._mahak_order_id = order.mahak_order_id
             self._set_status("synced", "already_synced")
             return self._result("already_synced", note="the order was already in Mahak")
-        if self._v2 and order.compensation_started and order.mahak_leftovers is None:
-            # A compensation began earlier (its run may have been terminated halfway): finish
-            # it, never send. Its steps are idempotent; Mahak is read, not remembered.
-            return await self._compensate("finishing a compensation that began earlier")
         if order.sync_status == "cancelled":
             self._set_status("cancelled", "cancelled")
             return self._result("cancelled", note="the order was already cancelled")

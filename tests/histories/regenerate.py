@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 from pydantic import SecretStr  # noqa: E402
-from temporalio.client import Client, WorkflowHandle  # noqa: E402
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
+from temporalio.exceptions import ApplicationError  # noqa: E402
 
 from activities.incoming_types import ResetCursorRequest, SyncConfig, SyncStatus  # noqa: E402
 from activities.order_request import order_request  # noqa: E402
@@ -58,6 +59,8 @@ from workflows.incoming_sync import IncomingSyncWorkflow  # noqa: E402
 from workflows.order_sweep import OrderSweepInput, OrderSweepWorkflow  # noqa: E402
 from workflows.order_sync import OrderSyncWorkflow  # noqa: E402
 from workflows.order_types import (  # noqa: E402
+    InventoryConflictNotice,
+    OrderSyncInput,
     OrderSyncPolicy,
     OrderSyncResult,
     ResolveDispute,
@@ -92,17 +95,24 @@ SENSITIVE_VALUES: tuple[str, ...] = (
 )
 
 
-async def paid_order(pool: Any, lines: list[tuple[int, int, float, int]], *,
-                     mahak_person_id: int | None = None) -> ShopOrder:
-    """A paid order of `CUSTOMER`; `lines` are (product detail id, store id, quantity, price)."""
+async def unpaid_order(pool: Any, lines: list[tuple[int, int, float, int]], *,
+                       mahak_person_id: int | None = None) -> ShopOrder:
+    """An order of `CUSTOMER`, not paid; `lines` are (product detail id, store id, quantity,
+    price)."""
     customer = await orders.create_customer(
         pool, CUSTOMER.model_copy(update={"mahak_person_id": mahak_person_id}))
-    order = await orders.create_order(pool, NewOrder(
+    return await orders.create_order(pool, NewOrder(
         customer_id=customer.id,
         lines=[NewOrderLine(product_detail_id=d, store_id=s, quantity=Decimal(q),
                             unit_price=Decimal(p)) for d, s, q, p in lines],
         shipping_address=SHIPPING_ADDRESS, shipping_phone=SHIPPING_PHONE,
     ))
+
+
+async def paid_order(pool: Any, lines: list[tuple[int, int, float, int]], *,
+                     mahak_person_id: int | None = None) -> ShopOrder:
+    """A paid order of `CUSTOMER`; `lines` are (product detail id, store id, quantity, price)."""
+    order = await unpaid_order(pool, lines, mahak_person_id=mahak_person_id)
     await orders.mark_paid(pool, order.id, order.amount, f"PAY-{order.id}")
     return order
 
@@ -202,10 +212,68 @@ async def failures(s: Scenario) -> int:
     return 2
 
 
+async def paused_mid_cycle(s: Scenario) -> int:
+    """Run 1: paused while the cycle is in the middle of the catalogue: the rest of the cycle
+    is skipped, and no inventory conflict is checked on that partial picture. Run 2: resumed
+    and woken by `sync_now`, a whole cycle with the check after the orders."""
+    await s.sim.seed(6, stores=2)
+    await s.sim.add_fault(latency_ms=150)  # slow pages, so the pause lands mid-cycle
+    await s.start()
+    for _ in range(600):
+        if (await s.status()).current_entity in ("product_details", "visitor_products"):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise TimeoutError(f"{s.workflow_id}: the cycle never reached the product details")
+    await s.handle.signal(IncomingSyncWorkflow.pause)
+    await s.cycles(1)
+    first = (await s.status()).last_cycle
+    if first is None or not first.skipped or first.conflicts_checked:
+        raise AssertionError(f"{s.workflow_id}: not paused mid-cycle: {first}")
+    await s.sim.clear_faults()
+    await s.settled(1)
+    await s.handle.signal(IncomingSyncWorkflow.resume)
+    await s.handle.signal(IncomingSyncWorkflow.sync_now)
+    await s.cycles(2)
+    return 2
+
+
+async def conflict_after_orders(s: Scenario) -> int:
+    """Run 1: an in-store sale leaves too little for one paid web order: the check after the
+    orders finds it short, re-reads stock and orders from Mahak, and signals its order
+    workflow (none runs, so that is logged); another paid order Mahak already saved (its
+    answer lost) is Mahak's own and no conflict."""
+    seeded = await s.sim.seed(2, stock=5)
+    (d1, d2), store, person = seeded.product_details, seeded.stores[0], seeded.people[0]
+    short = await paid_order(s.pool, [(d1, store, 4, 1000)])
+    held = await paid_order(s.pool, [(d2, store, 4, 1000)], mahak_person_id=person)
+    async with MahakClient.from_settings(s.settings) as mahak:
+        await mahak.login()
+        await mahak.save_all_data(order_request(
+            await orders.get_order(s.pool, held.id), visitor_id=mahak.visitor_id,
+            person_id=person))
+    await s.sim.sale(d1, store, 3)  # 2 left for an order of 4
+    await s.start()
+    await s.cycles(1)
+    cycle = (await s.status()).last_cycle
+    if cycle is None or not cycle.conflicts_checked or cycle.inventory_conflicts != 1:
+        raise AssertionError(f"{s.workflow_id}: expected one conflict: {cycle}")
+    # Settled by hand, so no later scenario (the sweep) picks these orders up.
+    await orders.cancel_and_restock(s.pool, short.id, "history scenario over")
+    await orders.cancel_and_restock(s.pool, held.id, "history scenario over")
+    return 1
+
+
 INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
+    # Recorded before `PATCH_CONFLICTS_AFTER_ORDERS`: they replay the check after the stock.
+    # Regenerating them records the new path instead; keep the old files (rename them
+    # `*_before_patch_run<n>.json`) while runs of the old code may still be in flight.
     "cycle_then_sync_now": cycle_then_sync_now,
     "operator_updates": operator_updates,
     "failures": failures,
+    # Recorded with the check after the orders.
+    "paused_mid_cycle": paused_mid_cycle,
+    "conflict_after_orders": conflict_after_orders,
 }
 
 
@@ -226,18 +294,43 @@ class OrderScenario:
         workflow_id = await start_order_sync(self.client, order.id, self.settings, policy=policy)
         return self.client.get_workflow_handle(workflow_id, result_type=OrderSyncResult)
 
-    async def until(self, handle: Handle, stage: str) -> None:
+    async def until(self, handle: Handle, stage: str, *, attempts: int = 0) -> None:
+        """Wait for `stage`, reached after at least `attempts` sends."""
         for _ in range(300):
-            if (await handle.query(OrderSyncWorkflow.status)).stage == stage:
+            status = await handle.query(OrderSyncWorkflow.status)
+            if status.stage == stage and status.attempts >= attempts:
                 return
             await asyncio.sleep(0.1)
-        raise TimeoutError(f"{handle.id}: never reached {stage}")
+        raise TimeoutError(f"{handle.id}: never reached {stage} after {attempts} attempts")
 
     async def finished(self, handle: Handle, outcome: str) -> Handle:
         result = await asyncio.wait_for(handle.result(), 60)
         if result.outcome != outcome:
             raise AssertionError(f"{handle.id}: {result} (expected {outcome})")
         return handle
+
+    async def failed(self, handle: Handle, error_type: str) -> Handle:
+        """The run failed with an `ApplicationError` of `error_type` (exported all the same)."""
+        try:
+            result = await asyncio.wait_for(handle.result(), 60)
+        except WorkflowFailureError as err:
+            cause = err.cause
+            if not isinstance(cause, ApplicationError) or cause.type != error_type:
+                raise AssertionError(f"{handle.id}: failed with {cause!r}, expected {error_type}")
+            return handle
+        raise AssertionError(f"{handle.id}: {result} (expected a failure {error_type})")
+
+    async def save_in_mahak(self, order: ShopOrder, person: int) -> None:
+        """An earlier process sent the order to Mahak and lost its own bookkeeping."""
+        async with MahakClient.from_settings(self.settings) as mahak:
+            await mahak.login()
+            await mahak.save_all_data(order_request(
+                await orders.get_order(self.pool, order.id), visitor_id=mahak.visitor_id,
+                person_id=person))
+
+    async def held(self, order: ShopOrder) -> Any:
+        """What Mahak holds of the order (`SimOrder`), or None."""
+        return await self.sim.order(order.order_client_id)
 
 
 async def order_happy(s: OrderScenario) -> Handle:
@@ -324,24 +417,46 @@ async def order_inventory_saga(s: OrderScenario) -> Handle:
 
 
 async def order_sweep(s: OrderScenario) -> Handle:
-    """The safety net: one sweep finds a paid order whose callback was lost and starts it."""
+    """The safety net, paging one order at a time: run 1 starts a paid order whose callback
+    was lost, then (woken by `sweep_now`) the next one after its cursor, and continues as new
+    carrying the cursor; run 2 goes on after it, wraps round to the oldest, starts nothing.
+
+    `order_sweep.json` is a run recorded before paging (`PAGED_SWEEP_PATCH`): keep it."""
     (d1, _), store, person = await s.catalogue()
     waiting = [o.id for o in await orders.paid_orders_without_sync(s.pool)]
     if waiting:
         raise AssertionError(f"paid orders {waiting} would be swept too")
-    lost = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    lost = [(await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)).id
+            for _ in range(2)]
     sweep = await s.client.start_workflow(
-        OrderSweepWorkflow.run, OrderSweepInput(interval=timedelta(hours=1)),
+        OrderSweepWorkflow.run,
+        OrderSweepInput(interval=timedelta(hours=1), batch_limit=1, cycles_per_run=2),
         id="history-order-sweep", task_queue=s.settings.temporal_task_queue)
+    run1 = s.client.get_workflow_handle(sweep.id, run_id=sweep.result_run_id)
+
+    async def swept(handle: Handle, cycles: int) -> list[int]:
+        for _ in range(300):
+            status = await handle.query(OrderSweepWorkflow.status)
+            if status.cycles >= cycles:
+                return status.last_started
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"{handle.id}: sweep {cycles} not done")
+
+    for cycle, expected in ((1, [lost[0]]), (2, [lost[1]])):
+        if cycle > 1:
+            await sweep.signal(OrderSweepWorkflow.sweep_now)
+        started = await swept(run1, cycle)
+        if started != expected:
+            raise AssertionError(f"sweep {cycle} started {started}, expected {expected}")
     for _ in range(300):
-        if (await sweep.query(OrderSweepWorkflow.status)).cycles >= 1:
+        run2 = (await sweep.describe()).run_id
+        if run2 != sweep.result_run_id:
             break
         await asyncio.sleep(0.1)
-    status = await sweep.query(OrderSweepWorkflow.status)
-    if status.last_started != [lost.id]:
-        raise AssertionError(f"the sweep started {status.last_started}, expected [{lost.id}]")
-    await s.finished(s.client.get_workflow_handle(order_workflow_id(lost.id),
-                                                  result_type=OrderSyncResult), "synced")
+    await swept(s.client.get_workflow_handle(sweep.id, run_id=run2), 1)
+    for order_id in lost:
+        await s.finished(s.client.get_workflow_handle(order_workflow_id(order_id),
+                                                      result_type=OrderSyncResult), "synced")
     await sweep.terminate("history captured")
     return sweep
 
@@ -376,6 +491,189 @@ async def order_conflict_during_outage(s: OrderScenario) -> Handle:
     return await s.finished(handle, "cancelled")
 
 
+def conflict_notice(detail: int, store: int) -> InventoryConflictNotice:
+    """What the incoming sync signals when Mahak's stock no longer covers an unsent order."""
+    return InventoryConflictNotice(product_detail_id=detail, store_id=store, needed=1, available=0)
+
+
+async def order_resend_after_dispute(s: OrderScenario) -> Handle:
+    """Mahak refuses the whole request (HTTP 400: a closed fiscal period, say): a dispute. The
+    operator's `resolve_dispute` update says resend; Mahak refuses again: a second dispute.
+    A `resolve_dispute` signal says resend once more, and the order syncs (looked up first,
+    then sent once)."""
+    (d1, _), store, person = await s.catalogue()
+    await s.sim.add_fault(status_code=400, count=2, endpoints=["SaveAllDataV2"])
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    handle = await s.start(order)
+    await s.until(handle, "dispute", attempts=1)
+    await handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
+                                ResolveDispute(action="resend", note="fiscal period reopened"))
+    await s.until(handle, "dispute", attempts=2)
+    await handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
+                        ResolveDispute(action="resend", note="really reopened"))
+    await s.finished(handle, "synced")
+    held = await s.held(order)
+    if held is None or held.submissions != 1:
+        raise AssertionError(f"order {order.id} reached Mahak {held and held.submissions} times")
+    return handle
+
+
+async def order_conflict_before_first_send(s: OrderScenario) -> Handle:
+    """The incoming sync finds the stock short before the order was ever sent, and its
+    `inventory_conflict` signal starts the workflow (signal-with-start): nothing is sent; the
+    saga cancels and restocks, refunds, tells the customer, and reads Mahak (nothing there)."""
+    (d1, _), store, person = await s.catalogue()
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    handle = await s.client.start_workflow(
+        "OrderSyncWorkflow", OrderSyncInput(order_id=order.id, policy=ORDER_POLICY),
+        id=order_workflow_id(order.id), task_queue=s.settings.temporal_task_queue,
+        start_signal="inventory_conflict", start_signal_args=[conflict_notice(d1, store)],
+        result_type=OrderSyncResult)
+    await s.finished(handle, "cancelled")
+    if await s.held(order) is not None:
+        raise AssertionError(f"order {order.id} reached Mahak")
+    return handle
+
+
+async def order_conflict_during_dispute(s: OrderScenario) -> Handle:
+    """An unknown product detail: refresh, resend, dispute; while the order waits for the
+    operator, an inventory conflict: the saga runs and deletes what Mahak saved (the order,
+    line 1 and the receipt)."""
+    (d1, d2), store, person = await s.catalogue()
+    await s.sim.delete("product_details", d2)
+    order = await paid_order(s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)],
+                             mahak_person_id=person)
+    handle = await s.start(order)
+    await s.until(handle, "dispute")
+    await handle.signal(OrderSyncWorkflow.inventory_conflict, conflict_notice(d1, store))
+    await s.finished(handle, "cancelled")
+    held = await s.held(order)
+    if held is None or not held.order["Deleted"]:
+        raise AssertionError(f"order {order.id}: what Mahak saved was not deleted: {held}")
+    return handle
+
+
+async def order_conflict_after_lost_answer(s: OrderScenario) -> Handle:
+    """Mahak stores the order, but its answer comes back cut in half; while the order waits
+    to retry, an inventory conflict: the saga reads Mahak, finds the order the workflow never
+    heard of, and deletes it."""
+    (d1, _), store, person = await s.catalogue()
+    await s.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    handle = await s.start(order, ORDER_POLICY.model_copy(
+        update={"first_retry_delay": timedelta(hours=1)}))
+    await s.until(handle, "waiting_to_retry")
+    await handle.signal(OrderSyncWorkflow.inventory_conflict, conflict_notice(d1, store))
+    await s.finished(handle, "cancelled")
+    held = await s.held(order)
+    if held is None or not held.order["Deleted"] or held.submissions - held.deletions != 1:
+        raise AssertionError(f"order {order.id}: the saga did not delete it from Mahak: {held}")
+    return handle
+
+
+async def order_reversal_refused(s: OrderScenario) -> Handle:
+    """As `conflict_after_lost_answer`, but Mahak desktop imports the order before the
+    conflict arrives, so Mahak refuses the delete: the shop side is undone all the same and a
+    staff notice names what is left in Mahak (`cancelled_with_staff_task`)."""
+    (d1, _), store, person = await s.catalogue()
+    await s.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    handle = await s.start(order, ORDER_POLICY.model_copy(
+        update={"first_retry_delay": timedelta(hours=1)}))
+    await s.until(handle, "waiting_to_retry")
+    await s.sim.mark_imported(order.order_client_id)
+    await handle.signal(OrderSyncWorkflow.inventory_conflict, conflict_notice(d1, store))
+    await s.finished(handle, "cancelled_with_staff_task")
+    held = await s.held(order)
+    if held is None or held.order["Deleted"]:
+        raise AssertionError(f"order {order.id}: Mahak was expected to keep it: {held}")
+    row = await orders.get_order(s.pool, order.id)
+    if row is None or row.sync_status != "cancelled" or row.payment_status != "refunded":
+        raise AssertionError(f"order {order.id}: the shop side was not undone: {row}")
+    return handle
+
+
+async def order_shop_cancelled_in_dispute(s: OrderScenario) -> Handle:
+    """An unknown product detail, disputed; meanwhile the shop cancels the order in its
+    database; then the operator says resend: `begin_send` refuses, the workflow reloads the
+    order and follows the shop into the saga: nothing is sent again, what Mahak saved is
+    deleted, the payment refunded."""
+    (d1, d2), store, person = await s.catalogue()
+    await s.sim.delete("product_details", d2)
+    order = await paid_order(s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)],
+                             mahak_person_id=person)
+    handle = await s.start(order)
+    await s.until(handle, "dispute")
+    sent = await s.held(order)
+    if not await orders.cancel_and_restock(s.pool, order.id, "customer called the shop"):
+        raise AssertionError(f"order {order.id} could not be cancelled in the shop")
+    await handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
+                        ResolveDispute(action="resend", note="product re-linked"))
+    await s.finished(handle, "cancelled")
+    held = await s.held(order)
+    if (sent is None or held is None or not held.order["Deleted"]
+            or held.submissions - held.deletions != sent.submissions - sent.deletions):
+        raise AssertionError(f"order {order.id}: sent again or not deleted: {sent} -> {held}")
+    row = await orders.get_order(s.pool, order.id)
+    if row is None or row.payment_status != "refunded":
+        raise AssertionError(f"order {order.id} was not refunded: {row}")
+    return handle
+
+
+async def order_already_synced(s: OrderScenario) -> Handle:
+    """The shop already marks the order synced (a run that recorded it was terminated before
+    it completed; `starter.py order` starts a new one): it returns at once, sending nothing."""
+    (d1, _), store, person = await s.catalogue()
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    await s.save_in_mahak(order, person)
+    held = await s.held(order)
+    assert held is not None
+    await orders.record_mahak_ids(s.pool, order.id, held.order_id)
+    if not await orders.transition_status(s.pool, order.id, orders.SENDABLE, "synced"):
+        raise AssertionError(f"order {order.id} could not be marked synced")
+    handle = await s.finished(await s.start(order), "already_synced")
+    if (await s.held(order)).submissions != 1:
+        raise AssertionError(f"order {order.id} was sent again")
+    return handle
+
+
+async def order_already_cancelled(s: OrderScenario) -> Handle:
+    """An order cancelled by an earlier saga whose Mahak leftovers a staff task owns (its run
+    was terminated afterwards, say): the workflow returns at once, touching nothing."""
+    (d1, _), store, person = await s.catalogue()
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    await orders.begin_compensation(s.pool, order.id, "cancelled earlier")
+    await orders.cancel_and_restock(s.pool, order.id, "cancelled earlier")
+    await orders.record_leftovers(s.pool, order.id, "Mahak order 1")
+    handle = await s.finished(await s.start(order), "cancelled")
+    if await s.held(order) is not None:
+        raise AssertionError(f"order {order.id} reached Mahak")
+    return handle
+
+
+async def order_cancelled_by_shop_before_start(s: OrderScenario) -> Handle:
+    """The shop cancelled the paid order before its sync started (a late callback): the saga
+    runs (the refund is owed), Mahak is looked at, nothing is sent."""
+    (d1, _), store, person = await s.catalogue()
+    order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    await orders.cancel_and_restock(s.pool, order.id, "cancelled by the shop")
+    handle = await s.finished(await s.start(order), "cancelled")
+    if await s.held(order) is not None:
+        raise AssertionError(f"order {order.id} reached Mahak")
+    row = await orders.get_order(s.pool, order.id)
+    if row is None or row.payment_status != "refunded":
+        raise AssertionError(f"order {order.id} was not refunded")
+    return handle
+
+
+async def order_not_paid(s: OrderScenario) -> Handle:
+    """A start for an order whose payment never went through: the workflow fails with
+    `OrderNotPaid` (failing leaves the workflow id free for a start once it is paid)."""
+    (d1, _), store, person = await s.catalogue()
+    order = await unpaid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
+    return await s.failed(await s.start(order), "OrderNotPaid")
+
+
 ORDER_SCENARIOS: dict[str, Callable[[OrderScenario], Awaitable[Handle]]] = {
     "happy": order_happy,
     "mahak_down": order_mahak_down,
@@ -387,6 +685,20 @@ ORDER_SCENARIOS: dict[str, Callable[[OrderScenario], Awaitable[Handle]]] = {
     "sweep": order_sweep,
     "long_outage": order_long_outage,
     "conflict_during_outage": order_conflict_during_outage,
+    # Recorded after `PATCH_SAGA` ("order-saga-v2"), as are the scenarios above except the
+    # sweep: their runs from before it are kept as `order_<name>_before_saga.json` (and the
+    # still older `*_before_patch.json`); `tests/test_replay_harness.py` maps each path below
+    # to its history.
+    "resend_after_dispute": order_resend_after_dispute,
+    "conflict_before_first_send": order_conflict_before_first_send,
+    "conflict_during_dispute": order_conflict_during_dispute,
+    "conflict_after_lost_answer": order_conflict_after_lost_answer,
+    "reversal_refused": order_reversal_refused,
+    "shop_cancelled_in_dispute": order_shop_cancelled_in_dispute,
+    "already_synced": order_already_synced,
+    "already_cancelled": order_already_cancelled,
+    "not_paid": order_not_paid,
+    "cancelled_by_shop_before_start": order_cancelled_by_shop_before_start,
 }
 
 
