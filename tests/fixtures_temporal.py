@@ -6,6 +6,7 @@ Both come from the venv's bundled binaries; nothing is downloaded.
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from mahak_sync.temporal import SEARCH_ATTRIBUTES, temporal_cli_path, test_server_path
 
+STARTUP_TIMEOUT = timedelta(seconds=60)
+
 
 @pytest_asyncio.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
@@ -26,6 +29,8 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
+        # The SDK's default (5 s) is too tight for a loaded 2-core CI machine.
+        dev_server_startup_timeout=STARTUP_TIMEOUT,
     )
     try:
         yield env
@@ -54,6 +59,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=test_server_path(),
         data_converter=pydantic_data_converter,
+        test_server_startup_timeout=STARTUP_TIMEOUT,
     )
     try:
         yield env

@@ -20,6 +20,7 @@ from mahak_client.models import INCOMING_ORDER
 from mahak_simulator.control import SimControl
 from mahak_simulator.server import SimulatorServer
 from mahak_sync.config import Settings
+from tests.fixtures_temporal import STARTUP_TIMEOUT
 from mahak_sync.temporal import (
     SEARCH_ATTRIBUTES,
     DevServer,
@@ -92,7 +93,8 @@ async def test_dev_server_starts_on_free_ports_with_search_attributes() -> None:
 
 async def test_ensure_search_attributes_registers_the_missing_ones_once() -> None:
     env = await WorkflowEnvironment.start_local(dev_server_existing_path=temporal_cli_path(),
-                                                dev_server_log_level="error")
+                                                dev_server_log_level="error",
+                                                dev_server_startup_timeout=STARTUP_TIMEOUT)
     try:
         names = sorted(key.name for key in SEARCH_ATTRIBUTES)
         assert await ensure_search_attributes(env.client, env.client.namespace) == names

@@ -46,6 +46,7 @@ from mahak_sync.startup import (
     postgres_is_starting,
     wait_for,
 )
+from tests.fixtures_temporal import STARTUP_TIMEOUT
 from mahak_sync.temporal import (
     SEARCH_ATTRIBUTES,
     SearchAttributesMissing,
@@ -317,7 +318,7 @@ async def test_worker_waits_for_temporal_then_registers_search_attributes_and_ru
             # Temporal comes up on that port, WITHOUT the project's search attributes.
             env = await WorkflowEnvironment.start_local(
                 dev_server_existing_path=temporal_cli_path(), port=port,
-                dev_server_log_level="error")
+                dev_server_log_level="error", dev_server_startup_timeout=STARTUP_TIMEOUT)
             await _until(lambda: any(e["event"] == "worker_started" for e in logs),
                          timeout=30, what="the worker to start", task=task)
         finally:
