@@ -30,7 +30,8 @@ from temporalio import activity
 
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER, EntityBatch
-from mahak_client.pager import iter_pages
+from mahak_client.pager import PagerStats, PagingEvidence, iter_pages
+from mahak_sync.config import get_settings
 from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
 from shopdb import catalog, orders, synclog
@@ -82,9 +83,16 @@ def _counts(batch: EntityBatch, applied: ApplyCounts) -> EntityCounts:
 class IncomingSync:
     """Fetch-and-apply for each entity, sync-log rows, conflict detection, cursor resets."""
 
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient) -> None:
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *,
+                 lookback: int | None = None) -> None:
         self.pool = pool
         self.mahak = mahak
+        # Late commits (shared/mahak-api.md §10 (f)): each read starts this many RowVersions
+        # below the cursor; the newer-only upsert makes re-reading safe and cheap.
+        self.lookback = (get_settings().incoming_lookback_rowversions if lookback is None
+                         else lookback)
+        # What Mahak has shown about its paging, kept across entities and cycles.
+        self.paging = PagingEvidence()
 
     async def sync_entity(
         self,
@@ -107,7 +115,8 @@ class IncomingSync:
         if on_progress:
             on_progress(progress)
         async for cursor, applied in self._apply_pages(entity, cursor, request.page_size,
-                                                       request.run_id):
+                                                       request.run_id,
+                                                       lookback=self.lookback):
             progress.pages += 1
             progress.cursor = cursor
             progress.counts = progress.counts + applied
@@ -124,23 +133,42 @@ class IncomingSync:
         return EntitySyncResult(entity=entity, counts=progress.counts, cursor=cursor,
                                 pages=progress.pages)
 
-    async def _apply_pages(self, entity: str, cursor: int, page_size: int,
-                           run_id: str) -> AsyncIterator[tuple[int, EntityCounts]]:
-        """Mahak's rows of `entity` above `cursor`, page by page, each page stored in the
-        transaction that advances the cursor (so it never passes rows not stored); yields
-        the cursor and the counts after each page."""
-        async for batch in iter_pages(self.mahak, entity, cursor, page_size):
+    async def _apply_pages(self, entity: str, cursor: int, page_size: int, run_id: str,
+                           *, lookback: int = 0) -> AsyncIterator[tuple[int, EntityCounts]]:
+        """Mahak's rows of `entity` from `cursor - lookback`, page by page, each page stored
+        in the transaction that advances the cursor (so it never passes rows not stored);
+        yields the cursor and the counts after each page.
+
+        Every row the server sends is offered to the store, also those at or below the
+        bound (the newer-only upsert decides, so a late commit is applied, not dropped); rows
+        read again because a page failed the pager's checks, and any the pager dropped, are
+        counted (`reread`, `dropped`) and logged at WARNING."""
+        start = max(0, cursor - lookback) if lookback > 0 else cursor
+        stats = PagerStats()
+        counted = PagerStats()
+        async for batch in iter_pages(self.mahak, entity, start, page_size, include_held=True,
+                                      stats=stats, evidence=self.paging):
             cursor = max(cursor, batch.max_row_version or cursor)
             applied = await catalog.apply_page(self.pool, batch, new_cursor=cursor,
                                                run_id=run_id)
-            yield cursor, _counts(batch, applied)
+            counts = _counts(batch, applied).model_copy(update={
+                "reread": stats.reread - counted.reread,
+                "dropped": stats.dropped - counted.dropped,
+            })
+            counted.reread, counted.dropped = stats.reread, stats.dropped
+            yield cursor, counts
+        if stats.reread or stats.dropped or stats.below_bound:
+            log.warning("incoming.paging_guard", entity=entity, run_id=run_id,
+                        reread=stats.reread, dropped=stats.dropped,
+                        below_bound=stats.below_bound, checks_failed=stats.checks_failed)
 
     async def _log_row(self, run_id: str, progress: EntityProgress, *,
                        finished_at: datetime | None = None, error: str | None = None) -> None:
+        counts = progress.counts.model_dump(exclude={"reread", "dropped"})
         await synclog.record(self.pool, SyncLogEntry(
             run_id=run_id, entity=progress.entity, started_at=progress.started_at,
-            finished_at=finished_at, error=error, **progress.counts.model_dump(),
-        ))
+            finished_at=finished_at, error=error, **counts,
+        ), reread=progress.counts.reread, dropped=progress.counts.dropped)
 
     async def record_failure(self, failure: RecordFailureInput) -> None:
         progress = EntityProgress(entity=failure.entity, started_at=failure.started_at,

@@ -1,55 +1,84 @@
-"""Draining an entity from a RowVersion cursor, whatever Mahak's boundary reading.
+"""Draining an entity from a RowVersion cursor without skipping rows, or failing loudly.
 
-The protocol leaves two things open: whether `from…Version = v` returns rows with
-`RowVersion >= v` (inclusive) or `> v` (exclusive), and where `pageSize` cuts a run of rows that
-share one RowVersion. Rows arrive in ascending RowVersion (sorted again here, as Bazara does).
+The protocol leaves open (shared/mahak-api.md §3, §10 (a), §11 1-3) whether `from…Version = v`
+returns `RowVersion >= v` or `> v`, which rows a `pageSize`-capped list holds and in which
+order, whether the server caps lists silently below `pageSize`, and whether rows commit late.
+The pager assumes none of it and keeps one invariant: **every row with RowVersion <= `done`
+has been handed on**, `done` starting at the caller's cursor; each request asks `from = done`.
 
-The pager keeps one invariant: **every row with RowVersion <= `done` has been yielded** (or was
-held by the caller, whose cursor the pager only ever advances to such a complete value), and it
-never yields part of a run of equal versions.
+Each answer is checked as it came on the wire (before any sorting): ascending by RowVersion,
+no row below the bound sent, no more rows than `pageSize` asked. A capped answer failing a
+check is read again without `pageSize` (the rest of the drain then sends none), or, with
+`reread=False`, stops the drain with `MahakProtocolError` naming the entity and the check.
 
-- It requests `from = done`. An exclusive server returns the rows above `done`; an inclusive
-  one also returns the rows at `done`, which are dropped as already held. A row at exactly the
-  requested version proves the server inclusive: from then on it asks for `done + 1`, so held
-  rows stop taking page space, and the page on which that was learned decides nothing beyond
-  the rows it completes (it is asked again).
-- The run at a page's highest new RowVersion `X` may have been cut by the page size (ours, or a
-  smaller cap the server applies silently), so it is held back: the rows below `X` are yielded
-  and `done` becomes `X - 1` (all rows below `X` were on this page). The next request
-  (`from = X - 1`) brings the whole run at `X` again first, under either reading.
-- A page whose new rows are one run and that is *short* (fewer rows than asked for) is the end
-  of the data: the run is yielded and the drain stops; so does a short page with nothing new.
-- A *full* page that holds only one run (or only already-held rows) cannot move `done`: the
-  page size doubles, up to `max_page_size`, after which `MahakProtocolError` says so instead
-  of looping forever.
+Whether an answer may have been cut (by `pageSize`, or by a silent server cap) is decided from
+evidence, never guessed: a list as long as `pageSize` may be cut; so may a shorter one unless
+the server has already sent a longer list (`PagingEvidence.most_rows`: any silent cap is at
+least that). A list that may be cut holds the lowest RowVersions above the bound (checked
+ascending), so its rows below its top RowVersion `X` are complete: they are handed on and
+`done = X - 1`; the run at `X` comes again with the next request under either reading. When
+nothing can be handed on that way (one run only), the page grows (to `max_page_size`), then is
+read without `pageSize`. A list is final when it cannot have been cut, or when it brings
+nothing above the bound, or only one run of equal versions (assumption, as before: a silent
+cap exceeds the longest run of equal RowVersions).
 
-Every request either yields rows and raises `done` strictly, learns the reading (once), grows
-the page size (bounded), or ends the drain: no infinite loop, and no row is skipped under
-either reading. A yielded batch's `max_row_version` is therefore a safe cursor to persist.
-The cost: one extra request when a drain ends on a page with several versions, and one when
-the reading is learned. (Residual assumption: a server that caps the page size silently caps
-it above the longest run of equal versions.)
+Nothing is inferred from one row: a row at or below the bound (an inclusive server's run at
+the cursor, a stray, a late commit) is handed on with `include_held=True` (the incoming sync,
+whose newer-only upsert decides) and, with the default, left out and counted as dropped (the
+caller asked for rows newer than its cursor). A row is handed on at most once per drain.
+Gaps between RowVersions are normal (one global counter) and mean nothing.
 
-A quarantined row whose RowVersion cannot be read is yielded once (deduplicated by content)
-with the page it arrived on, as it cannot take part in the ordering.
+Residual assumptions: an answer to a request without `pageSize` that is not ascending is taken
+whole, unless it is no longer than the short capped answer it replaces and as long as any
+list the server sent before, even the whole entity read once from 0 (a cap may cut it: the
+drain fails); a
+server that truncates answers without `pageSize` below the longest run of equal versions
+cannot be told from one that has no more rows. The incoming sync's look-back window (§10 (f))
+re-reads what any guard missed.
+
+A batch's `max_row_version` is a safe cursor to persist. A quarantined row whose RowVersion
+cannot be read is yielded once (deduplicated by content) with the page it arrived on.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mahak_sync.logging import get_logger
+
 from .errors import MahakProtocolError
-from .models import EntityBatch, RejectedRow
+from .models import ENTITIES, EntityBatch, RejectedRow
 
 DEFAULT_MAX_PAGE_SIZE = 10_000
+
+log = get_logger(__name__)
 
 
 class _Fetcher(Protocol):
     async def get_all_data(
         self, from_versions: Mapping[str, int], *, page_size: int | None = None
     ) -> dict[str, EntityBatch]: ...
+
+
+@dataclass
+class PagingEvidence:
+    """What the server has shown about its paging; share one across drains of one server."""
+
+    most_rows: int = 0  # the longest list it has sent: a silent cap, if any, is at least this
+
+
+@dataclass
+class PagerStats:
+    """What one drain (or several, if passed again) did beyond handing rows on."""
+
+    requests: int = 0
+    reread: int = 0  # rows received in answers that were read again without `pageSize`
+    dropped: int = 0  # rows received and not handed on (at/below the cursor, `include_held` off)
+    below_bound: int = 0  # rows the server sent below the bound asked (handed on or dropped)
+    checks_failed: list[str] = field(default_factory=list)
 
 
 def _version(item: Any) -> int | None:
@@ -60,6 +89,27 @@ def _fingerprint(row: RejectedRow) -> str:
     return json.dumps(row.raw, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def _key(entity: str, item: Any) -> tuple[Any, ...]:
+    if isinstance(item, RejectedRow):
+        return ("rejected", item.mahak_id, item.row_version, _fingerprint(item))
+    spec = ENTITIES.get(entity)
+    return ("row", getattr(item, spec.id_field, None) if spec else id(item), item.row_version)
+
+
+def _check(page: EntityBatch, asked: int, size: int | None) -> str | None:
+    """The first check the answer fails, as received (rows and quarantined rows each in wire order)."""
+    received = len(page.rows) + len(page.rejected)
+    if size is not None and received > size:
+        return f"holds {received} rows, more than the {size} asked"
+    for items in (page.rows, page.rejected):
+        versions = [v for v in map(_version, items) if v is not None]
+        if any(b < a for a, b in zip(versions, versions[1:])):
+            return "is not in ascending RowVersion order"
+        if asked > 0 and any(v < asked for v in versions):
+            return f"holds rows below the requested RowVersion {asked}"
+    return None
+
+
 async def iter_pages(
     client: _Fetcher,
     entity: str,
@@ -67,65 +117,145 @@ async def iter_pages(
     page_size: int,
     *,
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
+    include_held: bool = False,
+    reread: bool = True,
+    stats: PagerStats | None = None,
+    evidence: PagingEvidence | None = None,
 ) -> AsyncIterator[EntityBatch]:
-    """Yield non-empty batches of rows newer than `from_version`, in RowVersion order."""
+    """Yield non-empty batches of `entity`'s rows newer than `from_version` (with
+    `include_held`, also the rows at or below it that the server sends), each batch ascending
+    by RowVersion and its `max_row_version` safe to persist as the cursor."""
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
+    stats = stats if stats is not None else PagerStats()
+    evidence = evidence if evidence is not None else PagingEvidence()
     # `from_version` 0 means "nothing held": rows lacking a RowVersion (read as 0) count too.
     done = from_version if from_version > 0 else -1
-    size = page_size
-    seen_unversioned: set[str] = set()
-    inclusive = False  # proven only by a row at exactly the requested version
+    size: int | None = page_size
+    handed: set[tuple[Any, ...]] = set()
+    failed_capped: tuple[int, int] | None = None  # (rows, size) of a capped answer re-read
+
+    def fail(message: str) -> MahakProtocolError:
+        return MahakProtocolError(f"{entity}: {message}", endpoint="GetAllData")
+
+    def read_again(reason: str, received: int, asked: int) -> None:
+        nonlocal size
+        if not reread:
+            raise fail(f"GetAllData from {asked} with pageSize {size}: the answer {reason}")
+        stats.reread += received
+        stats.checks_failed.append(reason)
+        log.warning("mahak.page_reread", entity=entity, reason=reason, rows=received,
+                    from_version=asked, page_size=size)
+        size = None
+
+    def emit(items: list[Any]) -> list[Any]:
+        out = []
+        for item in items:
+            key = _key(entity, item)
+            if key in handed:
+                continue  # this drain handed it on already (a run held back, a re-read)
+            version = _version(item)
+            if not include_held and from_version > 0 and version is not None and version <= from_version:
+                stats.dropped += 1
+                continue
+            handed.add(key)
+            out.append(item)
+        return out
 
     while True:
-        asked = max(done + 1 if inclusive else done, 0)
+        asked = max(done, 0)
         page = (await client.get_all_data({entity: asked}, page_size=size))[entity]
+        stats.requests += 1
         received = len(page.rows) + len(page.rejected)
-        full = received >= size
-
-        ordered = sorted(
-            [item for item in [*page.rows, *page.rejected] if _version(item) is not None],
-            key=lambda item: _version(item),
-        )
-        learned = not inclusive and asked > 0 and any(_version(i) == asked for i in ordered)
-        inclusive = inclusive or learned
-        new = [item for item in ordered if _version(item) > done]
-        unversioned = []
-        for row in page.rejected:
-            if row.row_version is None and (key := _fingerprint(row)) not in seen_unversioned:
-                seen_unversioned.add(key)
-                unversioned.append(row)
-
-        top = _version(new[-1]) if new else done
-        complete = [item for item in new if _version(item) < top]
-        # The run at `top` is known whole only on a short page that spent no room on rows we
-        # already hold: otherwise a silent server cap may have cut it.
-        final = bool(new) and not complete and not full and not learned
-        out = new if final else complete
-        if out or unversioned:
-            yield _to_batch(entity, out, unversioned)
-
-        if complete:
-            done = top - 1  # everything below `top` has now been yielded
+        problem = _check(page, asked, size)
+        if problem is not None and size is not None:
+            failed_capped = (received, size)
+            read_again(problem, received, asked)
             continue
-        if final or (not new and not full):  # held rows are one run: a cap cannot explain it
+        unordered = problem is not None and "ascending" in problem
+        if problem is not None:
+            log.warning("mahak.page_unchecked", entity=entity, reason=problem, rows=received,
+                        from_version=asked)
+        if (unordered and failed_capped is not None and received >= evidence.most_rows
+                and received <= failed_capped[0] < failed_capped[1] and asked > 0):
+            # Short and out of order with pageSize, no longer without, and as long as any list
+            # the server ever sent: a silent cap may have cut both. The whole entity (from 0,
+            # once) tells: if it is longer, no cap cut this answer.
+            whole = (await client.get_all_data({entity: 0}, page_size=None))[entity]
+            stats.requests += 1
+            probe = len(whole.rows) + len(whole.rejected)
+            stats.reread += probe
+            log.warning("mahak.cap_probe", entity=entity, rows=probe, answer=received)
+            evidence.most_rows = max(evidence.most_rows, probe)
+        most_before = evidence.most_rows
+        if (unordered and failed_capped is not None and received >= most_before
+                and received <= failed_capped[0] < failed_capped[1]):
+            # Short and out of order with pageSize, no longer without, and as long as any list
+            # the server ever sent: a cap may cut both, and an unordered cut answer cannot be
+            # paged.
+            raise fail(f"GetAllData from {asked} answers {received} rows out of RowVersion order "
+                       f"with or without pageSize: a server cap cuts lists at an unknown place")
+        evidence.most_rows = max(most_before, received)
+
+        ordered = sorted([i for i in [*page.rows, *page.rejected] if _version(i) is not None],
+                         key=_version)  # type: ignore[arg-type,return-value]
+        unversioned = [r for r in page.rejected if r.row_version is None]
+        old = [i for i in ordered if _version(i) <= done]  # type: ignore[operator]
+        new = [i for i in ordered if _version(i) > done]  # type: ignore[operator]
+        stats.below_bound += sum(1 for i in old if asked > 0 and _version(i) < asked)  # type: ignore[operator]
+        full = size is not None and received >= size
+        top = _version(new[-1]) if new else None
+        one_run = bool(new) and _version(new[0]) == top
+
+        if unordered:
+            cut = False  # taken whole (see the module's residual assumptions)
+        elif full:
+            cut = True
+        else:
+            cut = not (received < most_before or not new or (one_run and not old))
+
+        if not cut:
+            out = emit([*old, *new, *unversioned])
+            if out:
+                yield _to_batch(entity, out)
             return
-        if learned:
-            continue  # rows we hold took room on this page; ask again past them
-        # A full page without a single complete RowVersion: only a bigger page can get past it.
-        if size >= max_page_size:
-            raise MahakProtocolError(
-                f"{entity}: a full page of {size} rows holds nothing but RowVersion {top}; "
-                f"cannot page past it",
-                endpoint="GetAllData",
-            )
-        size = min(size * 2, max_page_size)
+
+        assert top is not None or full
+        below_top = [i for i in new if _version(i) < top] if top is not None else []  # type: ignore[operator]
+        if below_top:
+            out = emit([*old, *below_top, *unversioned])
+            if out:
+                yield _to_batch(entity, out)
+            done = top - 1  # type: ignore[operator]  # all rows below `top` were on this page
+            continue
+
+        out = emit([*old, *unversioned])
+        if out:
+            yield _to_batch(entity, out)
+        if top is not None and top - 1 > done:
+            done = top - 1  # nothing lies between `done` and `top`: the run at `top` comes next
+            continue
+        if size is not None and full and size < max_page_size:
+            size = min(size * 2, max_page_size)
+            continue
+        if size is not None:
+            read_again(f"may have been cut inside RowVersion {top if top is not None else asked}",
+                       received, asked)
+            continue
+        # Without pageSize: the rows at the bound and one run at `done + 1`. Hand the run on
+        # and ask from it: an inclusive server sends it whole again.
+        out = emit(new)
+        if out:
+            yield _to_batch(entity, out)
+        if top is None:
+            return
+        done = top
 
 
-def _to_batch(entity: str, items: list[Any], unversioned: list[RejectedRow]) -> EntityBatch:
+def _to_batch(entity: str, items: list[Any]) -> EntityBatch:
     rows = [item for item in items if not isinstance(item, RejectedRow)]
-    rejected = [item for item in items if isinstance(item, RejectedRow)] + unversioned
-    versions = [_version(item) for item in items]
+    rejected = [item for item in items if isinstance(item, RejectedRow)]
+    versions = [v for v in map(_version, items) if v is not None]
     return EntityBatch(
         entity=entity,
         rows=rows,
@@ -140,10 +270,15 @@ async def drain(
     page_size: int,
     *,
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
+    include_held: bool = False,
+    stats: PagerStats | None = None,
+    evidence: PagingEvidence | None = None,
 ) -> AsyncIterator[EntityBatch]:
     """`iter_pages` for several entities, one after the other in the mapping's order."""
+    evidence = evidence if evidence is not None else PagingEvidence()
     for name, from_version in from_versions.items():
         async for batch in iter_pages(
-            client, name, from_version, page_size, max_page_size=max_page_size
+            client, name, from_version, page_size, max_page_size=max_page_size,
+            include_held=include_held, stats=stats, evidence=evidence,
         ):
             yield batch

@@ -151,12 +151,13 @@ async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: An
         raise InvalidValue("orderTypes", raw_types)
     order_types = [coerce("orderTypes", "i", t) for t in raw_types or []]
     wanted = {c.name: _read_int(folded, c.request_field) for c in COLLECTIONS}
-    boundary = sim.config.boundary
+    cfg = sim.config
     with sim.state.lock:
         objects = {
             name: None if from_version is None else sim.state.query(
-                name, from_version, boundary=boundary, page_size=page_size if page_size and page_size > 0 else None,
-                order_types=[t for t in order_types if t is not None] if name == "Orders" else None)
+                name, from_version, boundary=cfg.boundary, page_size=page_size if page_size and page_size > 0 else None,
+                order_types=[t for t in order_types if t is not None] if name == "Orders" else None,
+                page_order=cfg.page_order, server_cap=cfg.server_cap, stray_row=cfg.stray_row)
             for name, from_version in wanted.items()
         }
     return mahak_json({"Result": True, "Data": {"Objects": objects}})

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 
 Boundary = Literal["inclusive", "exclusive"]
+PageOrder = Literal["row_version", "id"]
 
 
 class SimulatorConfig(BaseModel):
@@ -35,6 +36,16 @@ class SimulatorConfig(BaseModel):
 
     # `from…Version` semantics: "inclusive" returns RowVersion >= from, "exclusive" > from.
     boundary: Boundary = "inclusive"
+    # Paging modes (open questions of shared/mahak-api.md §11 1-3; defaults are §9's answer):
+    # `page_order` "row_version": a list holds the lowest RowVersions, ascending; "id": it is
+    # sorted by server id and cut there (a capped page holds the lowest ids, in id order).
+    page_order: PageOrder = "row_version"
+    # A silent cap: at most this many rows per list, whatever `pageSize` asks (or without
+    # one); None: only `pageSize` caps.
+    server_cap: int | None = Field(None, ge=1)
+    # The answer also holds the newest row the bound excludes (RowVersion below `from`, or at
+    # it on an exclusive server), in its place in the order, taking a slot of the page.
+    stray_row: bool = False
     # LIVE failures carry no `EntityClientId` (clients must map them by `Index`); tests of a
     # lenient client may switch the echo on.
     echo_client_id_on_failure: bool = False

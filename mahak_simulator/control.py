@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .config import Boundary
+from .config import Boundary, PageOrder
 from .faults import FaultSpec
 from .schema import mahak_time, number, resolve_collection
 from .seed import SeedRequest, SeedResult, seed_catalog
@@ -85,12 +85,18 @@ class ConfigRequest(BaseModel):
     boundary: Boundary | None = None
     token_lifetime_seconds: int | None = Field(None, ge=1)
     echo_client_id_on_failure: bool | None = None
+    page_order: PageOrder | None = None
+    server_cap: int | None = Field(None, ge=0)  # 0: no silent cap
+    stray_row: bool | None = None
 
 
 class ConfigState(BaseModel):
     boundary: Boundary
     token_lifetime_seconds: int
     echo_client_id_on_failure: bool
+    page_order: PageOrder = "row_version"
+    server_cap: int | None = None
+    stray_row: bool = False
 
 
 class SimOrder(BaseModel):
@@ -202,7 +208,10 @@ def _clear_faults(sim: Simulation, _: None) -> dict[str, Any]:
 
 
 def _configure(sim: Simulation, body: ConfigRequest) -> ConfigState:
-    sim.config = sim.config.model_copy(update=body.model_dump(exclude_none=True))
+    update = body.model_dump(exclude_none=True)
+    if update.get("server_cap") == 0:
+        update["server_cap"] = None
+    sim.config = sim.config.model_copy(update=update)
     return ConfigState.model_validate(sim.config.model_dump(include=set(ConfigState.model_fields)))
 
 
@@ -376,11 +385,21 @@ class SimControl:
 
     async def configure(self, *, boundary: Boundary | None = None,
                         token_lifetime_seconds: int | None = None,
-                        echo_client_id_on_failure: bool | None = None) -> ConfigState:
-        """Change protocol knobs until the next reset (None leaves a knob as it is)."""
+                        echo_client_id_on_failure: bool | None = None,
+                        page_order: PageOrder | None = None, server_cap: int | None = None,
+                        stray_row: bool | None = None) -> ConfigState:
+        """Change protocol knobs until the next reset (None leaves a knob as it is).
+
+        Paging modes (`SimulatorConfig`): `boundary` "inclusive" (RowVersion >= from) or
+        "exclusive" (> from); `page_order="id"` (a capped page holds the lowest ids, not the
+        lowest RowVersions, in id order); `server_cap=N` (at most N rows per list whatever
+        `pageSize` asks, 0 = off); `stray_row=True` (the newest row the bound excludes comes
+        too). Late commits: `inject_row(..., row_version=)` with a version below rows
+        already served."""
         return ConfigState.model_validate(await self._call("POST", f"{PREFIX}/config", ConfigRequest(
             boundary=boundary, token_lifetime_seconds=token_lifetime_seconds,
-            echo_client_id_on_failure=echo_client_id_on_failure)))
+            echo_client_id_on_failure=echo_client_id_on_failure, page_order=page_order,
+            server_cap=server_cap, stray_row=stray_row)))
 
     async def expire_tokens(self) -> int:
         return (await self._call("POST", f"{PREFIX}/tokens/expire"))["expired"]

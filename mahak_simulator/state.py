@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Boundary, SimulatorConfig
+from .config import Boundary, PageOrder, SimulatorConfig
 from .schema import BY_NAME, COLLECTIONS, blank_row
 
 # Server-id sequences start at magnitudes like the LIVE ones (ProductId ~7 digits,
@@ -187,20 +187,33 @@ class SimState:
         boundary: Boundary,
         page_size: int | None = None,
         order_types: list[int] | None = None,
+        page_order: PageOrder = "row_version",
+        server_cap: int | None = None,
+        stray_row: bool = False,
     ) -> list[dict[str, Any]]:
-        """GetAllData's slice of one entity: rows at/after `from_version`, capped."""
+        """GetAllData's slice of one entity: rows at/after `from_version`, capped.
+
+        The paging modes (`SimulatorConfig.page_order`, `server_cap`, `stray_row`) bend this
+        the way a server other than §9's default could."""
         selected = []
+        stray = None
         for row in self.rows(collection):
+            if order_types and row.get("OrderType") not in order_types:
+                continue
             version = _version_key(row)
             if from_version > 0 and (version < from_version or (
                     boundary == "exclusive" and version == from_version)):
-                continue
-            if order_types and row.get("OrderType") not in order_types:
+                stray = row  # rows() is ascending: the last one excluded is the newest
                 continue
             selected.append(row)
-            if page_size and len(selected) >= page_size:
-                break
-        return selected
+        if stray_row and stray is not None:
+            selected.insert(0, stray)
+        if page_order == "id":
+            id_field = BY_NAME[collection].id_field
+            selected.sort(key=lambda r: (not isinstance(r.get(id_field), int), r.get(id_field)
+                                         if isinstance(r.get(id_field), int) else 0))
+        caps = [c for c in (page_size, server_cap) if c]
+        return selected[:min(caps)] if caps else selected
 
 
 def _version_key(row: dict[str, Any]) -> int:

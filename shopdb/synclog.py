@@ -8,16 +8,28 @@ from .pool import Executor
 _FIELDS = tuple(SyncLogEntry.model_fields)
 
 
-async def record(db: Executor, entry: SyncLogEntry) -> None:
+# Paging-guard counts (migration 0006): rows re-read without pageSize, rows dropped.
+_PAGING = ("reread", "dropped")
+
+
+async def record(db: Executor, entry: SyncLogEntry, *, reread: int | None = None,
+                 dropped: int | None = None) -> None:
     """Insert, or replace the figures of, this run's row for this entity (so a run may
-    record its progress after each page and again when it finishes)."""
-    cols = ", ".join(_FIELDS)
-    params = ", ".join(f"${i}" for i in range(1, len(_FIELDS) + 1))
-    updates = ", ".join(f"{f} = excluded.{f}" for f in _FIELDS if f not in ("run_id", "entity"))
+    record its progress after each page and again when it finishes). `reread`/`dropped`
+    (None: left as they are) are the paging guards' counts."""
+    names = list(_FIELDS)
+    values = [getattr(entry, f) for f in _FIELDS]
+    for name, value in zip(_PAGING, (reread, dropped), strict=True):
+        if value is not None:
+            names.append(name)
+            values.append(value)
+    cols = ", ".join(names)
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    updates = ", ".join(f"{f} = excluded.{f}" for f in names if f not in ("run_id", "entity"))
     await db.execute(
         f"INSERT INTO mahak_sync_log ({cols}) VALUES ({params}) "
         f"ON CONFLICT (run_id, entity) DO UPDATE SET {updates}",
-        *(getattr(entry, f) for f in _FIELDS),
+        *values,
     )
 
 
