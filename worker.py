@@ -60,7 +60,7 @@ def build_worker(client: Client, settings: Settings, *, pool: asyncpg.Pool,
                  mahak: MahakClient, gateway: httpx.AsyncClient) -> Worker:
     """The one list of what this service runs; tests build their workers here too."""
     incoming = IncomingActivities(pool, mahak)
-    orders = OrderActivities(pool, mahak, page_size=settings.mahak_page_size)
+    orders = OrderActivities(pool, mahak, page_size=settings.mahak_page_size, settings=settings)
     payments = PaymentActivities(pool, gateway, settings.payment_gateway_url)
     sweep = OrderSweepActivities(pool, client, settings)
     return Worker(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
-from mahak_client.models import INCOMING_ORDER
+from mahak_client.models import INCOMING_ORDER, entity_name
 from mahak_sync.errors import ErrorType  # type names only; nothing here does I/O
 
 ALL_ENTITIES = "*"
@@ -57,6 +57,10 @@ class EntityCounts(BaseModel):
     unchanged: int = 0
     deleted: int = 0
     dead_lettered: int = 0
+    # Paging guards (mahak_client.pager): rows received again because a page was re-read
+    # without pageSize, and rows received but not stored (0 unless a guard had to drop).
+    reread: int = 0
+    dropped: int = 0
 
     def __add__(self, other: EntityCounts) -> EntityCounts:
         return EntityCounts(**{
@@ -171,17 +175,22 @@ class ResetCursorRequest(BaseModel):
     entity: str  # a name from INCOMING_ORDER, or "*" for all of them
     row_version: int = 0
 
+    def _name(self) -> str:
+        """The logical name, given as Mahak spells it (`ProductDetails`) or in snake case."""
+        try:
+            return entity_name(self.entity, INCOMING_ORDER)
+        except ValueError as exc:
+            raise ValueError(f"{exc} or '*'") from None
+
     def validate_request(self) -> None:
         """Raises ValueError with an operator-readable message."""
-        if self.entity != ALL_ENTITIES and self.entity not in INCOMING_ORDER:
-            raise ValueError(
-                f"unknown entity {self.entity!r}; use one of {', '.join(INCOMING_ORDER)} or '*'"
-            )
+        if self.entity != ALL_ENTITIES:
+            self._name()
         if self.row_version < 0:
             raise ValueError(f"row_version must be >= 0, got {self.row_version}")
 
     def entities(self) -> list[str]:
-        return list(INCOMING_ORDER) if self.entity == ALL_ENTITIES else [self.entity]
+        return list(INCOMING_ORDER) if self.entity == ALL_ENTITIES else [self._name()]
 
 
 class ResetCursorResult(BaseModel):

@@ -37,15 +37,53 @@ def person_client_id(customer_id: int) -> int:
     return PERSON_CLIENT_ID_BASE + customer_id
 
 
+@dataclass(frozen=True)
+class OutgoingFields:
+    """What the shop has no value for, from settings (or Mahak): the tax and charge % of a
+    line whose product says 0, and the receipt's cash box or bank (shared/mahak-api.md §10 (d))."""
+
+    tax_percent: float = 0.0
+    charge_percent: float = 0.0
+    cash_code: int | None = None
+    bank_id: int | None = None
+
+    @staticmethod
+    def _effective(product_value: float | None, default: float) -> float:
+        # As BZ and MO do: -1 means none, 0 (or unknown) means the default, else the product's.
+        if product_value is None or product_value == 0:
+            return float(default)
+        return 0.0 if product_value < 0 else float(product_value)
+
+    def tax(self, product_value: float | None = None) -> float:
+        return self._effective(product_value, self.tax_percent)
+
+    def charge(self, product_value: float | None = None) -> float:
+        return self._effective(product_value, self.charge_percent)
+
+    def receipt_problem(self) -> str | None:
+        """Why a receipt cannot be sent, or None."""
+        if self.cash_code is None and self.bank_id is None:
+            return ("no cash box (CashCode) or bank (BankId) for the receipt: the Mahak visitor "
+                    "has no CashCode; set MAHAK_CASH_CODE or MAHAK_BANK_ID")
+        return None
+
+
 # --- Building ---------------------------------------------------------------------------------
 
 
-def customer_request(customer: ShopCustomer, *, visitor_id: int) -> SaveAllDataRequest:
-    """Create (or, on a resend, update) the customer as a Mahak person linked to our visitor."""
+NO_PERSON_GROUP = ("Mahak has no person group (PersonGroupId) to create the customer in: add one "
+                   "in Mahak or set MAHAK_PERSON_GROUP_ID")
+
+
+def customer_request(customer: ShopCustomer, *, visitor_id: int,
+                     person_group_id: int) -> SaveAllDataRequest:
+    """Create (or, on a resend, update) the customer as a Mahak person linked to our visitor,
+    in `person_group_id` (every public client sends one; §10 (b))."""
     client_id = person_client_id(customer.id)
     return SaveAllDataRequest(
         people=[Person(
             person_client_id=client_id,
+            person_group_id=person_group_id,
             person_type=PERSON_NATURAL,
             first_name=customer.first_name or None,
             last_name=customer.last_name or None,
@@ -76,9 +114,10 @@ def _shipping_address(order: ShopOrder) -> str | None:
     }, ensure_ascii=False)
 
 
-def _receipt(order: ShopOrder, *, visitor_id: int, person_id: int | None,
+def _receipt(order: ShopOrder, *, visitor_id: int, person_id: int | None, fields: OutgoingFields,
              deleted: bool = False) -> Receipt | None:
-    """The payment as a cash receipt under the order's own client id (none when unpaid)."""
+    """The payment as a receipt under the order's own client id (none when unpaid): cash into
+    the cash box `fields.cash_code`, or, without one, into the bank `fields.bank_id`."""
     if order.payment_status != "paid" and not deleted:
         return None
     return Receipt(
@@ -86,6 +125,8 @@ def _receipt(order: ShopOrder, *, visitor_id: int, person_id: int | None,
         order_client_id=order.order_client_id,
         person_id=person_id,
         visitor_id=visitor_id,
+        cash_code=fields.cash_code,
+        bank_id=fields.bank_id if fields.cash_code is None else None,
         cash_amount=float(order.amount),
         date=order.paid_at or order.created_at,
         description=f"web payment {order.payment_ref}" if order.payment_ref else None,
@@ -101,15 +142,19 @@ def order_request(
     deleted: bool = False,
     line_client_ids: Iterable[int] | None = None,
     with_receipt: bool = True,
+    fields: OutgoingFields = OutgoingFields(),
 ) -> SaveAllDataRequest:
     """The order, its lines and (for a paid order) one receipt of the paid amount.
 
     `deleted=True` is the reversal: the same records marked deleted (Mahak accepts edits
     until the desktop has imported the order), limited to the lines (`line_client_ids`) and
     receipt (`with_receipt`) Mahak was found to hold: a record it never took is not sent.
+    Lines carry every field public clients send (§4): `itemType` 1, the store, the effective
+    tax and charge %, and 0 for the second unit, gift and discount type.
     """
     when: datetime = order.paid_at or order.created_at
-    receipt = (_receipt(order, visitor_id=visitor_id, person_id=person_id, deleted=deleted)
+    receipt = (_receipt(order, visitor_id=visitor_id, person_id=person_id, fields=fields,
+                        deleted=deleted)
                if with_receipt else None)
     wanted = set(line_client_ids) if line_client_ids is not None else None
     return SaveAllDataRequest(
@@ -138,8 +183,12 @@ def order_request(
                 store_id=ln.store_id,
                 price=float(ln.unit_price),
                 count1=float(ln.quantity),
+                count2=0.0,
                 discount=float(ln.discount),
                 discount_type=DISCOUNT_AMOUNT,
+                tax_percent=fields.tax(),
+                charge_percent=fields.charge(),
+                gift=0,
                 deleted=deleted,
             )
             for ln in order.lines
@@ -149,10 +198,11 @@ def order_request(
     )
 
 
-def receipt_request(order: ShopOrder, *, visitor_id: int, person_id: int | None) -> SaveAllDataRequest:
+def receipt_request(order: ShopOrder, *, visitor_id: int, person_id: int | None,
+                    fields: OutgoingFields = OutgoingFields()) -> SaveAllDataRequest:
     """The receipt alone, for an order Mahak holds without it (same deterministic client id,
     so a repeat updates the one receipt instead of adding a second payment)."""
-    receipt = _receipt(order, visitor_id=visitor_id, person_id=person_id)
+    receipt = _receipt(order, visitor_id=visitor_id, person_id=person_id, fields=fields)
     return SaveAllDataRequest(receipts=[receipt] if receipt else [])
 
 

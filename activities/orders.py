@@ -19,6 +19,8 @@ from temporalio.exceptions import ApplicationError
 from activities.heartbeat import Heartbeat
 from activities.mahak_lookup import MahakOrderLookup
 from activities.order_request import (
+    NO_PERSON_GROUP,
+    OutgoingFields,
     as_failure,
     classify,
     compare_with_mahak,
@@ -32,6 +34,7 @@ from activities.order_request import (
 from mahak_client.client import MahakClient
 from mahak_client.errors import MahakError, MahakPermanentError
 from mahak_client.save import SaveAllDataResult, is_already_registered
+from mahak_sync.config import Settings, get_settings
 from mahak_sync.errors import ErrorType, classify as classify_error
 from mahak_sync.logging import get_logger
 from shopdb import mapping, orders
@@ -76,10 +79,16 @@ def _redacted(err: MahakError, order: ShopOrder) -> ApplicationError:
 class OrderActivities:
     """Activities of `OrderSyncWorkflow` that touch the shop database and Mahak."""
 
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *, page_size: int = 100) -> None:
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *, page_size: int = 100,
+                 settings: Settings | None = None) -> None:
         self._pool = pool
         self._mahak = mahak
         self._lookup = MahakOrderLookup(pool, mahak, page_size)
+        self._settings = settings or get_settings()
+        # Read from Mahak once per process when no setting names them (they rarely change;
+        # a restart picks up a change).
+        self._cash_codes: dict[int, int | None] = {}
+        self._discovered_group: int | None = None
 
     # --- Loading and bookkeeping ---------------------------------------------------------------
 
@@ -167,11 +176,17 @@ class OrderActivities:
                     if found is not None:
                         return found
                 visitor_id = await self._visitor_id()
+                fields = await self._outgoing_fields(visitor_id)
+                if order.payment_status == "paid" and (problem := fields.receipt_problem()):
+                    return SendOutcome(kind="rejected", failures=[MahakFailure(
+                        collection="Receipts", client_id=order.order_client_id,
+                        property="CashCode,BankId", message=problem)])
                 person_id, refused = await self._person_for(order, visitor_id)
                 if refused is not None:
                     return refused
                 result = await self._mahak.save_all_data(
-                    order_request(order, visitor_id=visitor_id, person_id=person_id))
+                    order_request(order, visitor_id=visitor_id, person_id=person_id,
+                                  fields=fields))
         except MahakError as err:
             bound.warning("mahak send failed", error=type(err).__name__)
             raise _redacted(err, order) from None
@@ -235,7 +250,8 @@ class OrderActivities:
         visitor_id = await self._visitor_id()
         person_id = await self._known_person(order)
         result = await self._mahak.save_all_data(
-            receipt_request(order, visitor_id=visitor_id, person_id=person_id))
+            receipt_request(order, visitor_id=visitor_id, person_id=person_id,
+                            fields=await self._outgoing_fields(visitor_id)))
         saved = result.for_client_id("Receipts", order.order_client_id)
         if saved is None or not saved.result or saved.entity_id is None:
             failures = [as_failure(f, order) for f in result.failures()]
@@ -278,6 +294,7 @@ class OrderActivities:
                         order, visitor_id=visitor_id, person_id=person_id, deleted=True,
                         line_client_ids=[d.order_detail_client_id for d in held.live_lines()],
                         with_receipt=held.live_receipt() is not None,
+                        fields=await self._outgoing_fields(visitor_id),
                     ))
                     failures = result.failures()
                     if failures:
@@ -322,7 +339,13 @@ class OrderActivities:
         if known is not None or order.customer is None:
             return known, None
         customer = order.customer
-        result = await self._mahak.save_all_data(customer_request(customer, visitor_id=visitor_id))
+        group_id = await self._person_group_id()
+        if group_id is None:  # §10 (b): never send a person without a group
+            return None, SendOutcome(kind="rejected", failures=[MahakFailure(
+                collection="People", client_id=person_client_id(customer.id),
+                property="PersonGroupId", message=NO_PERSON_GROUP)])
+        result = await self._mahak.save_all_data(
+            customer_request(customer, visitor_id=visitor_id, person_group_id=group_id))
         person = result.for_client_id("People", person_client_id(customer.id))
         failures = [as_failure(f, order) for f in result.failures()]
         if person is None or not person.result or person.entity_id is None:
@@ -330,6 +353,33 @@ class OrderActivities:
                 collection="People", message="Mahak did not create the customer")])
         await mapping.set_mapping(self._pool, "people", customer.id, person.entity_id)
         return person.entity_id, None
+
+    async def _person_group_id(self) -> int | None:
+        """MAHAK_PERSON_GROUP_ID, else the first non-deleted PersonGroups row in Mahak."""
+        configured = self._settings.mahak_person_group_id
+        if configured is not None:
+            return configured
+        if self._discovered_group is None:
+            groups = (await self._mahak.get_all_data({"person_groups": 0}))["person_groups"].rows
+            self._discovered_group = next(
+                (g.person_group_id for g in groups if not g.deleted), None)
+        return self._discovered_group
+
+    async def _outgoing_fields(self, visitor_id: int) -> OutgoingFields:
+        """Line and receipt fields from settings; without a configured cash box or bank, the
+        receipt goes to this visitor's cash box (its `CashCode`), as public clients do."""
+        settings = self._settings
+        cash_code, bank_id = settings.mahak_cash_code, settings.mahak_bank_id
+        if cash_code is None and bank_id is None:
+            if self._cash_codes.get(visitor_id) is None:
+                visitors = (await self._mahak.get_all_data({"visitors": 0}))["visitors"].rows
+                self._cash_codes[visitor_id] = next(
+                    (v.cash_code for v in visitors
+                     if v.visitor_id == visitor_id and not v.deleted), None)
+            cash_code = self._cash_codes[visitor_id]
+        return OutgoingFields(tax_percent=settings.mahak_tax_percent,
+                              charge_percent=settings.mahak_charge_percent,
+                              cash_code=cash_code, bank_id=bank_id)
 
     def all(self) -> list[Any]:
         return [self.load, self.begin_send, self.begin_compensation, self.send,

@@ -18,12 +18,15 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from mahak_sync.logging import get_logger
+
 from .disputes import OrderDisputeOutcome, SolveOrderDisputeResult, dispute_rows
 from .errors import MahakAuthError, MahakPermanentError, MahakProtocolError
 from .models import ENTITIES, EntityBatch, EntitySpec, LoginData, RejectedRow, SyncedRow
 from .save import EntityUpdateResult, SaveAllDataResult
 from .types import INT64_MAX, INT64_MIN, MahakModel, _lenient_int, fold_key
 
+_log = get_logger("mahak_client")
 _MAX_SNIPPET = 120
 _M = TypeVar("_M", bound=MahakModel)
 
@@ -204,10 +207,35 @@ def _validate_each(model: type[_M], items: list[Any], what: str, endpoint: str,
         ) from None
 
 
+def _is_deleted(raw: Mapping[str, Any]) -> bool:
+    value = field(raw, "Deleted")
+    return value is True or (isinstance(value, str) and value.strip().lower() in ("true", "1"))
+
+
+def _as_delete(spec: EntitySpec, raw: dict[str, Any], exc: ValidationError) -> SyncedRow | None:
+    """A logical delete whose other values do not validate (e.g. `Price1: null`): the delete
+    needs only the id, so the bad values are dropped (their defaults stand in) and logged,
+    and the delete is applied (shared/mahak-api.md §10 (e)). None when even that fails."""
+    bad = {fold_key(str(e["loc"][0])) for e in exc.errors(include_input=False) if e["loc"]}
+    if not bad or fold_key(spec.id_field) in bad or fold_key("row_version") in bad:
+        return None
+    kept = {k: v for k, v in raw.items() if not (isinstance(k, str) and fold_key(k) in bad)}
+    try:
+        row = spec.model.model_validate(kept)
+    except ValidationError:
+        return None
+    _log.warning("mahak.deleted_row_bad_values", entity=spec.name,
+                 mahak_id=getattr(row, spec.id_field), row_version=row.row_version,
+                 quarantined=_validation_summary(exc))
+    return row
+
+
 def parse_row(spec: EntitySpec, raw: dict[str, Any]) -> SyncedRow | RejectedRow:
     try:
         return spec.model.model_validate(raw)
     except ValidationError as exc:
+        if _is_deleted(raw) and (row := _as_delete(spec, raw, exc)) is not None:
+            return row
         id_key = "".join(p.capitalize() for p in spec.id_field.split("_"))
         return RejectedRow(
             entity=spec.name,

@@ -9,11 +9,43 @@ GetAllData request field, its response collection and its model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, PlainSerializer
 
-from .types import MahakBool, MahakDateTime, MahakFloat, MahakInt, MahakModel, MahakText
+from .types import IRAN_TZ, MahakBool, MahakFloat, MahakInt, MahakModel, MahakText, fold_key
+from .types import parse_mahak_datetime
+
+# --- Dates (shared/mahak-api.md §1.1) ------------------------------------------------------
+# Mahak's clock is Iran wall-clock time. The tz database zone, not a fixed +03:30: Iran kept
+# daylight saving until 2022, and dates from then must still read right.
+TEHRAN = ZoneInfo("Asia/Tehran")
+
+
+def parse_tehran(value: Any) -> Any:
+    """A Mahak date-time; one without an offset is Asia/Tehran wall-clock time."""
+    parsed = parse_mahak_datetime(value)
+    if isinstance(parsed, datetime) and (parsed.tzinfo is None or parsed.tzinfo is IRAN_TZ):
+        return parsed.replace(tzinfo=TEHRAN)  # no offset given: the wall clock is Tehran's
+    return parsed
+
+
+def tehran_wall_clock(moment: datetime) -> str:
+    """What every public client sends: `YYYY-MM-DDTHH:MM:SS`, Tehran time, no offset (a server
+    that drops an offset would file a UTC time 3.5 h early). A naive value is taken as
+    Tehran time already."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(TEHRAN)
+    return moment.replace(tzinfo=None, microsecond=0).isoformat()
+
+
+MahakDateTime = Annotated[
+    datetime,
+    BeforeValidator(parse_tehran),
+    PlainSerializer(tehran_wall_clock, return_type=str, when_used="json"),
+]
 
 
 class SyncedRow(MahakModel):
@@ -176,6 +208,27 @@ class Person(SyncedRow):
     postal_code: str | None = None
 
 
+class PersonGroup(SyncedRow):
+    """Every new person needs one (shared/mahak-api.md §4, §10 (b))."""
+
+    person_group_id: MahakInt
+    person_group_client_id: MahakInt | None = None
+    person_group_code: MahakInt | None = None
+    name: MahakText = ""
+
+
+class Visitor(SyncedRow):
+    """The login's visitor: its cash box (`CashCode`) goes on receipts (§4, §10 (d))."""
+
+    visitor_id: MahakInt
+    visitor_client_id: MahakInt | None = None
+    visitor_code: MahakInt | None = None
+    name: MahakText = ""
+    store_code: MahakInt | None = None
+    cash_code: MahakInt | None = None
+    bank_code: MahakInt | None = None
+
+
 class VisitorPerson(SyncedRow):
     visitor_person_id: MahakInt | None = None
     visitor_person_client_id: MahakInt | None = None
@@ -223,6 +276,7 @@ class OrderDetail(SyncedRow):
     discount_type: MahakInt | None = None
     tax_percent: MahakFloat | None = None
     charge_percent: MahakFloat | None = None
+    gift: MahakInt | None = None
     description: MahakText | None = None
 
 
@@ -233,7 +287,9 @@ class Receipt(SyncedRow):
     person_id: MahakInt | None = None
     person_client_id: MahakInt | None = None
     visitor_id: MahakInt | None = None
+    cash_code: MahakInt | None = None
     cash_amount: MahakFloat | None = None
+    bank_id: MahakInt | None = None
     date: MahakDateTime | None = None
     description: MahakText | None = None
 
@@ -295,6 +351,10 @@ ENTITIES: dict[str, EntitySpec] = {
         _spec("order_details", "OrderDetails", "fromOrderDetailVersion", OrderDetail,
               "order_detail_id", "orderDetail"),
         _spec("receipts", "Receipts", "fromReceiptVersion", Receipt, "receipt_id", "receipt"),
+        # Read by the order activities only (the person group and cash box of a send).
+        _spec("person_groups", "PersonGroups", "fromPersonGroupVersion", PersonGroup,
+              "person_group_id", "personGroup"),
+        _spec("visitors", "Visitors", "fromVisitorVersion", Visitor, "visitor_id", "visitor"),
     )
 }
 
@@ -318,6 +378,19 @@ def entity(name: str) -> EntitySpec:
         return ENTITIES[name]
     except KeyError:
         raise KeyError(f"unknown Mahak entity {name!r}; known: {', '.join(ENTITIES)}") from None
+
+
+def entity_name(name: str, among: tuple[str, ...] | None = None) -> str:
+    """The logical name of an entity given as Mahak spells it (`ProductDetails`) or in snake
+    case (`product_details`), any letter case; `among` limits the accepted names (default:
+    all of `ENTITIES`). An unknown name raises ValueError listing the valid ones."""
+    names = tuple(among) if among is not None else tuple(ENTITIES)
+    wanted = fold_key(name.strip()) if isinstance(name, str) else ""
+    for logical in names:
+        if wanted in (fold_key(logical), fold_key(ENTITIES[logical].collection)):
+            return logical
+    valid = ", ".join(f"{n} ({ENTITIES[n].collection})" for n in names)
+    raise ValueError(f"unknown entity {name!r}; use one of: {valid}")
 
 
 # --- What one GetAllData page yields per entity --------------------------------------------

@@ -9,6 +9,12 @@ Server rules this simulator enforces (see `shared/mahak-api.md` §4, §9):
 - a line needs `productDetailId` (or `incomeId`/`expenseId`): the LIVE error otherwise;
 - unknown (or deleted) product detail, store, person, visitor, person group: a failure
   naming the property;
+- a new person needs a `PersonGroupId` (every public client sends one; §4, §10 (b)): none is
+  a failure on `PersonGroupId`, never a silent default;
+- a receipt needs a cash box (`CashCode`) or a bank (`BankId`): neither is a failure on
+  `CashCode,BankId`;
+- dates are stored as the wall clock they were sent with (an offset is dropped, as a server
+  that ignores it would: §1.1, §11.4);
 - a known `orderClientId` updates that order until Mahak desktop imports it; afterwards the
   order and its lines fail on `OrderId` with the "already registered, cannot edit" text.
   Every resubmission of a known `orderClientId` is counted as a duplicate submission;
@@ -116,9 +122,8 @@ def _save_person(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     existing = ctx.existing("People", values, "PersonId", "PersonClientId")
     group_id = _merge(existing, values).get("PersonGroupId")
     if group_id is None:
-        group = next((r for r in ctx.state.rows("PersonGroups") if not r.get("Deleted")), None)
-    else:
-        group = ctx.state.live("PersonGroups", group_id)
+        raise RecordError("PersonGroupId", "گروه اشخاص الزامی است (PersonGroupId is required)")
+    group = ctx.state.live("PersonGroups", group_id)
     if group is None:
         raise RecordError("PersonGroupId", f"گروه اشخاص یافت نشد (person group {group_id} not found)")
     return ctx.write("People", existing, values, PersonGroupId=group["PersonGroupId"],
@@ -227,6 +232,9 @@ def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
 def _save_receipt(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     existing = ctx.existing("Receipts", values, "ReceiptId", "ReceiptClientId")
     merged = _merge(existing, values)
+    if merged.get("CashCode") is None and merged.get("BankId") is None:
+        raise RecordError("CashCode,BankId",
+                          "صندوق یا بانک دریافت الزامی است (CashCode or BankId is required)")
     visitor_id = ctx.visitor(merged, required=False)
     person = ctx.person(merged)
     if merged.get("OrderClientId") is not None and ctx.state.by_client_id(

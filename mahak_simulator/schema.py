@@ -245,8 +245,10 @@ def coerce(prop: str, kind: str, value: Any) -> Any:
                 return value.strip().lower() == "true"
             raise ValueError
         if kind == "d":
+            # Stored as the wall clock sent: an offset is dropped, as a server that ignores
+            # it would (shared/mahak-api.md §1.1); a client sending UTC shows 3.5 h off.
             parsed = parse_mahak_datetime(value)
-            return None if parsed is None else mahak_time(parsed)
+            return None if parsed is None else mahak_time(parsed.replace(tzinfo=IRAN_TZ))
         if isinstance(value, (dict, list)):
             raise ValueError  # a JSON string field (e.g. ShippingAddress) sent as an object
         return value if isinstance(value, str) else str(value)

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from mahak_client import ENTITIES, MahakAuthError, MahakClient, MahakError, iter_pages
+from mahak_client.models import entity_name
 
 from .config import Settings, get_settings
 
@@ -42,13 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(func=_check)
 
     pull = commands.add_parser("pull", help="stream one entity's rows as JSON lines")
-    pull.add_argument("entity", choices=sorted(ENTITIES), metavar="ENTITY",
-                      help=f"one of: {', '.join(sorted(ENTITIES))}")
+    pull.add_argument("entity", type=_entity, metavar="ENTITY",
+                      help=f"one of: {', '.join(sorted(ENTITIES))} (or as Mahak spells it, "
+                           "e.g. ProductDetails)")
     pull.add_argument("--from", dest="from_version", type=int, default=0,
                       help="RowVersion cursor: rows newer than this (default 0: all)")
     pull.add_argument("--page-size", type=int, default=None,
                       help="rows per request (default MAHAK_PAGE_SIZE)")
     pull.set_defaults(func=_pull)
+
+
+def _entity(name: str) -> str:
+    """`ProductDetails` and `product_details` alike; an unknown name lists the valid ones."""
+    try:
+        return entity_name(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fail(message: str, code: int) -> int:

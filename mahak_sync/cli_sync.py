@@ -24,7 +24,7 @@ from activities.incoming_types import (
     ResetCursorRequest,
     SyncStatus,
 )
-from mahak_client.models import INCOMING_ORDER
+from mahak_client.models import INCOMING_ORDER, entity_name
 
 from .config import get_settings
 from .temporal import connect
@@ -47,9 +47,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(func=_signal, signal_name="sync_now" if name == "now" else name)
 
     p = sub.add_parser("reset-cursor", help="re-sync an entity (or all) from a row version")
-    p.add_argument("entity", choices=[*INCOMING_ORDER, ALL_ENTITIES])
+    p.add_argument("entity", type=_incoming_entity, metavar="ENTITY",
+                   help=f"one of: {', '.join(INCOMING_ORDER)} (or as Mahak spells it, "
+                        f"e.g. ProductDetails), or '{ALL_ENTITIES}' for all")
     p.add_argument("--row-version", type=int, default=0, help="default 0: everything")
     p.set_defaults(func=_reset_cursor)
+
+
+def _incoming_entity(name: str) -> str:
+    """`ProductDetails` and `product_details` alike; an unknown name lists the valid ones."""
+    if name == ALL_ENTITIES:
+        return name
+    try:
+        return entity_name(name, INCOMING_ORDER)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} or '{ALL_ENTITIES}'") from None
 
 
 def summary_json(summary: CycleSummary) -> dict[str, Any]:

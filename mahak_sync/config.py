@@ -91,6 +91,19 @@ class Settings(BaseSettings):
         24 * 3600, gt=0, validation_alias="ORDER_DISPUTE_ESCALATION_SECONDS")
     # Stale references (unknown product detail, store, person): refresh and resend this often.
     order_max_stale_refreshes: int = Field(3, ge=0, validation_alias="ORDER_MAX_STALE_REFRESHES")
+    # Late commits (shared/mahak-api.md §10 (f)): each incoming read of an entity starts this
+    # many RowVersions below its cursor (0: from the cursor).
+    incoming_lookback_rowversions: int = Field(
+        1000, ge=0, validation_alias="INCOMING_LOOKBACK_ROWVERSIONS")
+    # What public clients send with an order (shared/mahak-api.md §4, §10 (b) (d)).
+    # New customers' person group; unset: the first non-deleted PersonGroups row in Mahak.
+    mahak_person_group_id: int | None = Field(None, gt=0, validation_alias="MAHAK_PERSON_GROUP_ID")
+    # A line's tax/charge % when its product says 0 (Mahak's Settings 14001/14000).
+    mahak_tax_percent: float = Field(0.0, ge=0, le=100, validation_alias="MAHAK_TAX_PERCENT")
+    mahak_charge_percent: float = Field(0.0, ge=0, le=100, validation_alias="MAHAK_CHARGE_PERCENT")
+    # The receipt's cash box; unset: the bank below, else the login visitor's CashCode.
+    mahak_cash_code: int | None = Field(None, gt=0, validation_alias="MAHAK_CASH_CODE")
+    mahak_bank_id: int | None = Field(None, gt=0, validation_alias="MAHAK_BANK_ID")
 
     # --- Payment webhook ---------------------------------------------------------------
     webhook_secret: SecretStr = Field(SecretStr(""), validation_alias="WEBHOOK_SECRET")

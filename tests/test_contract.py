@@ -290,9 +290,12 @@ async def test_save_order_with_new_customer_and_read_it_back(client: MahakClient
                                                              sim: SimControl) -> None:
     seeded = await sim.seed(products=2, stock=10)
     person_client_id = 7_000_000_000_000_001
+    # Every new person carries a group (issue 12): the first live one, read through GetAllData.
+    groups = (await client.get_all_data({"person_groups": 0}))["person_groups"].rows
+    group_id = next(g.person_group_id for g in groups if not g.deleted)
     people = await client.save_all_data(SaveAllDataRequest(
         people=[Person(person_client_id=person_client_id, first_name="مريم ", last_name="كريمی",
-                       mobile="09120000000", person_type=0)],
+                       mobile="09120000000", person_type=0, person_group_id=group_id)],
         visitor_people=[VisitorPerson(visitor_person_client_id=7_100_000_000_000_001,
                                       person_client_id=person_client_id, visitor_id=VISITOR_ID)],
     ))

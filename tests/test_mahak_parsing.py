@@ -25,7 +25,7 @@ from mahak_client.envelope import (
     parse_save_all_data,
     parse_solve_order_dispute,
 )
-from mahak_client.types import IRAN_TZ
+from mahak_client.models import TEHRAN  # naive server times are Asia/Tehran (tz database)
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -74,7 +74,7 @@ def mahak_rows(draw: Any, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         when = draw(timestamps)
         digits = f"{draw(st.integers(0, 9_999_999)):07d}"
         raw[style("create_date")] = when.strftime("%Y-%m-%dT%H:%M:%S.") + digits
-        expected["create_date"] = when.replace(microsecond=int(digits[:6]), tzinfo=IRAN_TZ)
+        expected["create_date"] = when.replace(microsecond=int(digits[:6]), tzinfo=TEHRAN)
     if "price1" in fields:
         price = draw(st.integers(0, 10**12))
         raw[style("price1")] = _maybe_string(draw, price)
@@ -279,3 +279,17 @@ def test_a_rejected_row_moves_the_cursor_only_by_an_int64_row_version() -> None:
     assert [r.row_version for r in batch.rejected] == [None, None]
     assert batch.max_row_version is None
 
+
+
+def test_a_logical_delete_with_a_null_required_number_still_deletes():
+    # Issue 12 / shared/mahak-api.md §10 (e): the bad value is quarantined, not the delete.
+    payload = {"Result": True, "Data": {"Objects": {"ProductDetails": [
+        {"ProductDetailId": 5, "ProductId": 9, "Deleted": True, "Price1": None,
+         "RowVersion": 4_000_000_001},
+        {"ProductDetailId": 6, "ProductId": 9, "Deleted": False, "Price1": None,
+         "RowVersion": 4_000_000_002},
+    ]}}}
+    [batch] = parse_get_all_data("GetAllDataV2", payload, ["product_details"]).values()
+    assert [(r.product_detail_id, r.deleted) for r in batch.rows] == [(5, True)]
+    assert [r.mahak_id for r in batch.rejected] == [6]
+    assert batch.max_row_version == 4_000_000_002

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from activities.order_request import classify, order_request
+from activities.order_request import OutgoingFields, classify, customer_request, order_request
 from mahak_client.save import EntityError, EntityUpdateResult, SaveAllDataResult
 from mahak_simulator.saving import ALREADY_REGISTERED
 from shopdb.models import ShopCustomer, ShopOrder, ShopOrderLine
@@ -28,15 +28,32 @@ def _order() -> ShopOrder:
 
 
 def test_wire_shape_of_a_paid_order():
-    body = order_request(_order(), visitor_id=10101, person_id=42).to_wire()
+    fields = OutgoingFields(tax_percent=9, charge_percent=3, cash_code=1)
+    body = order_request(_order(), visitor_id=10101, person_id=42, fields=fields).to_wire()
     [head] = body["orders"]
+    # Issue 12: naive Tehran wall clock (12:00 UTC = 15:30 in Tehran), no offset.
+    assert head["orderDate"] == head["deliveryDate"] == "2025-10-04T15:30:00"
     assert head["orderClientId"] == 8_000_000_000_000_007 and head["orderType"] == 201
     assert head["visitorId"] == 10101 and head["personId"] == 42 and head["deleted"] is False
     assert head["receiptClientId"] == head["orderClientId"]
     assert [(d["orderDetailClientId"], d["productDetailId"], d["storeId"], d["count1"])
             for d in body["orderDetails"]] == [
         (8_100_000_000_000_001, 101, 5, 1.0), (8_100_000_000_000_002, 102, 5, 2.0)]
-    assert body["receipts"][0]["cashAmount"] == 3000.0
+    # Issue 12: every field public clients send on a line (shared/mahak-api.md §4).
+    assert all((d["itemType"], d["count2"], d["discount"], d["discountType"], d["taxPercent"],
+                d["chargePercent"], d["gift"], d["deleted"]) == (1, 0, 0, 0, 9, 3, 0, False)
+               for d in body["orderDetails"])
+    [receipt] = body["receipts"]
+    assert receipt["cashAmount"] == 3000.0 and receipt["cashCode"] == 1
+    assert receipt["date"] == "2025-10-04T15:30:00" and "bankId" not in receipt
+
+
+def test_new_customer_names_its_person_group():
+    body = customer_request(ShopCustomer(id=3, first_name="Negin"), visitor_id=10101,
+                            person_group_id=5).to_wire()
+    assert body["people"][0]["personGroupId"] == 5
+    assert body["visitorPeople"] == [{"personClientId": 7_000_000_000_000_003,
+                                      "visitorId": 10101, "deleted": False}]
 
 
 def test_reversal_deletes_the_held_lines_and_the_receipt_the_send_created():

@@ -370,14 +370,16 @@ async def test_unknown_person_fails_the_order_and_its_lines(mahak: Mahak, sim: S
 
 async def test_children_reference_parents_by_client_id(mahak: Mahak, sim: SimControl) -> None:
     seeded = await sim.seed(1, people=0)
+    [group] = await sim.entities("PersonGroups")
     answer = await mahak.save({
         "people": [{"personClientId": 900, "firstName": "Sara", "lastName": "K", "personType": 0,
-                    "mobile": "09120000000"}],
+                    "mobile": "09120000000", "personGroupId": group["PersonGroupId"]}],
         "visitorPeople": [{"visitorId": VISITOR, "personClientId": 900}],
         "orders": [{"orderClientId": 901, "visitorId": VISITOR, "personClientId": 900}],
         "orderDetails": [_line(902, 901, seeded.product_details[0], seeded.stores[0], "2")],
         "receipts": [{"receiptClientId": 901, "orderClientId": 901, "personClientId": 900,
-                      "visitorId": VISITOR, "cashAmount": "300000", "date": "2025-10-04 10:00:00"}],
+                      "visitorId": VISITOR, "cashAmount": "300000", "cashCode": 1,
+                      "date": "2025-10-04 10:00:00"}],
     }, endpoint="SaveAllData")
     assert answer["Result"] is True, answer
     objects = answer["Data"]["Objects"]
@@ -391,6 +393,38 @@ async def test_children_reference_parents_by_client_id(mahak: Mahak, sim: SimCon
     assert order.details[0]["Count1"] == 2
     links = await sim.entities("VisitorPeople")
     assert [(v["PersonId"], v["VisitorId"]) for v in links] == [(person_id, VISITOR)]
+
+
+async def test_a_person_needs_a_group_and_a_receipt_a_cash_box_or_bank(
+        mahak: Mahak, sim: SimControl) -> None:
+    # Issue 12: no silent default group; no receipt without somewhere for the money to go.
+    seeded = await sim.seed(1)
+    person = seeded.people[0]
+    answer = await mahak.save({
+        "people": [{"personClientId": 910, "firstName": "No", "lastName": "Group"}],
+        "orders": [_order(911, person)],
+        "receipts": [{"receiptClientId": 911, "orderClientId": 911, "personId": person,
+                      "visitorId": VISITOR, "cashAmount": 1000, "date": "2025-10-04 10:00:00"},
+                     {"receiptClientId": 912, "orderClientId": 911, "personId": person,
+                      "visitorId": VISITOR, "cashAmount": 1000, "bankId": 3,
+                      "date": "2025-10-04 10:00:00"}],
+    })
+    objects = answer["Data"]["Objects"]
+    assert objects["People"]["Results"][0]["Errors"][0]["Property"] == "PersonGroupId"
+    assert objects["Receipts"]["Results"][0]["Errors"][0]["Property"] == "CashCode,BankId"
+    assert objects["Receipts"]["Results"][1]["Result"] is True
+    assert [r["ReceiptClientId"] for r in await sim.entities("Receipts")] == [912]
+
+
+async def test_dates_are_stored_as_the_wall_clock_sent(mahak: Mahak, sim: SimControl) -> None:
+    # Issue 12: naive Tehran time is stored as sent; an offset is dropped (§1.1), so a client
+    # sending UTC would show 3.5 hours early.
+    seeded = await sim.seed(1)
+    person = seeded.people[0]
+    await mahak.save({"orders": [_order(921, person, orderDate="2025-10-04T15:18:38"),
+                                 _order(922, person, orderDate="2025-10-04T11:48:38+00:00")]})
+    dates = {o["OrderClientId"]: o["OrderDate"] for o in await sim.entities("Orders")}
+    assert dates == {921: "2025-10-04T15:18:38.0000000", 922: "2025-10-04T11:48:38.0000000"}
 
 
 async def test_sale_invoice_takes_stock_and_refuses_what_the_store_cannot_cover(
