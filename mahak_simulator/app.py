@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from mahak_client.auth import md5_password
+from .wire import password_digest
 
 from . import api, control, gateway
 from .auth import bearer_token, issue_token, verify_token
@@ -52,7 +52,7 @@ class Simulation:
 
     def check_password(self, given: str) -> bool:
         """Clients send the MD5 of the password, a few the password itself (§2 ASSUMPTION)."""
-        return hmac.compare_digest(md5_password(given), self._password_md5)
+        return hmac.compare_digest(password_digest(given), self._password_md5)
 
     def issue_token(self, client_ip: str) -> tuple[str, dict[str, Any]]:
         cfg = self.config

@@ -14,10 +14,9 @@ import json
 import re
 import time
 import uuid
-from datetime import datetime
 from typing import Any
 
-from mahak_client.types import IRAN_TZ
+from .wire import now_in_tehran
 
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
 
@@ -55,7 +54,7 @@ def issue_token(
         "UserName": username,
         "Password": password_md5_hex,
         "MahakID": mahak_id,
-        "CreateTime": datetime.now(IRAN_TZ).isoformat(timespec="microseconds"),
+        "CreateTime": now_in_tehran().isoformat(timespec="microseconds"),
         "IP": client_ip,
         "DatabaseId": database_id,
         "DatabaseType": 1301,

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from mahak_client.types import IRAN_TZ, parse_mahak_datetime
-from mahak_client.types import fold_key as fold
+from .wire import TEHRAN, fold, now_in_tehran, wall_clock
 
 
 @dataclass(frozen=True)
@@ -99,14 +98,19 @@ BY_NAME: dict[str, Collection] = {c.name: c for c in COLLECTIONS}
 
 # Every spelling a caller may use for a collection: `ProductDetails`, `product_details`,
 # `ProductDetail` (SolveDispute's `entityName`), `visitorPerson`, `companies`, ...
+# The control API's snake_case names count too, so underscores are dropped here (not on the wire).
+def _alias_key(name: str) -> str:
+    return fold(name.replace("_", ""))
+
+
 _ALIASES: dict[str, Collection] = {}
 for _c in COLLECTIONS:
     for _alias in (_c.name, _c.save_name, _c.id_field[:-2]):
-        _ALIASES.setdefault(fold(_alias), _c)
+        _ALIASES.setdefault(_alias_key(_alias), _c)
 
 
 def resolve_collection(name: str) -> Collection | None:
-    return _ALIASES.get(fold(name))
+    return _ALIASES.get(_alias_key(name))
 
 
 # --- Columns -------------------------------------------------------------------------------
@@ -204,7 +208,9 @@ def number(value: float) -> int | float:
 
 def mahak_time(moment: datetime | None = None) -> str:
     """Iran time, no offset, 7 fractional digits (100 ns ticks): `2025-10-04T15:18:38.2345036`."""
-    moment = (moment or datetime.now(IRAN_TZ)).astimezone(IRAN_TZ)
+    moment = moment or now_in_tehran()
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(TEHRAN)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0"
 
 
@@ -247,8 +253,11 @@ def coerce(prop: str, kind: str, value: Any) -> Any:
         if kind == "d":
             # Stored as the wall clock sent: an offset is dropped, as a server that ignores
             # it would (shared/mahak-api.md §1.1); a client sending UTC shows 3.5 h off.
-            parsed = parse_mahak_datetime(value)
-            return None if parsed is None else mahak_time(parsed.replace(tzinfo=IRAN_TZ))
+            if isinstance(value, str) and not value.strip():
+                return None
+            if not isinstance(value, str):
+                raise ValueError
+            return mahak_time(wall_clock(value))
         if isinstance(value, (dict, list)):
             raise ValueError  # a JSON string field (e.g. ShippingAddress) sent as an object
         return value if isinstance(value, str) else str(value)
