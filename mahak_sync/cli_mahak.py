@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 from mahak_client import ENTITIES, MahakAuthError, MahakClient, MahakError, iter_pages
+from mahak_client.auth import jwt_claims
 from mahak_client.models import entity_name
 
 from .config import Settings, get_settings
@@ -84,8 +86,11 @@ async def _check(args: argparse.Namespace, settings: Settings | None = None) -> 
         print(f"user       {settings.mahak_username} ({login.user_title or '-'})")
         print(f"database   {login.database_id if login.database_id is not None else '-'}")
         print(f"visitor    {login.visitor_id if login.visitor_id is not None else '-'}")
-        server_time = login.server_time.isoformat() if login.server_time else "-"
-        print(f"server     {server_time}")
+        print(f"server     {_server_clock(login.server_time)}")
+        data = "GetAllDataV2/SaveAllDataV2" if settings.mahak_use_v2 else "GetAllData/SaveAllData"
+        print(f"api        {settings.mahak_login_endpoint} + {data} (MAHAK_LOGIN_ENDPOINT, "
+              f"MAHAK_USE_V2), app id {settings.mahak_app_id!r} (MAHAK_APP_ID)")
+        print(f"token      {_token_expiry(login.user_token, settings)}")
         failed = 0
         for name in CORE_ENTITIES:
             try:
@@ -100,6 +105,26 @@ async def _check(args: argparse.Namespace, settings: Settings | None = None) -> 
             return _fail(f"{failed} of {len(CORE_ENTITIES)} entities unreachable",
                          EXIT_ENTITY_FAILED)
         return 0
+
+
+def _server_clock(server_time: datetime | None) -> str:
+    """The server's time and how far it is from ours: a large offset means dates are read in
+    another zone somewhere (shared/mahak-api.md §1.1)."""
+    if server_time is None:
+        return "- (login reported no server time)"
+    offset = (server_time - datetime.now(timezone.utc)).total_seconds()
+    return f"{server_time.isoformat()} (offset from this machine's clock: {offset:+.0f} s)"
+
+
+def _token_expiry(token: str, settings: Settings) -> str:
+    """How the token's end is known: its JWT `exp` (renewed before it), else only a 401."""
+    exp = (jwt_claims(token) or {}).get("exp")
+    if not isinstance(exp, (int, float)):
+        return "no readable expiry: renewed when Mahak answers 401"
+    when = datetime.fromtimestamp(exp, timezone.utc).isoformat(timespec="seconds")
+    return (f"expires {when} (JWT exp), renewed "
+            f"{settings.mahak_token_refresh_margin_seconds:g} s before "
+            "(MAHAK_TOKEN_REFRESH_MARGIN_SECONDS) or on a 401")
 
 
 def _json_line(value: Any) -> str:

@@ -461,7 +461,12 @@ async def test_cli_check_reports_account_and_entities(
     assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "check") == 0
     out = capsys.readouterr().out
     assert f"database   {DATABASE_ID}" in out and f"visitor    {VISITOR_ID}" in out
-    assert "server     20" in out
+    assert "server     20" in out and "offset from this machine's clock" in out
+    # The simulator's server time is its own clock: no more than a few seconds off ours.
+    offset = int(out.split("clock: ")[1].split(" s)")[0])
+    assert abs(offset) < 60, out
+    assert "api        LoginV2 + GetAllDataV2/SaveAllDataV2" in out and "'mahak-sync'" in out
+    assert "token      expires 20" in out and "(JWT exp)" in out
     for name in CORE:
         assert any(line.split()[:2] == [name, "ok"] for line in out.splitlines()), name
 
