@@ -37,6 +37,7 @@ def incoming_config(settings: Settings, **overrides: Any) -> SyncConfig:
     values: dict[str, Any] = {
         "interval_seconds": settings.incoming_sync_interval_seconds,
         "page_size": settings.mahak_page_size,
+        "reconcile_every_seconds": settings.incoming_reconcile_every_seconds,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return SyncConfig(**values)

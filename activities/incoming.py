@@ -13,6 +13,12 @@ in the cycle (`CONFLICT_PICTURE`); when the mirror shows any, those three are re
 Mahak (from their cursors, through the same store-then-advance path) and only the orders
 still short afterwards are reported.
 
+A reconciliation (`reconcile_entity`, shared/mahak-api.md §10 (a)) reads an entity from
+RowVersion 0 through the same pager and newer-only store: rows missing or older in the shop
+are applied (the difference, counted `inserted`/`updated`/`deleted` in a sync-log row whose
+run id starts with `reconcile-`), the cursor only ever moves forwards, and live shop rows the
+full read no longer lists are reported in that row's `error` text and at WARNING, not deleted.
+
 Every page is applied in one transaction together with its cursor (`shopdb.catalog.apply_page`),
 and the cursor is read from the database when an entity starts, so a retried or repeated
 activity resumes exactly where the last committed page left off.
@@ -35,6 +41,7 @@ from mahak_sync.config import get_settings
 from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
 from shopdb import catalog, orders, synclog
+from shopdb.mirror import mirror
 from shopdb.models import ApplyCounts, SyncLogEntry
 from shopdb.pool import transaction
 
@@ -43,6 +50,7 @@ from .incoming_types import (
     CHECK_INVENTORY_CONFLICTS,
     CONFLICT_PICTURE,
     DETECT_INVENTORY_CONFLICTS,
+    RECONCILE_ENTITY,
     RECORD_FAILURE,
     RESET_CURSOR,
     SYNC_ENTITY,
@@ -68,6 +76,7 @@ log = get_logger(__name__)
 # The sync-log "entity" under which a cycle's inventory conflicts are recorded.
 CONFLICTS_LOG_ENTITY = "inventory_conflicts"
 _MAX_ERROR_TEXT = 2000
+_ABSENT_SAMPLE = 20  # ids named in the sync log's note of rows Mahak no longer lists
 
 ProgressCallback = Callable[[EntityProgress], None]
 
@@ -133,8 +142,71 @@ class IncomingSync:
         return EntitySyncResult(entity=entity, counts=progress.counts, cursor=cursor,
                                 pages=progress.pages)
 
+    async def reconcile_entity(
+        self,
+        request: SyncEntityInput,
+        *,
+        resume: EntityProgress | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> EntitySyncResult:
+        """Read one entity from RowVersion 0, page by page, through the same newer-only store
+        (shared/mahak-api.md §10 (a)): what the shop lacks or holds in an older version is
+        applied, and counted (`inserted`, `updated`, `deleted`: the difference found). The
+        cursor is never moved backwards (it advances if the read passes it). Live shop rows
+        whose ids the read did not list are counted and reported, never deleted.
+
+        A retried attempt reads from 0 again (the ids seen cannot be resumed); the difference
+        an earlier attempt applied (`resume`) is kept, the rest is counted afresh."""
+        entity = request.entity
+        progress = EntityProgress(entity=entity, started_at=_now())
+        if resume and resume.entity == entity:
+            progress.started_at = resume.started_at
+            progress.counts = EntityCounts(inserted=resume.counts.inserted,
+                                           updated=resume.counts.updated,
+                                           deleted=resume.counts.deleted)
+        bound = log.bind(entity=entity, run_id=request.run_id)
+        cursor = await catalog.get_cursor(self.pool, entity)
+        progress.cursor = cursor
+        if on_progress:
+            on_progress(progress)
+        seen: set[int] = set()
+        async for cursor, applied in self._apply_pages(entity, cursor, request.page_size,
+                                                       request.run_id, start=0, seen=seen):
+            progress.pages += 1
+            progress.cursor = cursor
+            progress.counts = progress.counts + applied
+            if on_progress:
+                on_progress(progress)
+            await self._log_row(request.run_id, progress)
+        absent = await self._absent_ids(entity, seen)
+        counts = progress.counts
+        note = None
+        if absent:
+            sample = ", ".join(map(str, absent[:_ABSENT_SAMPLE]))
+            extra = len(absent) - _ABSENT_SAMPLE
+            more = f" and {extra} more" if extra > 0 else ""
+            note = (f"reconciliation: {len(absent)} row(s) held by the shop are not listed by "
+                    f"Mahak any more (not deleted): ids {sample}{more}")[:_MAX_ERROR_TEXT]
+            bound.warning("incoming.reconcile_absent", absent=len(absent),
+                          ids=absent[:_ABSENT_SAMPLE])
+        await self._log_row(request.run_id, progress, finished_at=_now(), error=note)
+        difference = counts.inserted + counts.updated + counts.deleted
+        (bound.warning if difference else bound.info)(
+            "incoming.reconciled", pages=progress.pages, cursor=cursor, difference=difference,
+            absent=len(absent), **counts.model_dump())
+        return EntitySyncResult(entity=entity, counts=counts, cursor=cursor,
+                                pages=progress.pages, absent_in_mahak=len(absent))
+
+    async def _absent_ids(self, entity: str, seen: set[int]) -> list[int]:
+        """Ids of live (not deleted) shop rows of `entity` that are not in `seen`."""
+        table = mirror(entity).table
+        rows = await self.pool.fetch(f"SELECT id FROM {table} WHERE NOT deleted ORDER BY id")
+        return [row["id"] for row in rows if row["id"] not in seen]
+
     async def _apply_pages(self, entity: str, cursor: int, page_size: int, run_id: str,
-                           *, lookback: int = 0) -> AsyncIterator[tuple[int, EntityCounts]]:
+                           *, lookback: int = 0, start: int | None = None,
+                           seen: set[int] | None = None,
+                           ) -> AsyncIterator[tuple[int, EntityCounts]]:
         """Mahak's rows of `entity` from `cursor - lookback`, page by page, each page stored
         in the transaction that advances the cursor (so it never passes rows not stored);
         yields the cursor and the counts after each page.
@@ -142,12 +214,21 @@ class IncomingSync:
         Every row the server sends is offered to the store, also those at or below the
         bound (the newer-only upsert decides, so a late commit is applied, not dropped); rows
         read again because a page failed the pager's checks, and any the pager dropped, are
-        counted (`reread`, `dropped`) and logged at WARNING."""
-        start = max(0, cursor - lookback) if lookback > 0 else cursor
+        counted (`reread`, `dropped`) and logged at WARNING.
+
+        `start` (a reconciliation: 0) reads from there instead; the cursor still only moves
+        forwards. `seen` collects the ids of every row received (deleted and rejected ones too).
+        """
+        if start is None:
+            start = max(0, cursor - lookback) if lookback > 0 else cursor
+        id_field = mirror(entity).id_field if seen is not None else ""
         stats = PagerStats()
         counted = PagerStats()
         async for batch in iter_pages(self.mahak, entity, start, page_size, include_held=True,
                                       stats=stats, evidence=self.paging):
+            if seen is not None:
+                seen.update(getattr(row, id_field) for row in batch.rows)
+                seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
             cursor = max(cursor, batch.max_row_version or cursor)
             applied = await catalog.apply_page(self.pool, batch, new_cursor=cursor,
                                                run_id=run_id)
@@ -318,6 +399,17 @@ class IncomingActivities:
                 # `from None`: the original's text must not reach history.
                 raise classify(exc, details=beat.details) from None
 
+    @activity.defn(name=RECONCILE_ENTITY)
+    async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
+        resume = EntityProgress.from_details(activity.info().heartbeat_details)
+        async with Heartbeat(*([resume] if resume else [])) as beat:
+            try:
+                return await self.sync.reconcile_entity(
+                    request, resume=resume,
+                    on_progress=lambda progress: beat.report(progress.model_copy(deep=True)))
+            except Exception as exc:  # noqa: BLE001 - every error goes through the one table
+                raise classify(exc, details=beat.details) from None
+
     @activity.defn(name=RECORD_FAILURE)
     async def record_failure(self, failure: RecordFailureInput) -> None:
         await self.sync.record_failure(failure)
@@ -339,5 +431,6 @@ class IncomingActivities:
         return await self.sync.reset_cursor(request)
 
     def all(self) -> list[Any]:
-        return [self.sync_entity, self.record_failure, self.check_inventory_conflicts,
-                self.detect_inventory_conflicts, self.reset_cursor]
+        return [self.sync_entity, self.reconcile_entity, self.record_failure,
+                self.check_inventory_conflicts, self.detect_inventory_conflicts,
+                self.reset_cursor]

@@ -48,6 +48,11 @@ RECORD_FAILURE = "incoming.record_failure"
 DETECT_INVENTORY_CONFLICTS = "incoming.detect_inventory_conflicts"
 CHECK_INVENTORY_CONFLICTS = "incoming.check_inventory_conflicts"
 RESET_CURSOR = "incoming.reset_cursor"
+# A periodic full read (shared/mahak-api.md §10 (a)): one entity from RowVersion 0, newer-only,
+# its cursor never moved backwards. Same input and result as `SYNC_ENTITY`.
+RECONCILE_ENTITY = "incoming.reconcile_entity"
+# Sync-log rows of a reconciliation carry a run id with this prefix (the entity as usual).
+RECONCILE_RUN_PREFIX = "reconcile-"
 
 
 class EntityCounts(BaseModel):
@@ -101,6 +106,9 @@ class EntitySyncResult(BaseModel):
     pages: int = 0
     error: str | None = None
     error_type: str | None = None
+    # Reconciliations only: live rows the shop holds that the full read from 0 no longer
+    # listed (reported, never deleted).
+    absent_in_mahak: int = 0
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -208,6 +216,8 @@ class CycleSummary(BaseModel):
     # signalled as short after the re-read.
     conflicts_checked: bool = False
     inventory_conflicts: int = 0
+    # A reconciliation: every entity read from RowVersion 0 (`RECONCILE_ENTITY`).
+    reconcile: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -241,6 +251,9 @@ class SyncConfig(BaseModel):
     # without them (a locked-down Temporal Cloud one, the time-skipping test server) turns
     # this off rather than wedging the sync.
     publish_search_attributes: bool = True
+    # INCOMING_RECONCILE_EVERY_SECONDS: a cycle at least this long after the last
+    # reconciliation reads every entity from RowVersion 0 instead (0: only on request).
+    reconcile_every_seconds: float = Field(86400.0, ge=0)
 
 
 class IncomingSyncState(BaseModel):
@@ -257,6 +270,10 @@ class IncomingSyncState(BaseModel):
     last_error_at: datetime | None = None
     # order id -> fingerprint of the shortage last signalled to its order workflow
     signalled_conflicts: dict[str, str] = Field(default_factory=dict)
+    # Reconciliations: when the last one finished (None: set when a run starts, so the first
+    # one comes `reconcile_every_seconds` later), and whether an operator asked for one.
+    last_reconciled_at: datetime | None = None
+    reconcile_pending: bool = False
 
 
 class SyncStatus(BaseModel):

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # many RowVersions below its cursor (0: from the cursor).
     incoming_lookback_rowversions: int = Field(
         1000, ge=0, validation_alias="INCOMING_LOOKBACK_ROWVERSIONS")
+    # A periodic full read from RowVersion 0 (shared/mahak-api.md §10 (a)): this long after
+    # the last one (0: only when an operator asks, signal `reconcile_now`).
+    incoming_reconcile_every_seconds: float = Field(
+        86400.0, ge=0, validation_alias="INCOMING_RECONCILE_EVERY_SECONDS")
     # What public clients send with an order (shared/mahak-api.md §4, §10 (b) (d)).
     # New customers' person group; unset: the first non-deleted PersonGroups row in Mahak.
     mahak_person_group_id: int | None = Field(None, gt=0, validation_alias="MAHAK_PERSON_GROUP_ID")

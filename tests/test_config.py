@@ -59,3 +59,13 @@ def test_logs_never_carry_secrets() -> None:
     assert line["order_id"] == 42
     assert line["password"] == "***" and line["user_token"] == "***"
     assert "hunter2-password" not in buf.getvalue()
+
+
+def test_the_incoming_workflow_gets_its_settings_from_the_environment(monkeypatch) -> None:
+    from starter import incoming_config
+
+    monkeypatch.setenv("INCOMING_RECONCILE_EVERY_SECONDS", "3600")
+    monkeypatch.setenv("MAHAK_PAGE_SIZE", "250")
+    config = incoming_config(Settings())
+    assert config.reconcile_every_seconds == 3600 and config.page_size == 250
+    assert incoming_config(Settings(), page_size=7).page_size == 7

@@ -23,6 +23,7 @@ from activities.incoming_types import (
     CHECK_INVENTORY_CONFLICTS,
     CONFLICT_PICTURE,
     DETECT_INVENTORY_CONFLICTS,
+    RECONCILE_ENTITY,
     RECORD_FAILURE,
     RESET_CURSOR,
     STOCK_ENTITY,
@@ -542,3 +543,114 @@ async def test_search_attributes_follow_pause(temporal_client: Client) -> None:
         await until(lambda: _paused(handle))
         attrs = (await handle.describe()).typed_search_attributes
         assert attrs.get(SYNC_PAUSED) is True
+
+
+# --- reconciliation (issue 12) ------------------------------------------------------------------
+
+
+class ReconcilingStub(StubIncoming):
+    """Also stands in for `RECONCILE_ENTITY`: a full read that finds one missing row and
+    leaves the cursor where it was."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reconciles: list[SyncEntityInput] = []
+        self.down_for_reconcile: set[str] = set()
+
+    @activity.defn(name=RECONCILE_ENTITY)
+    async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
+        self.reconciles.append(request)
+        self.events.append(f"reconcile {request.entity}")
+        if request.entity in self.down_for_reconcile:
+            raise MahakTransientError("Mahak unreachable", endpoint="GetAllDataV2")
+        return EntitySyncResult(entity=request.entity, cursor=self.cursors[request.entity],
+                                counts=EntityCounts(fetched=5, inserted=1, unchanged=4), pages=2)
+
+    def activities(self) -> list[Any]:
+        return [*super().activities(), self.reconcile_entity]
+
+    def reconcile_cycles(self) -> list[str]:
+        return list(dict.fromkeys(r.run_id for r in self.reconciles))
+
+
+async def test_a_reconciliation_runs_after_the_configured_time(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    stub = ReconcilingStub()
+    state = IncomingSyncState(config=config(reconcile_every_seconds=INTERVAL * 3))
+    async with running_sync(skipping_env.client, stub, state=state) as handle:
+        await cycles_done(handle, 1)
+        started = (await status(handle)).last_cycle
+        assert started is not None and not started.reconcile and stub.reconciles == []
+        for n in range(2, 6):
+            await skipping_env.sleep(INTERVAL + 1)
+            await cycles_done(handle, n)
+            if n == 4:
+                fourth = await status(handle)
+        fifth = await status(handle)
+
+    # Cycles 1-3 (t = 0, 300, 600) are plain; cycle 4 (t >= 900) reads everything from 0.
+    [run_id] = stub.reconcile_cycles()
+    assert run_id.startswith("reconcile-")
+    assert [r.entity for r in stub.reconciles] == list(INCOMING_ORDER)
+    assert stub.cycles_seen() == 4  # plain cycles 1, 2, 3 and 5
+    cycle = fourth.last_cycle
+    assert cycle is not None and cycle.reconcile and cycle.ok and cycle.run_id == run_id
+    assert cycle.totals().inserted == len(INCOMING_ORDER)  # the difference found
+    # The reconciliation left every cursor where cycle 3 put it; cycle 5 went on from there.
+    assert fourth.cursors == {entity: 30 for entity in INCOMING_ORDER}
+    assert fifth.cursors == {entity: 40 for entity in INCOMING_ORDER}
+    assert fifth.last_cycle is not None and not fifth.last_cycle.reconcile
+
+
+async def test_reconcile_now_runs_one_at_once_and_zero_disables_the_timer(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    stub = ReconcilingStub()
+    state = IncomingSyncState(config=config(reconcile_every_seconds=0))
+    async with running_sync(skipping_env.client, stub, state=state) as handle:
+        await cycles_done(handle, 1)
+        for n in (2, 3):
+            await skipping_env.sleep(INTERVAL + 1)
+            await cycles_done(handle, n)
+        assert stub.reconciles == [], "0 disables periodic reconciliation"
+
+        await handle.signal(IncomingSyncWorkflow.reconcile_now)
+        await cycles_done(handle, 4)
+        asked = await status(handle)
+        await handle.signal(IncomingSyncWorkflow.sync_now)
+        await cycles_done(handle, 5)
+        after = await status(handle)
+
+    assert asked.last_cycle is not None and asked.last_cycle.reconcile
+    assert asked.last_cycle.trigger == "sync_now"
+    assert len(stub.reconcile_cycles()) == 1
+    assert after.last_cycle is not None and not after.last_cycle.reconcile
+
+
+async def test_a_reconciliation_cut_short_by_an_outage_stays_due(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    stub = ReconcilingStub()
+    stub.down_for_reconcile.add("product_details")
+    state = IncomingSyncState(config=config(reconcile_every_seconds=0))
+    async with running_sync(skipping_env.client, stub, state=state) as handle:
+        await cycles_done(handle, 1)
+        await handle.signal(IncomingSyncWorkflow.reconcile_now)
+        await skipping_env.sleep(70)  # past the entity's 60 s budget of retries
+        await cycles_done(handle, 2)
+        cut = await status(handle)
+        stub.down_for_reconcile.clear()
+        await skipping_env.sleep(INTERVAL + 1)
+        await cycles_done(handle, 3)
+        done = await status(handle)
+        await skipping_env.sleep(INTERVAL + 1)
+        await cycles_done(handle, 4)
+        plain = await status(handle)
+
+    assert cut.last_cycle is not None and cut.last_cycle.reconcile and cut.last_cycle.skipped
+    assert [f.entity for f in stub.failures] == ["product_details"]
+    assert stub.failures[0].run_id.startswith("reconcile-")
+    assert done.last_cycle is not None and done.last_cycle.reconcile and done.last_cycle.ok
+    assert plain.last_cycle is not None and not plain.last_cycle.reconcile
+    assert len(stub.reconcile_cycles()) == 2

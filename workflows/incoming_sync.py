@@ -18,6 +18,13 @@ when stock, orders and order details all synced to the end without error in that
 check re-reads them from Mahak before reporting (`incoming.check_inventory_conflicts`). Runs
 recorded before that change (no `PATCH_CONFLICTS_AFTER_ORDERS` marker) replay the old check
 right after the stock.
+
+Reconciliation (shared/mahak-api.md §10 (a)): a cycle that starts `reconcile_every_seconds`
+or more after the last reconciliation (`last_reconciled_at`, carried through continue-as-new;
+the clock starts when a run first finds none), or after the `reconcile_now` signal, reads
+every entity from RowVersion 0 (`RECONCILE_ENTITY`) instead of from its cursor; its sync-log
+rows carry a `reconcile-` run id. A reconciliation cut short by an outage or a pause stays
+due. Guarded by `PATCH_RECONCILE` so runs recorded before it replay.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.incoming_types import (
         CHECK_INVENTORY_CONFLICTS,
         DETECT_INVENTORY_CONFLICTS,
+        RECONCILE_ENTITY,
+        RECONCILE_RUN_PREFIX,
         RECORD_FAILURE,
         RESET_CURSOR,
         STOCK_ENTITY,
@@ -71,6 +80,9 @@ INVENTORY_CONFLICT_SIGNAL = "inventory_conflict"
 # stock entity (`DETECT_INVENTORY_CONFLICTS`), whatever became of it; runs with it check
 # after the orders, on a complete picture, re-read from Mahak (`CHECK_INVENTORY_CONFLICTS`).
 PATCH_CONFLICTS_AFTER_ORDERS = "incoming-conflicts-after-orders"
+# `workflow.patched` id of the reconciliation cycles (`RECONCILE_ENTITY`); asked only when a
+# reconciliation is due, so runs recorded before it replay as plain cycles.
+PATCH_RECONCILE = "incoming-reconcile"
 
 # Bookkeeping activities (sync-log rows, conflict detection, cursor resets) are small DB
 # calls: short attempts, and a budget after which the cycle moves on without them.
@@ -98,6 +110,9 @@ class IncomingSyncWorkflow:
     @workflow.run
     async def run(self, state: IncomingSyncState) -> None:
         self._publish_search_attributes()
+        if self._state.last_reconciled_at is None:
+            # No reconciliation yet: the first one comes `reconcile_every_seconds` from now.
+            self._state.last_reconciled_at = workflow.now()
         while await self._wait_until_due():
             async with self._lock:
                 trigger = self._due_trigger()  # a manual cycle may have run while we queued
@@ -144,13 +159,26 @@ class IncomingSyncWorkflow:
 
     # --- one cycle -------------------------------------------------------------------------
 
+    def _reconcile_due(self) -> bool:
+        state = self._state
+        if state.reconcile_pending:
+            return True
+        every = state.config.reconcile_every_seconds
+        return (every > 0 and state.last_reconciled_at is not None
+                and workflow.now() - state.last_reconciled_at >= timedelta(seconds=every))
+
     async def _run_cycle(self, trigger: Trigger) -> CycleSummary:
         state = self._state
         state.sync_now_pending = False
+        # Asked only when due, so cycles of runs recorded before it replay unchanged.
+        reconcile = self._reconcile_due() and workflow.patched(PATCH_RECONCILE)
+        run_id = str(workflow.uuid4())
         summary = CycleSummary(
-            run_id=str(workflow.uuid4()), trigger=trigger, started_at=workflow.now()
+            run_id=f"{RECONCILE_RUN_PREFIX}{run_id}" if reconcile else run_id,
+            trigger=trigger, started_at=workflow.now(), reconcile=reconcile,
         )
-        workflow.logger.info("incoming sync cycle %s started (%s)", summary.run_id, trigger)
+        workflow.logger.info("incoming sync cycle %s started (%s%s)", summary.run_id, trigger,
+                             ", reconciliation" if reconcile else "")
         self._running = True
         try:
             for index, entity in enumerate(INCOMING_ORDER):
@@ -158,7 +186,8 @@ class IncomingSyncWorkflow:
                     summary.skipped = list(INCOMING_ORDER[index:])
                     break
                 self._current_entity = entity
-                result, outage = await self._sync_entity(entity, summary.run_id)
+                result, outage = await self._sync_entity(entity, summary.run_id,
+                                                         reconcile=reconcile)
                 summary.entities[entity] = result
                 if result.cursor is not None:
                     state.cursors[entity] = result.cursor
@@ -187,6 +216,10 @@ class IncomingSyncWorkflow:
             self._current_entity = None
             self._running = False
         summary.finished_at = workflow.now()
+        if reconcile and not summary.skipped:
+            # Cut short (outage, pause): it stays due and runs again next cycle.
+            state.reconcile_pending = False
+            state.last_reconciled_at = summary.finished_at
         state.cycles_done += 1
         state.last_summary = summary
         state.next_run_at = summary.finished_at + timedelta(seconds=state.config.interval_seconds)
@@ -198,13 +231,14 @@ class IncomingSyncWorkflow:
         )
         return summary
 
-    async def _sync_entity(self, entity: str, run_id: str) -> tuple[EntitySyncResult, bool]:
+    async def _sync_entity(self, entity: str, run_id: str, *,
+                           reconcile: bool = False) -> tuple[EntitySyncResult, bool]:
         """Returns the entity's result and whether the failure looks like an outage."""
         config = self._state.config
         started_at = workflow.now()
         try:
             result = await workflow.execute_activity(
-                SYNC_ENTITY,
+                RECONCILE_ENTITY if reconcile else SYNC_ENTITY,
                 SyncEntityInput(entity=entity, page_size=config.page_size, run_id=run_id),
                 result_type=EntitySyncResult,
                 schedule_to_close_timeout=timedelta(seconds=config.entity_timeout_seconds),
@@ -215,7 +249,7 @@ class IncomingSyncWorkflow:
                     backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=config.retry_max_seconds),
                 ),
-                summary=f"sync {entity}",
+                summary=f"{'reconcile' if reconcile else 'sync'} {entity}",
             )
             return result, False
         except ActivityError as err:
@@ -327,6 +361,16 @@ class IncomingSyncWorkflow:
         if self._state.paused:
             workflow.logger.info("sync_now ignored: incoming sync is paused")
             return
+        self._state.sync_now_pending = True
+        self._wake = True
+
+    @workflow.signal
+    def reconcile_now(self) -> None:
+        """Run a reconciliation (every entity read from RowVersion 0) as the next cycle, now."""
+        if self._state.paused:
+            workflow.logger.info("reconcile_now ignored: incoming sync is paused")
+            return
+        self._state.reconcile_pending = True
         self._state.sync_now_pending = True
         self._wake = True
 
