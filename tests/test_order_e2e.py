@@ -137,6 +137,16 @@ class Stack:
                 raise AssertionError(f"never reached {stages}: {status}")
             await asyncio.sleep(0.1)
 
+    async def row_in(self, order_id: int, status: str, timeout: float = 20):
+        """The order row once the database says `status`: the workflow's stage changes a moment
+        before its activity records it."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            row = await orders.get_order(self.pool, order_id)
+            if row.sync_status == status or asyncio.get_running_loop().time() > deadline:
+                return row
+            await asyncio.sleep(0.05)
+
     async def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The `temporal` CLI, as an operator runs it (in a thread: the worker under test
         shares this event loop and must keep running meanwhile)."""
@@ -316,7 +326,7 @@ async def test_unknown_product_is_refreshed_then_disputed_and_cancelled_with_the
     status = await stack.until(handle, "dispute")
     assert status.stale_refreshes == 1 and status.attempts == 2
     assert "ProductDetailId" in status.dispute.reason
-    row = await orders.get_order(stack.pool, order.id)
+    row = await stack.row_in(order.id, "dispute")
     assert row.sync_status == "dispute" and "ProductDetailId" in row.last_mahak_error
 
     listed = await stack.cli("workflow", "list", "--query",

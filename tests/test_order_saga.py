@@ -105,7 +105,7 @@ async def test_probe_finds_a_line_with_another_price_and_disputes_naming_it(stac
     assert status.stage == "dispute", status
     assert "price" in status.dispute.reason and str(order.lines[0].order_detail_client_id) \
         in status.dispute.reason
-    row = await orders.get_order(stack.pool, order.id)
+    row = await stack.row_in(order.id, "dispute")
     assert row.sync_status == "dispute" and not row.synced_to_mahak
     [held] = await stack.sim.orders()
     assert held.submissions == 1
