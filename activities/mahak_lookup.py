@@ -14,7 +14,7 @@ import asyncpg
 
 from activities.order_request import MahakHolding
 from mahak_client.client import MahakClient
-from mahak_client.models import Order, OrderDetail
+from mahak_client.models import Order, OrderDetail, Receipt, SyncedRow
 from mahak_client.pager import iter_pages
 from shopdb.catalog import get_cursor
 from shopdb.models import ShopOrder
@@ -38,6 +38,11 @@ def _from_row(row: asyncpg.Record, columns: dict[str, str]) -> dict[str, Any]:
             for col, field in columns.items()}
 
 
+def _newer(held: SyncedRow | None, row: Any) -> Any:
+    """The later version of one record (the mirror and a fresh read may both hold it)."""
+    return row if held is None or row.row_version >= held.row_version else held
+
+
 class MahakOrderLookup:
     def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, page_size: int) -> None:
         self._pool = pool
@@ -46,31 +51,46 @@ class MahakOrderLookup:
 
     async def holding(self, order: ShopOrder) -> MahakHolding:
         client_id = order.order_client_id
-        held = MahakHolding()
-        async for batch in self._pages("orders", await get_cursor(self._pool, "orders")):
+        ours = [ln.order_detail_client_id for ln in order.lines]
+        # Cursors first: the incoming sync stores a page and its cursor in one transaction, so
+        # a mirror read after them holds at least everything up to them, and the fresh read
+        # from them covers the rest. Read the other way round, rows the sync commits in
+        # between (a line's deletion, say) would fall between the two reads.
+        order_cursor = await get_cursor(self._pool, "orders")
+        line_cursor = await get_cursor(self._pool, "order_details")
+        held = MahakHolding(order=await self._mirrored_order(client_id))
+        async for batch in self._pages("orders", order_cursor):
             for row in batch.rows:
                 if row.order_client_id == client_id:
-                    held.order = row  # later pages hold newer versions
-        if held.order is None:
-            held.order = await self._mirrored_order(client_id)
-        ours = {ln.order_detail_client_id for ln in order.lines}
+                    held.order = _newer(held.order, row)
         mahak_order_id = held.order.order_id if held.order is not None else None
-        if mahak_order_id is not None:
-            for d in await self._mirrored_lines(mahak_order_id):
-                held.lines[d.order_detail_client_id] = d
-        async for batch in self._pages("order_details",
-                                       await get_cursor(self._pool, "order_details")):
+        for d in await self._mirrored_lines(mahak_order_id, ours):
+            held.lines[d.order_detail_client_id] = _newer(held.lines.get(d.order_detail_client_id), d)
+        async for batch in self._pages("order_details", line_cursor):
             for d in batch.rows:
                 if (d.order_detail_client_id in ours or d.order_client_id == client_id
                         or (mahak_order_id is not None and d.order_id == mahak_order_id)):
-                    held.lines[d.order_detail_client_id] = d
-        versions = [r.row_version for r in (held.order, *held.lines.values()) if r is not None]
-        since = min(versions) if versions else await get_cursor(self._pool, "orders")
-        async for batch in self._pages("receipts", since):
-            for r in batch.rows:
-                if r.receipt_client_id == client_id:
-                    held.receipt = r
+                    held.lines[d.order_detail_client_id] = _newer(
+                        held.lines.get(d.order_detail_client_id), d)
+        held.receipt = await self._receipt(client_id, held)
         return held
+
+    async def _receipt(self, client_id: int, held: MahakHolding) -> Receipt | None:
+        """Receipts are not mirrored. The send saves the receipt after the order and its
+        lines, so it is usually found from their oldest RowVersion; but the desktop's import
+        re-stamps the order, and refused lines leave none to go by: when not found there, all
+        receipts are read (a rare path: a resend, a probe or a reversal)."""
+        versions = [r.row_version for r in (held.order, *held.lines.values()) if r is not None]
+        starts = [min(versions), 0] if versions and min(versions) > 0 else [0]
+        for since in starts:
+            found: Receipt | None = None
+            async for batch in self._pages("receipts", since):
+                for r in batch.rows:
+                    if r.receipt_client_id == client_id:
+                        found = _newer(found, r)
+            if found is not None:
+                return found
+        return None
 
     def _pages(self, entity: str, since: int):  # noqa: ANN202 - the pager's own iterator
         return iter_pages(self._mahak, entity, since, self._page_size)
@@ -81,9 +101,11 @@ class MahakOrderLookup:
             "ORDER BY deleted, row_version DESC LIMIT 1", client_id)
         return None if row is None else Order(**_from_row(row, _ORDER_COLUMNS))
 
-    async def _mirrored_lines(self, mahak_order_id: int) -> list[OrderDetail]:
+    async def _mirrored_lines(self, mahak_order_id: int | None,
+                              client_ids: list[int]) -> list[OrderDetail]:
         rows = await self._pool.fetch(
-            f"SELECT {', '.join(_LINE_COLUMNS)} FROM mahak_order_details WHERE order_id = $1",
-            mahak_order_id)
+            f"SELECT {', '.join(_LINE_COLUMNS)} FROM mahak_order_details "
+            "WHERE order_id = $1 OR client_id = ANY($2::bigint[])",
+            mahak_order_id, client_ids)
         return [OrderDetail(**_from_row(r, _LINE_COLUMNS)) for r in rows]
 

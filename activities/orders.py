@@ -184,6 +184,9 @@ class OrderActivities:
                 person_id, refused = await self._person_for(order, visitor_id)
                 if refused is not None:
                     return refused
+                # An attempt Temporal already gave up on can still be running: the database,
+                # not this process, says whether the order may still go.
+                await self._still_claimed(order.id)
                 result = await self._mahak.save_all_data(
                     order_request(order, visitor_id=visitor_id, person_id=person_id,
                                   fields=fields))
@@ -199,6 +202,17 @@ class OrderActivities:
             # instead of sending it again.
             await self._record_ids(order, outcome.mahak_order_id, result)
         return outcome
+
+    async def _still_claimed(self, order_id: int) -> None:
+        row = await self._pool.fetchrow(
+            "SELECT sync_status, payment_status, compensation_started_at IS NOT NULL AS undoing "
+            "FROM shop_orders WHERE id = $1", order_id)
+        if row is None or row["sync_status"] != "sending" or row["payment_status"] != "paid" \
+                or row["undoing"]:
+            state = dict(row) if row is not None else "gone"
+            raise ApplicationError(
+                f"order {order_id} is no longer claimed for sending ({state}): not sent",
+                type=ErrorType.ORDER_STATE, non_retryable=True)
 
     async def _probe(self, order: ShopOrder, bound: Any) -> SendOutcome | None:
         """The outcome when Mahak already holds the order (complete, or all but its receipt,
