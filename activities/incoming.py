@@ -387,27 +387,24 @@ class IncomingActivities:
 
     @activity.defn(name=SYNC_ENTITY)
     async def sync_entity(self, request: SyncEntityInput) -> EntitySyncResult:
-        # Progress a failed earlier attempt of this activity reported, if any.
+        return await self._with_progress(self.sync.sync_entity, request)
+
+    @activity.defn(name=RECONCILE_ENTITY)
+    async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
+        return await self._with_progress(self.sync.reconcile_entity, request)
+
+    async def _with_progress(self, read: Any, request: SyncEntityInput) -> EntitySyncResult:
+        """Run an entity read that resumes from the progress a failed earlier attempt of this
+        activity reported, and heartbeats its own."""
         resume = EntityProgress.from_details(activity.info().heartbeat_details)
         async with Heartbeat(*([resume] if resume else [])) as beat:
             try:
-                return await self.sync.sync_entity(
+                return await read(
                     request, resume=resume,
                     on_progress=lambda progress: beat.report(progress.model_copy(deep=True)))
             except Exception as exc:  # noqa: BLE001 - every error goes through the one table
                 # The progress made rides along, so the workflow keeps it whatever happens;
                 # `from None`: the original's text must not reach history.
-                raise classify(exc, details=beat.details) from None
-
-    @activity.defn(name=RECONCILE_ENTITY)
-    async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
-        resume = EntityProgress.from_details(activity.info().heartbeat_details)
-        async with Heartbeat(*([resume] if resume else [])) as beat:
-            try:
-                return await self.sync.reconcile_entity(
-                    request, resume=resume,
-                    on_progress=lambda progress: beat.report(progress.model_copy(deep=True)))
-            except Exception as exc:  # noqa: BLE001 - every error goes through the one table
                 raise classify(exc, details=beat.details) from None
 
     @activity.defn(name=RECORD_FAILURE)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,6 +115,17 @@ class Stack:
             await mahak.login()
             await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
                                                     person_id=person_id))
+
+    async def waiting_after_a_lost_answer(self, lines) -> tuple[Any, WorkflowHandle]:
+        """A paid order of a known customer whose first save Mahak stored while the answer was
+        lost; its workflow now waits an hour before retrying."""
+        await self.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
+        order = await self.paid_order(lines)
+        await self.known_customer(order)
+        handle = await self.start(order.id, FAST.model_copy(
+            update={"first_retry_delay": timedelta(hours=1)}))
+        await self.until(handle, "waiting_to_retry")
+        return order, handle
 
     async def start(self, order_id: int, policy: OrderSyncPolicy = FAST) -> WorkflowHandle:
         workflow_id = await start_order_sync(self.client, order_id, self.settings, policy=policy)
@@ -271,12 +283,7 @@ async def test_a_new_run_after_a_failed_one_looks_before_sending_again(stack):
 
 async def test_conflict_after_a_lost_answer_reverses_the_order_mahak_saved(stack):
     (d1, _), store = await stack.seed()
-    await stack.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
-    order = await stack.paid_order([(d1, store, 1, 50000)])
-    await stack.known_customer(order)
-    handle = await stack.start(order.id, FAST.model_copy(
-        update={"first_retry_delay": timedelta(hours=1)}))
-    await stack.until(handle, "waiting_to_retry")
+    order, handle = await stack.waiting_after_a_lost_answer([(d1, store, 1, 50000)])
     await handle.signal(OrderSyncWorkflow.inventory_conflict, {"reason": "stock gone"})
     result = await handle.result()
     assert result.outcome == "cancelled"

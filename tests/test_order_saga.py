@@ -8,7 +8,6 @@ receipt), what the database says and how the workflow ended.
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 import asyncpg
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from activities.order_request import order_request
 from mahak_client.client import MahakClient
 from shopdb import orders
-from tests.test_order_e2e import FAST, Stack, order_sim, sim, stack  # noqa: F401 - fixtures
+from tests.test_order_e2e import Stack, order_sim, sim, stack  # noqa: F401 - fixtures
 from workflows.order_sync import OrderSyncWorkflow
 from workflows.order_types import ResolveDispute
 
@@ -117,12 +116,7 @@ async def test_probe_finds_a_line_with_another_price_and_disputes_naming_it(stac
 
 async def test_compensation_whose_mahak_reversal_is_refused_ends_with_a_staff_task(stack):
     (d1, _), store = await stack.seed()
-    await stack.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
-    order = await stack.paid_order([(d1, store, 1, 50000)])
-    await stack.known_customer(order)
-    handle = await stack.start(order.id, FAST.model_copy(
-        update={"first_retry_delay": timedelta(hours=1)}))
-    await stack.until(handle, "waiting_to_retry")
+    order, handle = await stack.waiting_after_a_lost_answer([(d1, store, 1, 50000)])
     # From now on Mahak refuses every save outright (a closed fiscal period, say).
     await stack.sim.add_fault(status_code=400, endpoints=["SaveAllDataV2"])
     await handle.signal(OrderSyncWorkflow.inventory_conflict, {"reason": "stock gone"})
@@ -154,12 +148,7 @@ async def test_compensation_whose_mahak_reversal_is_refused_ends_with_a_staff_ta
 
 async def test_a_compensation_terminated_halfway_is_finished_by_the_next_run_never_sent(stack):
     (d1, _), store = await stack.seed()
-    await stack.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
-    order = await stack.paid_order([(d1, store, 1, 50000)])
-    await stack.known_customer(order)
-    handle = await stack.start(order.id, FAST.model_copy(
-        update={"first_retry_delay": timedelta(hours=1)}))
-    await stack.until(handle, "waiting_to_retry")
+    order, handle = await stack.waiting_after_a_lost_answer([(d1, store, 1, 50000)])
     # Mahak is down while the saga runs: the shop side completes, the Mahak part waits.
     await stack.sim.add_fault(status_code=503, endpoints=["SaveAllDataV2"])
     await handle.signal(OrderSyncWorkflow.inventory_conflict, {"reason": "stock gone"})
