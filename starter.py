@@ -22,7 +22,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.incoming_types import IncomingSyncState, SyncConfig
-from mahak_sync.config import Settings, get_settings
+from mahak_sync.config import Settings, get_settings, page_size_arg
 from mahak_sync.orders_api import start_order_sync
 from mahak_sync.logging import configure_logging
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED, connect, ensure_search_attributes
@@ -40,6 +40,8 @@ def incoming_config(settings: Settings, **overrides: Any) -> SyncConfig:
         "reconcile_every_seconds": settings.incoming_reconcile_every_seconds,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values["page_size"] == 0:  # `--page-size 0`: no pageSize
+        values["page_size"] = None
     return SyncConfig(**values)
 
 
@@ -129,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("incoming", help="start (or attach to) the incoming sync workflow")
     p.add_argument("--interval", type=float, help="seconds between cycles "
                    "(default INCOMING_SYNC_INTERVAL_SECONDS)")
-    p.add_argument("--page-size", type=int, help="rows per entity per page (default MAHAK_PAGE_SIZE)")
+    p.add_argument("--page-size", type=page_size_arg,
+                   help="rows per entity per page, 0 for none (default MAHAK_PAGE_SIZE)")
     p.add_argument("--paused", action="store_true", help="start paused (send `resume` later)")
     p.set_defaults(func=_incoming)
 

@@ -170,7 +170,8 @@ class IncomingSync:
         if on_progress:
             on_progress(progress)
         seen: set[int] = set()
-        async for cursor, applied in self._apply_pages(entity, cursor, request.page_size,
+        # Never with `pageSize`: this read is what catches a page size trusted wrongly.
+        async for cursor, applied in self._apply_pages(entity, cursor, None,
                                                        request.run_id, start=0, seen=seen):
             progress.pages += 1
             progress.cursor = cursor
@@ -203,7 +204,7 @@ class IncomingSync:
         rows = await self.pool.fetch(f"SELECT id FROM {table} WHERE NOT deleted ORDER BY id")
         return [row["id"] for row in rows if row["id"] not in seen]
 
-    async def _apply_pages(self, entity: str, cursor: int, page_size: int, run_id: str,
+    async def _apply_pages(self, entity: str, cursor: int, page_size: int | None, run_id: str,
                            *, lookback: int = 0, start: int | None = None,
                            seen: set[int] | None = None,
                            ) -> AsyncIterator[tuple[int, EntityCounts]]:
@@ -258,7 +259,7 @@ class IncomingSync:
                             error=failure.error[:_MAX_ERROR_TEXT])
 
     async def check_inventory_conflicts(self, run_id: str, *,
-                                        page_size: int) -> ConflictCheckResult:
+                                        page_size: int | None) -> ConflictCheckResult:
         """Paid web orders Mahak's stock cannot cover (`shopdb.orders.uncovered_holdings`),
         per order, recorded in the sync log when there are any.
 
@@ -291,7 +292,7 @@ class IncomingSync:
                                    cursors=cursors)
 
     async def detect_inventory_conflicts(self, run_id: str, *,
-                                         page_size: int = 100) -> list[OrderStockConflict]:
+                                         page_size: int | None = None) -> list[OrderStockConflict]:
         """`check_inventory_conflicts`' conflicts (the activity of runs recorded before the
         check moved after the orders)."""
         return (await self.check_inventory_conflicts(run_id, page_size=page_size)).conflicts
@@ -340,7 +341,7 @@ class IncomingSync:
         log.warning("incoming.cursor_reset", entities=names, row_version=request.row_version)
         return ResetCursorResult(cursors={name: request.row_version for name in names})
 
-    async def run_cycle(self, *, page_size: int, run_id: str,
+    async def run_cycle(self, *, page_size: int | None, run_id: str,
                         trigger: Trigger = "cli") -> CycleSummary:
         """One whole cycle in-process, with the workflow's failure policy but no retries: an
         error that concerns its entity alone skips that entity, anything else ends the cycle

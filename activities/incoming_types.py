@@ -75,7 +75,7 @@ class EntityCounts(BaseModel):
 
 class SyncEntityInput(BaseModel):
     entity: str
-    page_size: int = Field(ge=1)
+    page_size: int | None = Field(None, ge=1)  # None: no `pageSize` (see mahak_client.pager)
     run_id: str  # one id per cycle, shared by that cycle's sync-log rows
 
 
@@ -162,12 +162,12 @@ class OrderStockConflict(BaseModel):
 
 class DetectConflictsInput(BaseModel):
     run_id: str
-    page_size: int = Field(100, ge=1)  # for the re-read from Mahak
+    page_size: int | None = Field(None, ge=1)  # for the re-read from Mahak
 
 
 class CheckConflictsInput(BaseModel):
     run_id: str
-    page_size: int = Field(ge=1)  # for the re-read from Mahak
+    page_size: int | None = Field(None, ge=1)  # for the re-read from Mahak
 
 
 class ConflictCheckResult(BaseModel):
@@ -238,7 +238,7 @@ class SyncConfig(BaseModel):
     """Tunables; start-time values, carried across continue-as-new."""
 
     interval_seconds: float = Field(300.0, gt=0)
-    page_size: int = Field(100, ge=1)
+    page_size: int | None = Field(None, ge=1)
     # Budget for one entity including retries: past it a Mahak outage ends the cycle and
     # the next cycle resumes from the stored cursor.
     entity_timeout_seconds: float = Field(600.0, gt=0)

@@ -44,7 +44,7 @@ def _newer(held: SyncedRow | None, row: Any) -> Any:
 
 
 class MahakOrderLookup:
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, page_size: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, page_size: int | None) -> None:
         self._pool = pool
         self._mahak = mahak
         self._page_size = page_size

@@ -79,7 +79,7 @@ def _redacted(err: MahakError, order: ShopOrder) -> ApplicationError:
 class OrderActivities:
     """Activities of `OrderSyncWorkflow` that touch the shop database and Mahak."""
 
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *, page_size: int = 100,
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *, page_size: int | None = None,
                  settings: Settings | None = None) -> None:
         self._pool = pool
         self._mahak = mahak

@@ -10,7 +10,7 @@ from .errors import (
     MahakTransientError,
 )
 from .models import ENTITIES, INCOMING_ORDER, EntityBatch, EntitySpec, LoginData, RejectedRow
-from .pager import drain, iter_pages
+from .pager import PagingProbe, drain, iter_pages, probe_paging
 from .save import (
     EntityError,
     EntityUpdateResult,
@@ -37,6 +37,7 @@ __all__ = [
     "MahakTransientError",
     "OrderDisputeItem",
     "OrderDisputeOutcome",
+    "PagingProbe",
     "RecordFailure",
     "RejectedRow",
     "SaveAllDataRequest",
@@ -45,4 +46,5 @@ __all__ = [
     "drain",
     "is_already_registered",
     "iter_pages",
+    "probe_paging",
 ]

@@ -3,6 +3,14 @@
 The protocol leaves open (shared/mahak-api.md §3, §10 (a), §11 1-3) whether `from…Version = v`
 returns `RowVersion >= v` or `> v`, which rows a `pageSize`-capped list holds and in which
 order, whether the server caps lists silently below `pageSize`, and whether rows commit late.
+
+`page_size=None` (the default everywhere, as §10 (a) prefers and OS, MO, SD do) sends no
+`pageSize`. With a `pageSize` the pager **trusts** that a capped list holds the lowest
+RowVersions above the bound: no answer can prove it (there is no upper bound to ask with), and
+a server that caps in id order with an answer that happens to be ascending cannot be told from
+one that does not. Set a page size only where `mahak-sync mahak check --paging` found capped
+lists to be the lowest RowVersions; the periodic reconciliation (which never sends `pageSize`)
+reports and repairs what a wrong trust missed.
 The pager assumes none of it and keeps one invariant: **every row with RowVersion <= `done`
 has been handed on**, `done` starting at the caller's cursor; each request asks `from = done`.
 
@@ -114,7 +122,7 @@ async def iter_pages(
     client: _Fetcher,
     entity: str,
     from_version: int,
-    page_size: int,
+    page_size: int | None = None,
     *,
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
     include_held: bool = False,
@@ -125,8 +133,8 @@ async def iter_pages(
     """Yield non-empty batches of `entity`'s rows newer than `from_version` (with
     `include_held`, also the rows at or below it that the server sends), each batch ascending
     by RowVersion and its `max_row_version` safe to persist as the cursor."""
-    if page_size < 1:
-        raise ValueError("page_size must be at least 1")
+    if page_size is not None and page_size < 1:
+        raise ValueError("page_size must be at least 1 (or None: no pageSize)")
     stats = stats if stats is not None else PagerStats()
     evidence = evidence if evidence is not None else PagingEvidence()
     # `from_version` 0 means "nothing held": rows lacking a RowVersion (read as 0) count too.
@@ -267,7 +275,7 @@ def _to_batch(entity: str, items: list[Any]) -> EntityBatch:
 async def drain(
     client: _Fetcher,
     from_versions: Mapping[str, int],
-    page_size: int,
+    page_size: int | None = None,
     *,
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
     include_held: bool = False,
@@ -282,3 +290,45 @@ async def drain(
             include_held=include_held, stats=stats, evidence=evidence,
         ):
             yield batch
+
+
+@dataclass
+class PagingProbe:
+    """What one entity's capped and uncapped reads from 0 showed (`probe_paging`)."""
+
+    entity: str
+    page_size: int
+    capped: int  # rows in the answer with `pageSize`
+    whole: int  # rows in the answer without
+    verdict: str  # "lowest" | "not-lowest" | "unordered" | "server-cap" | "too-few-rows"
+
+    @property
+    def trusted(self) -> bool | None:
+        """Whether a page size is safe on this evidence (None: the entity could not tell)."""
+        return {"lowest": True, "too-few-rows": None}.get(self.verdict, False)
+
+
+async def probe_paging(client: _Fetcher, entity: str, page_size: int) -> PagingProbe:
+    """Read `entity` from 0 with and without `pageSize` and say whether the capped list was
+    the lowest RowVersions, ascending (ties at its top cut anywhere): the evidence an operator
+    needs before setting a page size. One entity's answer is evidence, not proof."""
+    capped = (await client.get_all_data({entity: 0}, page_size=page_size))[entity]
+    whole = (await client.get_all_data({entity: 0}, page_size=None))[entity]
+    got = [(_key(entity, i), _version(i) or 0) for i in [*capped.rows, *capped.rejected]]
+    every = [(_key(entity, i), _version(i) or 0) for i in [*whole.rows, *whole.rejected]]
+
+    def probe(verdict: str) -> PagingProbe:
+        return PagingProbe(entity, page_size, len(got), len(every), verdict)
+
+    if len(every) <= page_size:
+        return probe("too-few-rows")
+    if len(got) < page_size:
+        return probe("server-cap")
+    versions = [v for _, v in got]
+    if versions != sorted(versions):
+        return probe("unordered")
+    top = versions[-1]
+    below = {key for key, v in every if v < top}
+    at_or_below = {key for key, v in every if v <= top}
+    keys = {key for key, _ in got}
+    return probe("lowest" if below <= keys <= at_or_below else "not-lowest")

@@ -1,6 +1,7 @@
 """`mahak-sync mahak …`: look at the Mahak account from an operator's terminal.
 
-- `check`: log in, show the account's ids and clock, and probe every core entity.
+- `check`: log in, show the account's ids and clock, and probe every core entity;
+  `--paging` also tells whether a page size is safe against this server.
 - `pull ENTITY`: stream one entity's parsed rows as JSON lines (snake_case) for debugging.
 """
 
@@ -12,11 +13,18 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from mahak_client import ENTITIES, MahakAuthError, MahakClient, MahakError, iter_pages
+from mahak_client import (
+    ENTITIES,
+    MahakAuthError,
+    MahakClient,
+    MahakError,
+    iter_pages,
+    probe_paging,
+)
 from mahak_client.auth import jwt_claims
 from mahak_client.models import entity_name
 
-from .config import Settings, get_settings
+from .config import Settings, chosen_page_size, get_settings, page_size_arg
 
 CORE_ENTITIES = (
     "stores",
@@ -35,6 +43,8 @@ CORE_ENTITIES = (
 EXIT_BAD_CREDENTIALS = 2
 EXIT_UNREACHABLE = 3
 EXIT_ENTITY_FAILED = 4
+EXIT_PAGING_UNSAFE = 5
+PROBE_PAGE_SIZE = 20
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = group.add_subparsers(dest="mahak_command", metavar="SUBCOMMAND", required=True)
 
     check = commands.add_parser("check", help="log in and probe every core entity")
+    check.add_argument("--paging", type=int, nargs="?", const=PROBE_PAGE_SIZE, default=None,
+                       metavar="N",
+                       help="also read each entity from 0 with pageSize N (default "
+                            f"{PROBE_PAGE_SIZE}) and without, and say whether capped lists "
+                            "hold the lowest RowVersions (reads every entity whole)")
     check.set_defaults(func=_check)
 
     pull = commands.add_parser("pull", help="stream one entity's rows as JSON lines")
@@ -50,8 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "e.g. ProductDetails)")
     pull.add_argument("--from", dest="from_version", type=int, default=0,
                       help="RowVersion cursor: rows newer than this (default 0: all)")
-    pull.add_argument("--page-size", type=int, default=None,
-                      help="rows per request (default MAHAK_PAGE_SIZE)")
+    pull.add_argument("--page-size", type=page_size_arg, default=None,
+                      help="rows per request, 0 for none (default MAHAK_PAGE_SIZE)")
     pull.set_defaults(func=_pull)
 
 
@@ -104,8 +119,45 @@ async def _check(args: argparse.Namespace, settings: Settings | None = None) -> 
         if failed:
             return _fail(f"{failed} of {len(CORE_ENTITIES)} entities unreachable",
                          EXIT_ENTITY_FAILED)
+        if getattr(args, "paging", None):
+            return await _check_paging(client, args.paging, settings)
         return 0
 
+
+_VERDICTS = {
+    "lowest": "capped list = the lowest RowVersions, ascending",
+    "not-lowest": "capped list is NOT the lowest RowVersions (e.g. ordered by id)",
+    "unordered": "capped list is not in RowVersion order",
+    "server-cap": "capped list shorter than asked: the server caps lists itself",
+    "too-few-rows": "too few rows to tell",
+}
+
+
+async def _check_paging(client: MahakClient, size: int, settings: Settings) -> int:
+    """Whether `MAHAK_PAGE_SIZE` may be set: the pager trusts capped lists to be the lowest
+    RowVersions (mahak_client.pager), which only the server's behaviour can show."""
+    if size < 1:
+        return _fail("--paging N: N must be at least 1", 1)
+    print(f"paging     pageSize {size} against no pageSize, from RowVersion 0:")
+    probes = []
+    for name in CORE_ENTITIES:
+        try:
+            probe = await probe_paging(client, name, size)
+        except MahakError as exc:
+            return _fail(f"paging probe of {name} failed: {exc}", EXIT_ENTITY_FAILED)
+        probes.append(probe)
+        print(f"  {name:<28} {probe.capped:>6} of {probe.whole:<8} {_VERDICTS[probe.verdict]}")
+    current = (f"MAHAK_PAGE_SIZE={settings.mahak_page_size}" if settings.mahak_page_size
+               else "MAHAK_PAGE_SIZE unset (no pageSize)")
+    if any(p.trusted is False for p in probes):
+        print(f"verdict    leave MAHAK_PAGE_SIZE unset: a page size would skip rows ({current})")
+        return EXIT_PAGING_UNSAFE if settings.mahak_page_size else 0
+    if any(p.trusted for p in probes):
+        print(f"verdict    capped lists held the lowest RowVersions: a page size is safe on "
+              f"this evidence ({current})")
+    else:
+        print(f"verdict    no entity had enough rows to tell ({current})")
+    return 0
 
 def _server_clock(server_time: datetime | None) -> str:
     """The server's time and how far it is from ours: a large offset means dates are read in
@@ -133,9 +185,7 @@ def _json_line(value: Any) -> str:
 
 async def _pull(args: argparse.Namespace, settings: Settings | None = None) -> int:
     settings = settings or get_settings()
-    page_size = settings.mahak_page_size if args.page_size is None else args.page_size
-    if page_size < 1:
-        return _fail("--page-size must be at least 1", 1)
+    page_size = chosen_page_size(args.page_size, settings)
     async with MahakClient.from_settings(settings) as client:
         try:
             await client.login()

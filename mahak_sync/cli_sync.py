@@ -26,7 +26,7 @@ from activities.incoming_types import (
 )
 from mahak_client.models import INCOMING_ORDER, entity_name
 
-from .config import get_settings
+from .config import chosen_page_size, get_settings, page_size_arg
 from .temporal import connect
 
 
@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = group.add_subparsers(dest="sync_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("once", help="run one sync cycle now, in this process (no Temporal)")
-    p.add_argument("--page-size", type=int, help="rows per page (default MAHAK_PAGE_SIZE)")
+    p.add_argument("--page-size", type=page_size_arg,
+                   help="rows per page, 0 for none (default MAHAK_PAGE_SIZE)")
     p.set_defaults(func=_once)
 
     p = sub.add_parser("status", help="the incoming sync workflow's status, as JSON")
@@ -81,7 +82,7 @@ async def _once(args: argparse.Namespace) -> int:
     settings = get_settings()
     async with open_database(settings) as pool, MahakClient.from_settings(settings) as mahak:
         summary = await IncomingSync(pool, mahak).run_cycle(
-            page_size=args.page_size or settings.mahak_page_size,
+            page_size=chosen_page_size(args.page_size, settings),
             run_id=f"cli-{uuid.uuid4()}",
         )
     _print(summary_json(summary))

@@ -7,6 +7,7 @@ project reads `os.environ` for configuration.
 
 from __future__ import annotations
 
+import argparse
 from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
@@ -15,6 +16,28 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAHAK_BASE_URL = "https://mahakacc.mahaksoft.com/API/v3"
+
+
+def _means_no_page_size(value: object) -> bool:
+    return value == 0 or (isinstance(value, str) and value.strip().lower() in ("", "0", "none"))
+
+
+def page_size_arg(text: str) -> int:
+    """`--page-size` of the CLIs: a number of rows, 0 for "send no pageSize"."""
+    if _means_no_page_size(text):
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of rows: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("a page size is 1 to 10000 rows, or 0 for no pageSize")
+    return value
+
+
+def chosen_page_size(arg: int | None, settings: "Settings") -> int | None:
+    """A `--page-size` given (0: no pageSize) over `MAHAK_PAGE_SIZE`."""
+    return settings.mahak_page_size if arg is None else (arg or None)
 
 
 class Settings(BaseSettings):
@@ -31,7 +54,10 @@ class Settings(BaseSettings):
     mahak_password: SecretStr = Field(SecretStr(""), validation_alias="MAHAK_PASSWORD")
     mahak_database_id: int | None = Field(None, validation_alias="MAHAK_DATABASE_ID")
     mahak_package_no: str | None = Field(None, validation_alias="MAHAK_PACKAGE_NO")
-    mahak_page_size: int = Field(100, ge=1, le=10_000, validation_alias="MAHAK_PAGE_SIZE")
+    # Unset (or 0): no `pageSize`, as shared/mahak-api.md §10 (a) prefers. A page size makes
+    # the pager trust that capped lists hold the lowest RowVersions, which no answer proves:
+    # set one only where `mahak-sync mahak check --paging` found it so.
+    mahak_page_size: int | None = Field(None, ge=1, le=10_000, validation_alias="MAHAK_PAGE_SIZE")
     # `LoginV2` sends the extended login body; `Login` only user name and password.
     mahak_login_endpoint: Literal["Login", "LoginV2"] = Field(
         "LoginV2", validation_alias="MAHAK_LOGIN_ENDPOINT"
@@ -117,6 +143,11 @@ class Settings(BaseSettings):
     # --- Logging -----------------------------------------------------------------------
     log_format: Literal["json", "console"] = Field("console", validation_alias="LOG_FORMAT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+
+    @field_validator("mahak_page_size", mode="before")
+    @classmethod
+    def _no_page_size(cls, v: object) -> object:
+        return None if _means_no_page_size(v) else v
 
     @field_validator("mahak_base_url")
     @classmethod

@@ -440,11 +440,13 @@ async def test_solve_dispute_re_emits_what_differs(client: MahakClient, sim: Sim
 
 
 async def _run_cli(monkeypatch: pytest.MonkeyPatch, base_url: str, *argv: str,
-                   password: str = PASSWORD) -> int:
+                   password: str = PASSWORD, keep_page_size: bool = False) -> int:
     """Parse like `mahak-sync` does and await the handler on the test's own event loop."""
-    for key, value in {"MAHAK_BASE_URL": base_url, "MAHAK_USERNAME": "shop",
-                       "MAHAK_PASSWORD": password, "MAHAK_DATABASE_ID": str(DATABASE_ID),
-                       "MAHAK_PACKAGE_NO": "7654321", "MAHAK_PAGE_SIZE": "2"}.items():
+    env = {"MAHAK_BASE_URL": base_url, "MAHAK_USERNAME": "shop", "MAHAK_PASSWORD": password,
+           "MAHAK_DATABASE_ID": str(DATABASE_ID), "MAHAK_PACKAGE_NO": "7654321"}
+    if not keep_page_size:
+        env["MAHAK_PAGE_SIZE"] = "2"
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     try:
@@ -469,6 +471,32 @@ async def test_cli_check_reports_account_and_entities(
     assert "token      expires 20" in out and "(JWT exp)" in out
     for name in CORE:
         assert any(line.split()[:2] == [name, "ok"] for line in out.splitlines()), name
+
+
+@pytest.mark.parametrize(("page_order", "page_size", "code", "verdict"), [
+    ("row_version", "2", 0, "capped lists held the lowest RowVersions"),
+    ("id", "2", 5, "leave MAHAK_PAGE_SIZE unset"),
+    ("id", "0", 0, "leave MAHAK_PAGE_SIZE unset"),  # unset already: nothing to fix
+])
+async def test_cli_check_paging_says_whether_a_page_size_is_safe(
+        simulator: SimulatorServer, sim: SimControl, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], page_order: str, page_size: str, code: int,
+        verdict: str) -> None:
+    await sim.seed(products=30)
+    await sim.configure(page_order=page_order)
+    # Ids running against RowVersions: in id order a capped list is not the lowest ones.
+    top = (await sim.stats()).row_version + 1000
+    for i in range(40):
+        await sim.inject_row("Stores", {"StoreId": 9000 + i, "Name": f"s{i}"}, top - i)
+    monkeypatch.setenv("MAHAK_PAGE_SIZE", page_size)
+    assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "check", "--paging",
+                          keep_page_size=True) == code
+    out = capsys.readouterr().out
+    assert f"verdict    {verdict}" in out, out
+    stores = next(line for line in out.split("paging ")[1].splitlines()
+                  if line.split()[:1] == ["stores"])
+    assert ("20 of" in stores) and (("lowest RowVersions, ascending" in stores)
+                                    == (page_order == "row_version")), stores
 
 
 async def test_cli_check_fails_clearly(
@@ -503,6 +531,18 @@ async def test_cli_pull_streams_json_lines(
     # the three pages MAHAK_PAGE_SIZE=2 would take.
     assert (await sim.stats()).requests["GetAllDataV2"] - before == 2
 
+    # 0: no pageSize (over MAHAK_PAGE_SIZE=2): every row, without a capped request.
+    before = (await sim.stats()).requests["GetAllDataV2"]
     assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
-                          "--page-size", "0") == 1
-    assert "--page-size" in capsys.readouterr().err
+                          "--page-size", "0") == 0
+    everything = [json.loads(line)["product_detail_id"]
+                  for line in capsys.readouterr().out.splitlines()]
+    assert everything == seeded.product_details
+    assert (await sim.stats()).requests["GetAllDataV2"] - before <= 2
+
+    with pytest.raises(SystemExit) as bad:
+        await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
+                       "--page-size", "-3")
+    assert bad.value.code == 2
+    assert "--page-size: a page size is 1 to 10000 rows, or 0 for no pageSize" in \
+        capsys.readouterr().err

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import asyncpg
 import pytest
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 
 from activities.incoming import IncomingSync
 from activities.incoming_types import SyncEntityInput
-from mahak_client import MahakClient, MahakProtocolError, iter_pages
+from mahak_client import MahakClient, MahakProtocolError, iter_pages, probe_paging
 from mahak_simulator import SimControl, SimulatorServer
 from shopdb import catalog
 from shopdb.mirror import mirror
@@ -118,7 +119,7 @@ async def _shop_stores(pool: asyncpg.Pool) -> dict[int, int]:
     return {r["id"]: r["row_version"] for r in await pool.fetch(f"SELECT id, row_version FROM {table}")}
 
 
-async def _sync(incoming: IncomingSync, run_id: str, size: int = 100) -> Any:
+async def _sync(incoming: IncomingSync, run_id: str, size: int | None = 100) -> Any:
     return await incoming.sync_entity(SyncEntityInput(entity="stores", page_size=size, run_id=run_id))
 
 
@@ -216,3 +217,48 @@ async def test_without_look_back_a_late_commit_is_missed(
     assert BASE_ID + 500 not in await _shop_stores(db_pool)
     await _sync(IncomingSync(db_pool, client, lookback=5), "c")
     assert BASE_ID + 500 in await _shop_stores(db_pool)
+
+
+async def _rotated_stores(sim: SimControl, count: int) -> None:
+    """Ids ascending, RowVersions rotated: the first 100 ids hold the highest RowVersions in
+    ascending order, so an id-ordered capped page looks like a proper one."""
+    start = (await sim.stats()).row_version + 10
+    for i in range(count):
+        await sim.inject_row("Stores", {"StoreId": BASE_ID + i, "Name": f"s{i}"},
+                             start + (i + count - 100) % count)
+
+
+async def test_an_id_ordered_server_whose_pages_look_ascending_loses_nothing_by_default(
+        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    # Issue 12: with pageSize 100 this server cost 148 of 250 rows, silently. No pageSize is
+    # the default (shared/mahak-api.md §10 (a)).
+    await sim.configure(page_order="id")
+    await _rotated_stores(sim, 250)
+    with mock.patch.object(client, "get_all_data", wraps=client.get_all_data) as spy:
+        result = await _sync(IncomingSync(db_pool, client, lookback=0), "default", size=None)
+    truth = await _truth(sim)
+    assert await _shop_stores(db_pool) == truth
+    assert result.cursor == max(truth.values())
+    assert spy.call_args_list and all(c.kwargs.get("page_size") is None
+                                      for c in spy.call_args_list)
+
+
+async def test_a_page_size_trusted_wrongly_is_named_by_the_probe_and_repaired_by_reconciliation(
+        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    await sim.configure(page_order="id")
+    await _rotated_stores(sim, 250)
+    probe = await probe_paging(client, "stores", 100)
+    assert (probe.verdict, probe.trusted) == ("not-lowest", False)
+
+    incoming = IncomingSync(db_pool, client, lookback=0)
+    await _sync(incoming, "trusting", size=100)
+    truth = await _truth(sim)
+    lacking = len(truth) - len(await _shop_stores(db_pool))
+    assert lacking > 0, "the page size was trusted: rows skipped (what the probe warns of)"
+
+    result = await incoming.reconcile_entity(SyncEntityInput(entity="stores", page_size=100,
+                                                             run_id="reconcile"))
+    assert await _shop_stores(db_pool) == truth
+    assert result.counts.inserted == lacking, "the repair is counted"
+    row = await _log(db_pool, "reconcile")
+    assert row["inserted"] == lacking
