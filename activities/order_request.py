@@ -68,6 +68,10 @@ class OutgoingFields:
         return None
 
 
+def _percent(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
 # --- Building ---------------------------------------------------------------------------------
 
 
@@ -150,7 +154,8 @@ def order_request(
     until the desktop has imported the order), limited to the lines (`line_client_ids`) and
     receipt (`with_receipt`) Mahak was found to hold: a record it never took is not sent.
     Lines carry every field public clients send (§4): `itemType` 1, the store, the effective
-    tax and charge %, and 0 for the second unit, gift and discount type.
+    tax and charge % of the line's product (`OutgoingFields`), and 0 for the second unit, gift
+    and discount type.
     """
     when: datetime = order.paid_at or order.created_at
     receipt = (_receipt(order, visitor_id=visitor_id, person_id=person_id, fields=fields,
@@ -186,8 +191,8 @@ def order_request(
                 count2=0.0,
                 discount=float(ln.discount),
                 discount_type=DISCOUNT_AMOUNT,
-                tax_percent=fields.tax(),
-                charge_percent=fields.charge(),
+                tax_percent=fields.tax(_percent(ln.product_tax_percent)),
+                charge_percent=fields.charge(_percent(ln.product_charge_percent)),
                 gift=0,
                 deleted=deleted,
             )

@@ -137,6 +137,10 @@ class ShopOrderLine(_Row):
     order_detail_client_id: int
     mahak_order_detail_id: int | None = None
     restocked_at: datetime | None = None
+    # The product's own tax and charge % as Mahak last sent them (None: not mirrored); the
+    # send turns them into the line's effective % (activities.order_request.OutgoingFields).
+    product_tax_percent: Decimal | None = None
+    product_charge_percent: Decimal | None = None
 
 
 class ShopOrder(_Row):

@@ -133,7 +133,16 @@ async def _load(db: Executor, where: str, *args: Any, suffix: str = "ORDER BY o.
     if not orders:
         return []
     ids = [o["id"] for o in orders]
-    lines = await db.fetch("SELECT * FROM shop_order_lines WHERE order_id = ANY($1) ORDER BY id", ids)
+    lines = await db.fetch(
+        """
+        SELECT l.*, p.tax_percent AS product_tax_percent, p.charge_percent AS product_charge_percent
+        FROM shop_order_lines l
+        LEFT JOIN mahak_product_details d ON d.id = l.product_detail_id
+        LEFT JOIN mahak_products p ON p.id = d.product_id
+        WHERE l.order_id = ANY($1) ORDER BY l.id
+        """,
+        ids,
+    )
     customers = await db.fetch(
         "SELECT * FROM shop_customers WHERE id = ANY($1)", list({o["customer_id"] for o in orders})
     )

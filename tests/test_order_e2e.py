@@ -26,6 +26,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
+from activities.incoming import IncomingSync
+from activities.incoming_types import SyncEntityInput
 from activities.order_sweep import OrderSweepActivities
 from worker import INTERCEPTORS
 from activities.orders import OrderActivities
@@ -224,6 +226,25 @@ async def test_happy_path_reaches_mahak_once_with_customer_receipt_and_ids(stack
     assert (await handle.describe()).run_id == run_id
     stats = await stack.sim.stats()
     assert stats.orders == 1 and stats.duplicate_submissions == 0
+
+
+async def test_lines_carry_their_products_tax_and_charge_from_the_mirror(stack):
+    # Issue 12 (§10 (d)): the product's own % (as the incoming sync mirrored it), -1 as 0,
+    # and the setting where the product says 0.
+    (d1, d2), store = await stack.seed()
+    details = {r["ProductDetailId"]: r for r in await stack.sim.entities("ProductDetails")}
+    products = {r["ProductId"]: r for r in await stack.sim.entities("Products")}
+    taxed = products[details[d1]["ProductId"]]
+    await stack.sim.inject_row("Products", {**taxed, "TaxPercent": 9, "ChargePercent": -1})
+    async with MahakClient(stack.server.base_url, "shop", "secret") as mahak:
+        incoming = IncomingSync(stack.pool, mahak, lookback=0)
+        for entity in ("products", "product_details"):
+            await incoming.sync_entity(SyncEntityInput(entity=entity, run_id="mirror"))
+    order = await stack.paid_order([(d1, store, 1, 1000), (d2, store, 1, 1000)])
+    assert (await (await stack.start(order.id)).result()).outcome == "synced"
+    [held] = await stack.sim.orders()
+    sent = {d["ProductDetailId"]: (d["TaxPercent"], d["ChargePercent"]) for d in held.details}
+    assert sent == {d1: (9, 0), d2: (0, 0)}
 
 
 async def test_mahak_down_then_back_syncs_once_and_records_every_attempt(stack):

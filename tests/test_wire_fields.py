@@ -88,6 +88,19 @@ def test_lines_carry_the_fields_public_clients_send():
         assert line["gift"] == 0 and line["deleted"] is False
 
 
+def test_each_line_carries_its_products_tax_and_charge():
+    # The product's own % where it has one; -1 none; 0 or not mirrored: the setting.
+    order = _order(datetime(2025, 1, 15, 10, 0, tzinfo=UTC))
+    products = [(Decimal("4.5"), Decimal(-1)), (None, Decimal(0))]
+    order = order.model_copy(update={"lines": [
+        ln.model_copy(update={"product_tax_percent": tax, "product_charge_percent": charge})
+        for ln, (tax, charge) in zip(order.lines, products)]})
+    fields = OutgoingFields(tax_percent=9, charge_percent=3, cash_code=1)
+    body = order_request(order, visitor_id=1, person_id=2, fields=fields).to_wire()
+    assert [(ln["taxPercent"], ln["chargePercent"]) for ln in body["orderDetails"]] == [
+        (4.5, 0), (9, 3)]
+
+
 def test_effective_percent_of_a_product_value():
     # -1 -> 0; 0 -> the setting; else the product's own value (shared/mahak-api.md §4).
     f = OutgoingFields(tax_percent=9, charge_percent=3)
