@@ -2,7 +2,7 @@
 
 - `once`: one whole cycle in this process, no Temporal needed; prints a JSON summary and
   exits non-zero if any entity failed.
-- `status`, `pause`, `resume`, `now`, `reset-cursor`: talk to the running workflow
+- `status`, `pause`, `resume`, `now`, `reconcile`, `reset-cursor`: talk to the running workflow
   `mahak-incoming-sync` (the same operations are in the Temporal Web UI and CLI).
 """
 
@@ -42,10 +42,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("status", help="the incoming sync workflow's status, as JSON")
     p.set_defaults(func=_status)
 
-    for name, help_text in (("pause", "stop cycles until resumed"), ("resume", "resume cycles"),
-                            ("now", "wake the workflow for a cycle now (signal sync_now)")):
+    for name, signal_name, help_text in (
+            ("pause", "pause", "stop cycles until resumed"),
+            ("resume", "resume", "resume cycles"),
+            ("now", "sync_now", "wake the workflow for a cycle now (signal sync_now)"),
+            ("reconcile", "reconcile_now", "a full read of every entity from RowVersion 0 now "
+                                           "(signal reconcile_now); results in the sync log")):
         p = sub.add_parser(name, help=help_text)
-        p.set_defaults(func=_signal, signal_name="sync_now" if name == "now" else name)
+        p.set_defaults(func=_signal, signal_name=signal_name)
 
     p = sub.add_parser("reset-cursor", help="re-sync an entity (or all) from a row version")
     p.add_argument("entity", type=_incoming_entity, metavar="ENTITY",

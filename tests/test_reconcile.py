@@ -19,6 +19,8 @@ from activities.incoming_types import EntitySyncResult, SyncEntityInput
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER
 from mahak_simulator.control import SimControl
+from mahak_sync import cli
+from mahak_sync.config import get_settings
 from mahak_simulator.server import SimulatorServer
 from shopdb import catalog
 from shopdb.mirror import mirror
@@ -28,7 +30,7 @@ from tests.test_incoming_e2e import (  # noqa: F401 - `start_sync` is a fixture
     fast_config,
     start_sync,
 )
-from workflows.incoming_sync import IncomingSyncWorkflow
+import workflows.incoming_sync as incoming_sync_module
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +178,9 @@ async def test_a_no_change_reconciliation_writes_nothing(
 
 
 async def test_reconcile_now_through_the_worker(start_sync: Any, sim: SimControl,
-                                                temporal_client: Client) -> None:
+                                                temporal_client: Client,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     seeded = await sim.seed(4)
     sync = await start_sync(fast_config())
     await sync.cycles(1)
@@ -184,7 +188,17 @@ async def test_reconcile_now_through_the_worker(start_sync: Any, sim: SimControl
     await sync.pool.execute("DELETE FROM mahak_products WHERE id = $1", lost)
     before = await catalog.get_cursors(sync.pool)
 
-    await sync.handle.signal(IncomingSyncWorkflow.reconcile_now)
+    # As an operator asks for it: `mahak-sync sync reconcile` (signal `reconcile_now`).
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_client.service_client.config.target_host)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", temporal_client.namespace)
+    monkeypatch.setattr(incoming_sync_module, "WORKFLOW_ID", sync.handle.id)  # this test's own
+    get_settings.cache_clear()
+    try:
+        args = cli.build_parser().parse_args(["sync", "reconcile"])
+        assert await args.func(args) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "reconcile_now sent" in capsys.readouterr().out
     status = await sync.cycles(2)
 
     cycle = status.last_cycle

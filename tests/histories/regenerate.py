@@ -264,6 +264,23 @@ async def conflict_after_orders(s: Scenario) -> int:
     return 1
 
 
+async def reconcile(s: Scenario) -> int:
+    """Run 1: a cycle, then a row the shop lost, then `reconcile_now` while waiting.
+    Run 2: the reconciliation (every entity from RowVersion 0), which restores the row."""
+    seeded = await s.sim.seed(3)
+    await s.start()
+    await s.cycles(1)
+    await s.settled(1)
+    await s.pool.execute("DELETE FROM mahak_products WHERE id = $1", seeded.products[0])
+    await s.handle.signal(IncomingSyncWorkflow.reconcile_now)
+    await s.cycles(2)
+    cycle = (await s.status()).last_cycle
+    if cycle is None or not cycle.reconcile or cycle.entities["products"].counts.inserted != 1:
+        raise AssertionError(f"{s.workflow_id}: expected a reconciliation restoring one row: "
+                             f"{cycle}")
+    return 2
+
+
 INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
     # Recorded before `PATCH_CONFLICTS_AFTER_ORDERS`: they replay the check after the stock.
     # Regenerating them records the new path instead; keep the old files (rename them
@@ -274,6 +291,7 @@ INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
     # Recorded with the check after the orders.
     "paused_mid_cycle": paused_mid_cycle,
     "conflict_after_orders": conflict_after_orders,
+    "reconcile": reconcile,
 }
 
 
