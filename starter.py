@@ -21,13 +21,14 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.incoming_types import IncomingSyncState, SyncConfig
+from workflows.incoming_types import IncomingSyncState, SyncConfig
 from mahak_sync.config import Settings, get_settings, page_size_arg
 from mahak_sync.orders_api import start_order_sync
 from mahak_sync.logging import configure_logging
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED, connect, ensure_search_attributes
 from workflows.incoming_sync import SYNC_KIND_VALUE, WORKFLOW_ID, IncomingSyncWorkflow
-from workflows.order_sweep import OrderSweepInput, OrderSweepWorkflow
+from workflows.order_sweep import OrderSweepWorkflow
+from workflows.sweep_types import OrderSweepInput
 from workflows.order_types import ORDER_SWEEP_WORKFLOW_ID
 
 Command = Callable[[Client, Settings, argparse.Namespace], Awaitable[int]]

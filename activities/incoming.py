@@ -46,14 +46,8 @@ from shopdb.models import ApplyCounts, SyncLogEntry
 from shopdb.pool import transaction
 
 from .heartbeat import Heartbeat
-from .incoming_types import (
-    CHECK_INVENTORY_CONFLICTS,
+from workflows.incoming_types import (
     CONFLICT_PICTURE,
-    DETECT_INVENTORY_CONFLICTS,
-    RECONCILE_ENTITY,
-    RECORD_FAILURE,
-    RESET_CURSOR,
-    SYNC_ENTITY,
     CheckConflictsInput,
     ConflictCheckResult,
     CycleSummary,
@@ -386,11 +380,11 @@ class IncomingActivities:
     def __init__(self, pool: asyncpg.Pool, mahak: MahakClient) -> None:
         self.sync = IncomingSync(pool, mahak)
 
-    @activity.defn(name=SYNC_ENTITY)
+    @activity.defn(name="incoming.sync_entity")
     async def sync_entity(self, request: SyncEntityInput) -> EntitySyncResult:
         return await self._with_progress(self.sync.sync_entity, request)
 
-    @activity.defn(name=RECONCILE_ENTITY)
+    @activity.defn(name="incoming.reconcile_entity")
     async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
         return await self._with_progress(self.sync.reconcile_entity, request)
 
@@ -408,23 +402,23 @@ class IncomingActivities:
                 # `from None`: the original's text must not reach history.
                 raise classify(exc, details=beat.details) from None
 
-    @activity.defn(name=RECORD_FAILURE)
+    @activity.defn(name="incoming.record_failure")
     async def record_failure(self, failure: RecordFailureInput) -> None:
         await self.sync.record_failure(failure)
 
-    @activity.defn(name=CHECK_INVENTORY_CONFLICTS)
+    @activity.defn(name="incoming.check_inventory_conflicts")
     async def check_inventory_conflicts(self, request: CheckConflictsInput) -> ConflictCheckResult:
         return await self.sync.check_inventory_conflicts(request.run_id,
                                                          page_size=request.page_size)
 
-    @activity.defn(name=DETECT_INVENTORY_CONFLICTS)
+    @activity.defn(name="incoming.detect_inventory_conflicts")
     async def detect_inventory_conflicts(
         self, request: DetectConflictsInput
     ) -> list[OrderStockConflict]:
         return await self.sync.detect_inventory_conflicts(request.run_id,
                                                           page_size=request.page_size)
 
-    @activity.defn(name=RESET_CURSOR)
+    @activity.defn(name="incoming.reset_cursor")
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         return await self.sync.reset_cursor(request)
 

@@ -19,8 +19,7 @@ from mahak_sync.logging import get_logger
 from mahak_sync.orders_api import start_order_sync
 from shopdb import orders
 from shopdb.models import ShopOrder
-from workflows.order_sweep import SWEEP_PAGE_ACTIVITY, SweepCursor, SweepPage, SweepPageRequest
-from workflows.order_types import OrderActivityNames as A
+from workflows.sweep_types import SweepCursor, SweepPage, SweepPageRequest
 from workflows.order_types import order_workflow_id
 
 log = get_logger(__name__)
@@ -41,7 +40,7 @@ class OrderSweepActivities:
         self._client = client
         self._settings = settings
 
-    @activity.defn(name=SWEEP_PAGE_ACTIVITY)
+    @activity.defn(name="order.sweep_page")
     async def sweep_page(self, req: SweepPageRequest) -> SweepPage:
         """The `req.limit` orders after `req.after`, going on from the oldest at the end."""
         page, wrapped = await self._page(req.after, req.limit)
@@ -63,7 +62,7 @@ class OrderSweepActivities:
                  cursor=last and last.id)
         return result
 
-    @activity.defn(name=A.sweep)
+    @activity.defn(name="order.sweep")
     async def sweep(self, limit: int) -> list[int]:
         """The activity of runs started before paging, which call it (the oldest page
         every time) until they continue as new."""

@@ -47,7 +47,6 @@ from workflows.order_types import (
     DisputeNote,
     MahakFailure,
     MahakOrderCheck,
-    OrderActivityNames as A,
     OrderSummary,
     ReverseOutcome,
     ReverseRequest,
@@ -92,7 +91,7 @@ class OrderActivities:
 
     # --- Loading and bookkeeping ---------------------------------------------------------------
 
-    @activity.defn(name=A.load)
+    @activity.defn(name="order.load")
     async def load(self, order_id: int) -> OrderSummary | None:
         order = await orders.get_order(self._pool, order_id)
         if order is None:
@@ -106,20 +105,20 @@ class OrderActivities:
             mahak_leftovers=order.mahak_leftovers,
         )
 
-    @activity.defn(name=A.begin_send)
+    @activity.defn(name="order.begin_send")
     async def begin_send(self, order_id: int) -> bool:
         return await orders.begin_send(self._pool, order_id)
 
-    @activity.defn(name=A.begin_compensation)
+    @activity.defn(name="order.begin_compensation")
     async def begin_compensation(self, req: CancelRequest) -> bool:
         return await orders.begin_compensation(self._pool, req.order_id, req.reason)
 
-    @activity.defn(name=A.record_attempt)
+    @activity.defn(name="order.record_attempt")
     async def record_attempt(self, note: AttemptNote) -> int:
         return await orders.record_attempt(self._pool, note.order_id, note.error,
                                            attempt=note.attempt)
 
-    @activity.defn(name=A.mark_synced)
+    @activity.defn(name="order.mark_synced")
     async def mark_synced(self, note: SyncedNote) -> bool:
         """False (nothing written) when the order left the sendable statuses meanwhile, e.g.
         the shop cancelled it or a compensation began."""
@@ -130,14 +129,14 @@ class OrderActivities:
                 await orders.record_mahak_ids(conn, note.order_id, note.mahak_order_id)
         return moved
 
-    @activity.defn(name=A.mark_dispute)
+    @activity.defn(name="order.mark_dispute")
     async def mark_dispute(self, note: DisputeNote) -> bool:
         return await orders.transition_status(
             self._pool, note.order_id, orders.SENDABLE, "dispute",
             last_mahak_error=note.reason[:4000],
         )
 
-    @activity.defn(name=A.notify_staff)
+    @activity.defn(name="order.notify_staff")
     async def notify_staff(self, notice: StaffNotice) -> None:
         info = activity.info()
         await orders.enqueue_notification(
@@ -148,12 +147,12 @@ class OrderActivities:
             dedup_key=f"{notice.kind}:{notice.order_id}:{info.workflow_run_id}:{info.activity_id}",
         )
 
-    @activity.defn(name=A.cancel_and_restock)
+    @activity.defn(name="order.cancel_and_restock")
     async def cancel_and_restock(self, req: CancelRequest) -> bool:
         # A synced order refuses (`OrderStateError`, non-retryable by the table).
         return await orders.cancel_and_restock(self._pool, req.order_id, req.reason)
 
-    @activity.defn(name=A.notify_customer)
+    @activity.defn(name="order.notify_customer")
     async def notify_customer(self, notice: CustomerNotice) -> None:
         await orders.enqueue_notification(
             self._pool, kind=notice.kind, order_id=notice.order_id,
@@ -162,7 +161,7 @@ class OrderActivities:
 
     # --- Mahak ---------------------------------------------------------------------------------
 
-    @activity.defn(name=A.send)
+    @activity.defn(name="order.send")
     async def send(self, req: SendRequest) -> SendOutcome:
         order = await existing_order(self._pool, req.order_id)
         bound = log.bind(order_id=order.id, order_client_id=order.order_client_id)
@@ -242,7 +241,7 @@ class OrderActivities:
             and r.entity_id is not None
         }, receipt_id=receipt.entity_id if receipt is not None and receipt.result else None)
 
-    @activity.defn(name=A.check_in_mahak)
+    @activity.defn(name="order.check_in_mahak")
     async def check_in_mahak(self, order_id: int) -> MahakOrderCheck:
         order = await existing_order(self._pool, order_id)
         try:
@@ -281,7 +280,7 @@ class OrderActivities:
         return check.model_copy(update={"receipt_missing": False,
                                         "mahak_receipt_id": saved.entity_id})
 
-    @activity.defn(name=A.reverse_in_mahak)
+    @activity.defn(name="order.reverse_in_mahak")
     async def reverse_in_mahak(self, req: ReverseRequest) -> ReverseOutcome:
         """Delete from Mahak everything of the order it holds (order, lines, receipt), found by
         reading Mahak, not from what a workflow remembers; then read Mahak back.

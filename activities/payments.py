@@ -18,7 +18,6 @@ from temporalio.exceptions import ApplicationError
 from activities.orders import existing_order
 from mahak_sync.logging import get_logger
 from shopdb import orders
-from workflows.order_types import OrderActivityNames as A
 from workflows.order_types import RefundOutcome
 
 log = get_logger(__name__)
@@ -34,7 +33,7 @@ class PaymentActivities:
         self._http = http
         self._gateway_url = gateway_url.rstrip("/") if gateway_url else None
 
-    @activity.defn(name=A.refund)
+    @activity.defn(name="payment.refund")
     async def refund(self, order_id: int) -> RefundOutcome:
         order = await existing_order(self._pool, order_id)
         if order.payment_status == "refunded":

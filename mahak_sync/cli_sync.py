@@ -16,9 +16,8 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
-from activities.incoming_types import (
+from workflows.incoming_types import (
     ALL_ENTITIES,
-    SYNC_ENTITY,
     CycleSummary,
     EntityProgress,
     ResetCursorRequest,
@@ -99,12 +98,18 @@ def _handle(client: Client) -> WorkflowHandle[Any, Any]:
     return client.get_workflow_handle(WORKFLOW_ID)
 
 
+# The activities that heartbeat an `EntityProgress` (`IncomingActivities.sync_entity`,
+# `.reconcile_entity`), by the names the server reports.
+_ENTITY_ACTIVITIES = ("incoming.sync_entity", "incoming.reconcile_entity")
+
+
 async def current_progress(client: Client, handle: WorkflowHandle[Any, Any]
                            ) -> EntityProgress | None:
     """Page-level progress of the running entity, from its activity's last heartbeat."""
     description = await handle.describe()
     for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name == SYNC_ENTITY and pending.heartbeat_details.payloads:
+        if (pending.activity_type.name in _ENTITY_ACTIVITIES
+                and pending.heartbeat_details.payloads):
             [progress] = await client.data_converter.decode(
                 pending.heartbeat_details.payloads, [EntityProgress]
             )

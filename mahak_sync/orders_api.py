@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mahak_sync.config import Settings
 from mahak_sync.logging import get_logger
+from workflows.order_sync import OrderSyncWorkflow
 from workflows.order_types import (
     OrderSyncInput,
     OrderSyncPolicy,
@@ -50,7 +51,7 @@ async def start_order_sync(
     workflow_id = order_workflow_id(order_id)
     try:
         handle: WorkflowHandle = await client.start_workflow(
-            "OrderSyncWorkflow",
+            OrderSyncWorkflow.run,
             OrderSyncInput(order_id=order_id, policy=policy or policy_from_settings(settings)),
             id=workflow_id,
             task_queue=settings.temporal_task_queue,
@@ -67,7 +68,7 @@ async def start_order_sync(
 
 async def order_sync_status(client: Client, order_id: int) -> OrderSyncStatus:
     handle = client.get_workflow_handle(order_workflow_id(order_id))
-    return await handle.query("status", result_type=OrderSyncStatus)
+    return await handle.query(OrderSyncWorkflow.status)
 
 
 async def resolve_order_dispute(
@@ -76,5 +77,4 @@ async def resolve_order_dispute(
     """The operator's decision on a disputed order, as an update (so a wrong one is refused)."""
     handle = client.get_workflow_handle(order_workflow_id(order_id))
     return await handle.execute_update(
-        "resolve_dispute", ResolveDispute(action=action, note=note), result_type=ResolveAck,
-    )
+        OrderSyncWorkflow.resolve_dispute, ResolveDispute(action=action, note=note))

@@ -21,7 +21,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from activities.incoming import IncomingSync
-from activities.incoming_types import (
+from workflows.incoming_types import (
     CycleSummary,
     EntityCounts,
     ResetCursorRequest,

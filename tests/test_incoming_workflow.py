@@ -19,15 +19,9 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.incoming_types import (
-    CHECK_INVENTORY_CONFLICTS,
+from workflows.incoming_types import (
     CONFLICT_PICTURE,
-    DETECT_INVENTORY_CONFLICTS,
-    RECONCILE_ENTITY,
-    RECORD_FAILURE,
-    RESET_CURSOR,
     STOCK_ENTITY,
-    SYNC_ENTITY,
     CheckConflictsInput,
     ConflictCheckResult,
     DetectConflictsInput,
@@ -44,6 +38,15 @@ from activities.incoming_types import (
     StockShortage,
     SyncStatus,
 )
+
+# The activity names the incoming workflow schedules: a contract with every recorded history
+# (tests/test_replay.py fails if the workflow schedules another); the stubs register under them.
+SYNC_ENTITY = "incoming.sync_entity"
+RECONCILE_ENTITY = "incoming.reconcile_entity"
+RECORD_FAILURE = "incoming.record_failure"
+CHECK_INVENTORY_CONFLICTS = "incoming.check_inventory_conflicts"
+DETECT_INVENTORY_CONFLICTS = "incoming.detect_inventory_conflicts"
+RESET_CURSOR = "incoming.reset_cursor"
 from mahak_client.errors import MahakTransientError
 from mahak_client.models import INCOMING_ORDER
 from mahak_sync.errors import ErrorType

@@ -27,7 +27,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from activities.incoming import IncomingSync
-from activities.incoming_types import SyncEntityInput
+from workflows.incoming_types import SyncEntityInput
 from activities.order_sweep import OrderSweepActivities
 from worker import INTERCEPTORS
 from activities.orders import OrderActivities
@@ -41,7 +41,8 @@ from mahak_sync.orders_api import start_order_sync
 from mahak_sync.temporal import temporal_cli_path
 from shopdb import orders
 from tests.order_helpers import make_order
-from workflows.order_sweep import OrderSweepInput, OrderSweepWorkflow
+from workflows.order_sweep import OrderSweepWorkflow
+from workflows.sweep_types import OrderSweepInput
 from workflows.order_sync import OrderSyncWorkflow
 from workflows.order_types import (
     ORDER_ID_ATTR,

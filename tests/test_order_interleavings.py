@@ -75,7 +75,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Worker
 
 from activities.incoming import IncomingSync
-from activities.incoming_types import SyncEntityInput
+from workflows.incoming_types import SyncEntityInput
 from activities.payments import refund_idempotency_key
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER

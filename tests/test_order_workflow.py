@@ -35,7 +35,6 @@ from workflows.order_types import (
     DisputeNote,
     MahakFailure,
     MahakOrderCheck,
-    OrderActivityNames as A,
     OrderSummary,
     OrderSyncInput,
     OrderSyncPolicy,
@@ -51,6 +50,26 @@ from workflows.order_types import (
     SyncedNote,
     order_workflow_id,
 )
+
+
+class A:
+    """The activity names the order workflow schedules: a contract with every recorded
+    history (tests/test_replay.py fails if the workflow schedules another), so the stubs
+    below register under them."""
+
+    load = "order.load"
+    begin_send = "order.begin_send"
+    begin_compensation = "order.begin_compensation"
+    send = "order.send"
+    check_in_mahak = "order.check_in_mahak"
+    record_attempt = "order.record_attempt"
+    mark_synced = "order.mark_synced"
+    mark_dispute = "order.mark_dispute"
+    notify_staff = "order.notify_staff"
+    reverse_in_mahak = "order.reverse_in_mahak"
+    cancel_and_restock = "order.cancel_and_restock"
+    notify_customer = "order.notify_customer"
+    refund = "payment.refund"
 
 POLICY = OrderSyncPolicy(
     send_retry_for=timedelta(hours=2),

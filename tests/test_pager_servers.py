@@ -19,7 +19,7 @@ import pytest
 from pydantic import SecretStr
 
 from activities.incoming import IncomingSync
-from activities.incoming_types import SyncEntityInput
+from workflows.incoming_types import SyncEntityInput
 from mahak_client import MahakClient, MahakProtocolError, iter_pages, probe_paging
 from mahak_simulator import SimControl, SimulatorServer
 from shopdb import catalog

@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import Client
 
 from activities.incoming import IncomingSync
-from activities.incoming_types import EntitySyncResult, SyncEntityInput
+from workflows.incoming_types import EntitySyncResult, SyncEntityInput
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER
 from mahak_simulator.control import SimControl

@@ -35,7 +35,7 @@ from temporalio.worker import Replayer
 from tests.histories.regenerate import ORDER_SCENARIOS
 from worker import WORKFLOWS
 from workflows.order_sync import PATCH_SAGA, OrderSyncWorkflow
-from workflows.order_types import OrderActivityNames as A
+from activities.orders import OrderActivities
 from workflows.order_types import OrderSyncInput, OrderSyncResult, ReverseOutcome
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -72,7 +72,7 @@ def _conflict_before_any_send(wf: OrderSyncWorkflow, _: tuple[Any, ...], outcome
 def _reversal_found_unknown_order(wf: OrderSyncWorkflow, args: tuple[Any, ...],
                                   outcome: Any) -> bool:
     # The saga's Mahak step found an order the workflow never heard of (its answer was lost).
-    return (args[1] == A.reverse_in_mahak and isinstance(outcome, ReverseOutcome)
+    return (args[1] == OrderActivities.reverse_in_mahak and isinstance(outcome, ReverseOutcome)
             and outcome.found and wf._mahak_order_id is None and not wf._saved_lines)
 
 

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from activities.incoming_types import ResetCursorRequest
+from workflows.incoming_types import ResetCursorRequest
 from activities.order_request import OutgoingFields, customer_request, order_request, receipt_request
 from mahak_client.envelope import parse_row
 from mahak_client.models import ENTITIES, Order, ProductDetail, RejectedRow, entity_name

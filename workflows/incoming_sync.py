@@ -22,7 +22,7 @@ right after the stock.
 Reconciliation (shared/mahak-api.md §10 (a)): a cycle that starts `reconcile_every_seconds`
 or more after the last reconciliation (`last_reconciled_at`, carried through continue-as-new;
 the clock starts when a run first finds none), or after the `reconcile_now` signal, reads
-every entity from RowVersion 0 (`RECONCILE_ENTITY`) instead of from its cursor; its sync-log
+every entity from RowVersion 0 (`IncomingActivities.reconcile_entity`) instead of from its cursor; its sync-log
 rows carry a `reconcile-` run id. A reconciliation cut short by an outage or a pause stays
 due. Guarded by `PATCH_RECONCILE` so runs recorded before it replay.
 """
@@ -38,15 +38,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.incoming_types import (
-        CHECK_INVENTORY_CONFLICTS,
-        DETECT_INVENTORY_CONFLICTS,
-        RECONCILE_ENTITY,
+    from activities.incoming import IncomingActivities
+    from workflows.incoming_types import (
         RECONCILE_RUN_PREFIX,
-        RECORD_FAILURE,
-        RESET_CURSOR,
         STOCK_ENTITY,
-        SYNC_ENTITY,
         CheckConflictsInput,
         ConflictCheckResult,
         CycleSummary,
@@ -77,10 +72,10 @@ SYNC_KIND_VALUE = "incoming"
 INVENTORY_CONFLICT_SIGNAL = "inventory_conflict"
 
 # `workflow.patched` id: runs recorded before it check inventory conflicts right after the
-# stock entity (`DETECT_INVENTORY_CONFLICTS`), whatever became of it; runs with it check
-# after the orders, on a complete picture, re-read from Mahak (`CHECK_INVENTORY_CONFLICTS`).
+# stock entity (`IncomingActivities.detect_inventory_conflicts`), whatever became of it; runs with it check
+# after the orders, on a complete picture, re-read from Mahak (`IncomingActivities.check_inventory_conflicts`).
 PATCH_CONFLICTS_AFTER_ORDERS = "incoming-conflicts-after-orders"
-# `workflow.patched` id of the reconciliation cycles (`RECONCILE_ENTITY`); asked only when a
+# `workflow.patched` id of the reconciliation cycles (`IncomingActivities.reconcile_entity`); asked only when a
 # reconciliation is due, so runs recorded before it replay as plain cycles.
 PATCH_RECONCILE = "incoming-reconcile"
 
@@ -237,10 +232,9 @@ class IncomingSyncWorkflow:
         config = self._state.config
         started_at = workflow.now()
         try:
-            result = await workflow.execute_activity(
-                RECONCILE_ENTITY if reconcile else SYNC_ENTITY,
+            result = await workflow.execute_activity_method(
+                IncomingActivities.reconcile_entity if reconcile else IncomingActivities.sync_entity,
                 SyncEntityInput(entity=entity, page_size=config.page_size, run_id=run_id),
-                result_type=EntitySyncResult,
                 schedule_to_close_timeout=timedelta(seconds=config.entity_timeout_seconds),
                 start_to_close_timeout=timedelta(seconds=config.attempt_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=config.heartbeat_timeout_seconds),
@@ -277,8 +271,8 @@ class IncomingSyncWorkflow:
 
     async def _record_failure(self, failure: RecordFailureInput) -> None:
         try:
-            await workflow.execute_activity(
-                RECORD_FAILURE, failure, summary=f"record {failure.entity} failure",
+            await workflow.execute_activity_method(
+                IncomingActivities.record_failure, failure, summary=f"record {failure.entity} failure",
                 **_SMALL_ACTIVITY,
             )
         except ActivityError as err:
@@ -291,10 +285,9 @@ class IncomingSyncWorkflow:
         signalled: no order is cancelled on a picture that could not be confirmed."""
         config = self._state.config
         try:
-            result: ConflictCheckResult = await workflow.execute_activity(
-                CHECK_INVENTORY_CONFLICTS,
+            result = await workflow.execute_activity_method(
+                IncomingActivities.check_inventory_conflicts,
                 CheckConflictsInput(run_id=run_id, page_size=config.page_size),
-                result_type=ConflictCheckResult,
                 # It may read from Mahak: the budget and retries of an entity's sync.
                 schedule_to_close_timeout=timedelta(seconds=config.entity_timeout_seconds),
                 start_to_close_timeout=timedelta(seconds=config.attempt_timeout_seconds),
@@ -315,10 +308,9 @@ class IncomingSyncWorkflow:
         """The check of runs recorded before `PATCH_CONFLICTS_AFTER_ORDERS`, kept as it was
         so they replay: right after the stock entity."""
         try:
-            conflicts: list[OrderStockConflict] = await workflow.execute_activity(
-                DETECT_INVENTORY_CONFLICTS,
+            conflicts = await workflow.execute_activity_method(
+                IncomingActivities.detect_inventory_conflicts,
                 DetectConflictsInput(run_id=run_id),
-                result_type=list[OrderStockConflict],
                 summary="detect inventory conflicts",
                 **_SMALL_ACTIVITY,
             )
@@ -418,8 +410,8 @@ class IncomingSyncWorkflow:
     @workflow.update
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         async with self._lock:
-            result: ResetCursorResult = await workflow.execute_activity(
-                RESET_CURSOR, request, result_type=ResetCursorResult,
+            result = await workflow.execute_activity_method(
+                IncomingActivities.reset_cursor, request,
                 summary=f"reset cursor {request.entity} to {request.row_version}",
                 **_SMALL_ACTIVITY,
             )

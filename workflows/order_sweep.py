@@ -18,66 +18,24 @@ legacy `order.sweep` activity (first page only) and an unjittered interval.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.order_types import OrderActivityNames as A
+    from activities.order_sweep import OrderSweepActivities
+    from workflows.sweep_types import (
+        OrderSweepInput,
+        OrderSweepStatus,
+        SweepCursor,
+        SweepPage,
+        SweepPageRequest,
+    )
 
-# The activity of paged sweeps (`activities.order_sweep.OrderSweepActivities.sweep_page`).
-SWEEP_PAGE_ACTIVITY = "order.sweep_page"
 # Marks runs that page with a cursor and jitter their interval.
 PAGED_SWEEP_PATCH = "order-sweep-keyset-paging-jitter"
-
-
-class SweepCursor(BaseModel):
-    """Where the sweep stopped: the last order examined (`paid_at` NULL sorts last)."""
-
-    paid_at: datetime | None
-    order_id: int
-
-
-class OrderSweepInput(BaseModel):
-    interval: timedelta = timedelta(minutes=1)
-    batch_limit: int = Field(500, ge=1)
-    cycles_per_run: int = Field(100, ge=1)
-    # Each wait is `interval` ± this fraction, drawn deterministically (`workflow.random()`),
-    # so deployments and restarts do not sweep in lockstep.
-    jitter: float = Field(0.2, ge=0, lt=1)
-    # Carried through continue-as-new; None: start with the oldest unsynced paid order.
-    cursor: SweepCursor | None = None
-
-
-class SweepPageRequest(BaseModel):
-    after: SweepCursor | None = None
-    limit: int = Field(ge=1)
-
-
-class SweepPage(BaseModel):
-    """One sweep's work, as the activity reports it (ids and counts only)."""
-
-    started: list[int] = Field(default_factory=list)
-    examined: int = 0
-    in_flight: int = 0
-    # The sweep reached the newest order and went on from the oldest.
-    wrapped: bool = False
-    # The last order examined; None when there was none.
-    cursor: SweepCursor | None = None
-
-
-class OrderSweepStatus(BaseModel):
-    cycles: int
-    last_started: list[int]
-    # Where the next sweep goes on from (None: the oldest unsynced paid order).
-    cursor: SweepCursor | None = None
-    # Of the last sweep: orders examined, and of those skipped because their sync runs.
-    examined: int = 0
-    in_flight: int = 0
-    wrapped: bool = False
 
 
 def jittered(interval: timedelta, jitter: float, draw: float) -> timedelta:
@@ -129,9 +87,8 @@ class OrderSweepWorkflow:
 
     async def _sweep_page(self, limit: int) -> None:
         try:
-            page = await workflow.execute_activity(
-                SWEEP_PAGE_ACTIVITY, SweepPageRequest(after=self._cursor, limit=limit),
-                result_type=SweepPage,
+            page = await workflow.execute_activity_method(
+                OrderSweepActivities.sweep_page, SweepPageRequest(after=self._cursor, limit=limit),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
@@ -146,8 +103,8 @@ class OrderSweepWorkflow:
     async def _sweep_first_page(self, limit: int) -> None:
         """Before `PAGED_SWEEP_PATCH`: the oldest `limit` orders every time."""
         try:
-            self._last = await workflow.execute_activity(
-                A.sweep, limit, result_type=list[int],
+            self._last = await workflow.execute_activity_method(
+                OrderSweepActivities.sweep, limit,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

@@ -31,8 +31,11 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.types import MethodAsyncSingleParam, ParamType, ReturnType, SelfType
 
 with workflow.unsafe.imports_passed_through():
+    from activities.orders import OrderActivities
+    from activities.payments import PaymentActivities
     from mahak_sync.errors import RETRYABLE_TYPES, ErrorType
     from workflows.order_types import (
         DISPUTE_ACTIONS,
@@ -47,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
         InventoryConflictNotice,
         MahakFailure,
         MahakOrderCheck,
-        OrderActivityNames as A,
         OrderSummary,
         OrderSyncCarry,
         OrderSyncInput,
@@ -197,7 +199,7 @@ class OrderSyncWorkflow:
         workflow.upsert_search_attributes([ORDER_ID_ATTR.value_set(inp.order_id)])
         self._set_status("pending", "loading")
 
-        order: OrderSummary | None = await self._db(A.load, inp.order_id, result_type=OrderSummary)
+        order: OrderSummary | None = await self._db(OrderActivities.load, inp.order_id)
         if order is None:
             raise ApplicationError(f"order {inp.order_id} does not exist", type="OrderNotFound")
         if self._v2 and (order.compensation_started or order.sync_status == "cancelled"):
@@ -239,10 +241,8 @@ class OrderSyncWorkflow:
                 return await self._finish_synced(outcome.mahak_order_id, None)
 
             if outcome.kind == "already_registered":
-                check: MahakOrderCheck = await self._activity(
-                    A.check_in_mahak, self._order_id, result_type=MahakOrderCheck,
-                    timeout=_MAHAK_TIMEOUT,
-                )
+                check = await self._activity(
+                    OrderActivities.check_in_mahak, self._order_id, timeout=_MAHAK_TIMEOUT)
                 if check.found and check.mahak_order_id is not None:
                     self._mahak_order_id = check.mahak_order_id
                 if check.found and check.matches:
@@ -287,15 +287,14 @@ class OrderSyncWorkflow:
             if self._conflict is not None:
                 return None
             self._set_status("sending", "sending")
-            began = await self._db(A.begin_send, self._order_id)
+            began = await self._db(OrderActivities.begin_send, self._order_id)
             if self._v2 and began is False:
                 raise _ShopRefused("begin_send")
             answer: SendOutcome | None = None
             try:
-                answer = await workflow.execute_activity(
-                    A.send,
+                answer = await workflow.execute_activity_method(
+                    OrderActivities.send,
                     SendRequest(order_id=self._order_id, probe_first=self._attempts > 0),
-                    result_type=SendOutcome,
                     start_to_close_timeout=policy.send_timeout,
                     heartbeat_timeout=policy.send_heartbeat_timeout,
                     # One try per activity: the retry loop is here, so every attempt is
@@ -317,7 +316,7 @@ class OrderSyncWorkflow:
             self._attempts += 1
             self._attempts_this_run += 1
             self._last_error = error
-            await self._db(A.record_attempt, AttemptNote(
+            await self._db(OrderActivities.record_attempt, AttemptNote(
                 order_id=self._order_id, error=error, attempt=self._attempts))
             if answer is not None:
                 self._absorb(answer)
@@ -427,7 +426,7 @@ class OrderSyncWorkflow:
     async def _dispute_wait(self, reason: str, failures: list[MahakFailure]) -> ResolveDispute | None:
         self._dispute = DisputeInfo(reason=reason, failures=failures, since=workflow.now())
         self._set_status("dispute", "dispute")
-        marked = await self._db(A.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason))
+        marked = await self._db(OrderActivities.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason))
         if self._v2 and marked is False:
             raise _ShopRefused("mark_dispute")
 
@@ -439,7 +438,7 @@ class OrderSyncWorkflow:
         except asyncio.TimeoutError:
             self._dispute.escalated = True
             self._stage = "dispute_escalated"
-            await self._db(A.notify_staff, StaffNotice(
+            await self._db(OrderActivities.notify_staff, StaffNotice(
                 order_id=self._order_id,
                 kind="order_dispute_escalated",
                 message=f"order {self._order_id} has waited {self._policy.decision_timeout} "
@@ -467,7 +466,7 @@ class OrderSyncWorkflow:
         self._conflict = None
         if mahak_order_id is not None:
             self._mahak_order_id = mahak_order_id
-        marked = await self._db(A.mark_synced, SyncedNote(
+        marked = await self._db(OrderActivities.mark_synced, SyncedNote(
             order_id=self._order_id, mahak_order_id=self._mahak_order_id, note=note,
         ))
         if self._v2 and marked is False:
@@ -478,7 +477,7 @@ class OrderSyncWorkflow:
 
     async def _follow_the_shop(self, refused: str) -> OrderSyncResult:
         """The database refused `refused`: reload the order and follow the shop's decision."""
-        order: OrderSummary | None = await self._db(A.load, self._order_id, result_type=OrderSummary)
+        order: OrderSummary | None = await self._db(OrderActivities.load, self._order_id)
         if order is None:
             raise ApplicationError(f"order {self._order_id} no longer exists",
                                    type=ErrorType.ORDER_NOT_FOUND)
@@ -504,7 +503,7 @@ class OrderSyncWorkflow:
         """Record the decision, undo the shop side at once, then Mahak until done. A step
         that fails for good becomes a staff task and the saga goes on."""
         self._set_status(self._sync_status, "compensating")
-        if not await self._db(A.begin_compensation,
+        if not await self._db(OrderActivities.begin_compensation,
                               CancelRequest(order_id=self._order_id, reason=reason)):
             await self._staff_task(
                 "compensation_refused",
@@ -513,11 +512,12 @@ class OrderSyncWorkflow:
             self._set_status("synced", "synced")
             return self._result("synced", note=f"not cancelled: the shop marks it synced ({reason})")
 
-        if await self._saga_step("cancel and restock the order in the shop", A.cancel_and_restock,
+        if await self._saga_step("cancel and restock the order in the shop",
+                                 OrderActivities.cancel_and_restock,
                                  CancelRequest(order_id=self._order_id, reason=reason)) is not _FAILED:
             self._compensations.append("cancelled_and_restocked")
-        refund = await self._saga_step("refund the payment", A.refund, self._order_id,
-                                       result_type=RefundOutcome, timeout=_MAHAK_TIMEOUT)
+        refund = await self._saga_step("refund the payment", PaymentActivities.refund,
+                                       self._order_id, timeout=_MAHAK_TIMEOUT)
         refunded = refund is not _FAILED and refund.refunded
         if refund is not _FAILED:
             if refund.refunded or not refund.required:
@@ -526,15 +526,15 @@ class OrderSyncWorkflow:
                 self._compensations.append("refund_manual")
                 await self._staff_task(
                     "refund_needed", f"refund order {self._order_id} by hand: {refund.detail}")
-        if await self._saga_step("tell the customer", A.notify_customer, CustomerNotice(
+        if await self._saga_step("tell the customer", OrderActivities.notify_customer, CustomerNotice(
                 order_id=self._order_id, kind="order_cancelled", refunded=refunded)) is not _FAILED:
             self._compensations.append("customer_notified")
 
         reversal = await self._saga_step(
-            "delete the order from Mahak", A.reverse_in_mahak,
+            "delete the order from Mahak", OrderActivities.reverse_in_mahak,
             ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
                            line_client_ids=list(self._saved_lines)),
-            result_type=ReverseOutcome, timeout=_MAHAK_TIMEOUT)
+            timeout=_MAHAK_TIMEOUT)
         if reversal is not _FAILED:
             if reversal.reversed:
                 self._compensations.append("mahak_reversed" if reversal.found else "nothing_in_mahak")
@@ -552,11 +552,13 @@ class OrderSyncWorkflow:
                                 note=f"{reason}; staff: {'; '.join(self._staff_tasks)}"[:1000])
         return self._result("cancelled", note=reason)
 
-    async def _saga_step(self, what: str, name: str, arg: Any, *, result_type: type | None = None,
-                         timeout: timedelta = _DB_TIMEOUT) -> Any:
-        """One compensation step, retried until done; a permanent failure is a staff task."""
+    async def _saga_step(self, what: str,
+                         method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
+                         arg: ParamType, *, timeout: timedelta = _DB_TIMEOUT) -> ReturnType | Any:
+        """One compensation step, retried until done; a permanent failure is a staff task
+        (and `_FAILED` returned)."""
         try:
-            return await self._activity(name, arg, result_type=result_type, timeout=timeout)
+            return await self._activity(method, arg, timeout=timeout)
         except ActivityError as err:
             await self._staff_task(
                 "compensation_step_failed",
@@ -568,7 +570,7 @@ class OrderSyncWorkflow:
         await self._notify_staff(kind, message)
 
     async def _notify_staff(self, kind: str, message: str) -> None:
-        await self._db(A.notify_staff, StaffNotice(
+        await self._db(OrderActivities.notify_staff, StaffNotice(
             order_id=self._order_id, kind=kind, message=message[:1000]))
 
     async def _compensate_before_saga(self, reason: str) -> OrderSyncResult:
@@ -578,36 +580,35 @@ class OrderSyncWorkflow:
         # A send that timed out or crashed may have reached Mahak all the same: with no ids
         # the reversal first looks the order up, and reverses only what Mahak holds.
         if known_in_mahak or (self._attempts > 0 and workflow.patched(PATCH_REVERSE_UNKNOWN_SEND)):
-            reversed_: ReverseOutcome = await self._activity(
-                A.reverse_in_mahak,
+            reversed_ = await self._activity(
+                OrderActivities.reverse_in_mahak,
                 ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
                                line_client_ids=list(self._saved_lines)),
-                result_type=ReverseOutcome, timeout=_MAHAK_TIMEOUT,
+                timeout=_MAHAK_TIMEOUT,
             )
             self._compensations.append(
                 "mahak_reversal_manual" if not reversed_.reversed
                 else "mahak_reversed" if reversed_.found else "nothing_in_mahak")
             if not reversed_.reversed:
-                await self._db(A.notify_staff, StaffNotice(
+                await self._db(OrderActivities.notify_staff, StaffNotice(
                     order_id=self._order_id,
                     kind="mahak_reversal_needed",
                     message=f"reverse order {self._order_id} (Mahak id {self._mahak_order_id}) "
                             f"by hand in Mahak: {reversed_.detail}"[:1000],
                 ))
-        await self._db(A.cancel_and_restock, CancelRequest(order_id=self._order_id, reason=reason))
+        await self._db(OrderActivities.cancel_and_restock, CancelRequest(order_id=self._order_id, reason=reason))
         self._compensations.append("cancelled_and_restocked")
-        refund: RefundOutcome = await self._activity(
-            A.refund, self._order_id, result_type=RefundOutcome, timeout=_MAHAK_TIMEOUT,
-        )
+        refund = await self._activity(PaymentActivities.refund, self._order_id,
+                                      timeout=_MAHAK_TIMEOUT)
         if refund.refunded or not refund.required:
             self._compensations.append("refunded" if refund.refunded else "nothing_to_refund")
         else:
             self._compensations.append("refund_manual")
-            await self._db(A.notify_staff, StaffNotice(
+            await self._db(OrderActivities.notify_staff, StaffNotice(
                 order_id=self._order_id, kind="refund_needed",
                 message=f"refund order {self._order_id} by hand: {refund.detail}"[:1000],
             ))
-        await self._db(A.notify_customer, CustomerNotice(
+        await self._db(OrderActivities.notify_customer, CustomerNotice(
             order_id=self._order_id, kind="order_cancelled", refunded=refund.refunded,
         ))
         self._compensations.append("customer_notified")
@@ -630,15 +631,15 @@ class OrderSyncWorkflow:
             mahak_order_id=self._mahak_order_id, attempts=self._attempts, note=note,
         )
 
-    async def _db(self, name: str, arg: Any, *, result_type: type | None = None) -> Any:
-        return await self._activity(name, arg, result_type=result_type, timeout=_DB_TIMEOUT)
+    async def _db(self, method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
+                  arg: ParamType) -> ReturnType:
+        return await self._activity(method, arg, timeout=_DB_TIMEOUT)
 
-    async def _activity(self, name: str, arg: Any, *, result_type: type | None,
-                        timeout: timedelta) -> Any:
-        return await workflow.execute_activity(
-            name, arg, result_type=result_type,
-            start_to_close_timeout=timeout, retry_policy=_UNTIL_DONE,
-        )
+    async def _activity(self, method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
+                        arg: ParamType, *, timeout: timedelta) -> ReturnType:
+        """An activity retried until it succeeds or fails for good (by the error table)."""
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=timeout, retry_policy=_UNTIL_DONE)
 
 
 # A compensation step that failed for good (the staff task is already raised).

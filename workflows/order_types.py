@@ -270,23 +270,3 @@ class OrderSyncResult(BaseModel):
     mahak_order_id: int | None = None
     attempts: int = 0
     note: str | None = None
-
-
-class OrderActivityNames:
-    """Activity names shared by the workflow and the activity classes, so the workflow never
-    imports the I/O code (asyncpg, httpx, the Mahak client) into its sandbox."""
-
-    load = "order.load"
-    begin_send = "order.begin_send"
-    begin_compensation = "order.begin_compensation"
-    send = "order.send"
-    check_in_mahak = "order.check_in_mahak"
-    record_attempt = "order.record_attempt"
-    mark_synced = "order.mark_synced"
-    mark_dispute = "order.mark_dispute"
-    notify_staff = "order.notify_staff"
-    reverse_in_mahak = "order.reverse_in_mahak"
-    cancel_and_restock = "order.cancel_and_restock"
-    notify_customer = "order.notify_customer"
-    refund = "payment.refund"
-    sweep = "order.sweep"

@@ -39,7 +39,7 @@ from pydantic import SecretStr  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ApplicationError  # noqa: E402
 
-from activities.incoming_types import ResetCursorRequest, SyncConfig, SyncStatus  # noqa: E402
+from workflows.incoming_types import ResetCursorRequest, SyncConfig, SyncStatus  # noqa: E402
 from activities.order_request import order_request  # noqa: E402
 from mahak_client.client import MahakClient  # noqa: E402
 from mahak_simulator.config import SimulatorConfig  # noqa: E402
@@ -56,7 +56,8 @@ from shopdb.pool import create_pool  # noqa: E402
 from starter import start_incoming  # noqa: E402
 from worker import build_worker  # noqa: E402
 from workflows.incoming_sync import IncomingSyncWorkflow  # noqa: E402
-from workflows.order_sweep import OrderSweepInput, OrderSweepWorkflow  # noqa: E402
+from workflows.order_sweep import OrderSweepWorkflow  # noqa: E402
+from workflows.sweep_types import OrderSweepInput  # noqa: E402
 from workflows.order_sync import OrderSyncWorkflow  # noqa: E402
 from workflows.order_types import (  # noqa: E402
     InventoryConflictNotice,

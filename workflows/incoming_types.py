@@ -40,17 +40,6 @@ def ends_cycle(error_type: str | None, *, non_retryable: bool) -> bool:
     non-retryable error of any other type is the entity's own too (retrying cannot help)."""
     return not (non_retryable or error_type in ENTITY_ERROR_TYPES)
 
-# Activity names: the workflow calls them by name so it imports no I/O code, and tests can
-# register stand-ins under the same names.
-SYNC_ENTITY = "incoming.sync_entity"
-RECORD_FAILURE = "incoming.record_failure"
-# Runs recorded before the `workflow.patched` change call this one, right after the stock.
-DETECT_INVENTORY_CONFLICTS = "incoming.detect_inventory_conflicts"
-CHECK_INVENTORY_CONFLICTS = "incoming.check_inventory_conflicts"
-RESET_CURSOR = "incoming.reset_cursor"
-# A periodic full read (shared/mahak-api.md §10 (a)): one entity from RowVersion 0, newer-only,
-# its cursor never moved backwards. Same input and result as `SYNC_ENTITY`.
-RECONCILE_ENTITY = "incoming.reconcile_entity"
 # Sync-log rows of a reconciliation carry a run id with this prefix (the entity as usual).
 RECONCILE_RUN_PREFIX = "reconcile-"
 
@@ -216,7 +205,7 @@ class CycleSummary(BaseModel):
     # signalled as short after the re-read.
     conflicts_checked: bool = False
     inventory_conflicts: int = 0
-    # A reconciliation: every entity read from RowVersion 0 (`RECONCILE_ENTITY`).
+    # A reconciliation: every entity read from RowVersion 0 (`IncomingActivities.reconcile_entity`).
     reconcile: bool = False
 
     @computed_field  # type: ignore[prop-decorator]
