@@ -27,8 +27,10 @@ ascending), so its rows below its top RowVersion `X` are complete: they are hand
 `done = X - 1`; the run at `X` comes again with the next request under either reading. When
 nothing can be handed on that way (one run only), the page grows (to `max_page_size`), then is
 read without `pageSize`. A list is final when it cannot have been cut, or when it brings
-nothing above the bound, or only one run of equal versions (assumption, as before: a silent
-cap exceeds the longest run of equal RowVersions).
+nothing above the bound, or only one run of equal versions (assumption: a silent cap exceeds
+two neighbouring runs of equal RowVersions, since an inclusive server sends the run at the
+bound again with the next one; below that, a run cut by the cap is handed on part-way and its
+RowVersion taken as done: the look-back window and the reconciliation re-read it).
 
 Nothing is inferred from one row: a row at or below the bound (an inclusive server's run at
 the cursor, a stray, a late commit) is handed on with `include_held=True` (the incoming sync,
@@ -39,9 +41,8 @@ Gaps between RowVersions are normal (one global counter) and mean nothing.
 Residual assumptions: an answer to a request without `pageSize` that is not ascending is taken
 whole, unless it is no longer than the short capped answer it replaces and as long as any
 list the server sent before, even the whole entity read once from 0 (a cap may cut it: the
-drain fails); a
-server that truncates answers without `pageSize` below the longest run of equal versions
-cannot be told from one that has no more rows. The incoming sync's look-back window (§10 (f))
+drain fails); a server that truncates answers without `pageSize` below two neighbouring runs
+of equal versions cannot be told from one that has no more rows. The incoming sync's look-back window (§10 (f))
 re-reads what any guard missed.
 
 A batch's `max_row_version` is a safe cursor to persist. A quarantined row whose RowVersion
