@@ -5,6 +5,10 @@ LIVE envelopes. Everything but Login needs `Authorization: Bearer <token>`; with
 unexpired, unrevoked token the answer is 401 `{"message":"Unauthorized"}`. Model-binding
 failures (a non-JSON body, an unreadable `from…Version`) answer 400 in ASP.NET's
 problem-details form, a wrong content type 415.
+
+Modes (`SimulatorConfig`, README.md "Simulator modes") change the answers to open questions: `login_failure`,
+`token_forms`, `answer_casing` (every envelope), `dispute_answer`; GetAllData members the
+schema does not know are counted (`/_sim/unknown-fields`).
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mahak_sync.logging import get_logger
-
 from .disputes import solve_dispute, solve_order_dispute
+from .log import get_logger
 from .saving import save_all_data
-from .schema import COLLECTIONS, InvalidValue, coerce, fold, mahak_time
+from .schema import COLLECTIONS, InvalidValue, coerce, fold, mahak_time, unknown_request_keys
+from .wire import camel_keys
 
 if TYPE_CHECKING:
     from .app import Simulation
@@ -46,6 +50,14 @@ def canonical_sync_path(path: str) -> str | None:
 def mahak_json(data: Any, status: int = 200) -> Response:
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return Response(body, status_code=status, media_type="application/json; charset=utf-8")
+
+
+def _answer(sim: Simulation, data: Any) -> Response:
+    """A Sync envelope in the configured key casing (`answer_casing`; LIVE: PascalCase)."""
+    return mahak_json(camel_keys(data) if sim.config.answer_casing == "camel" else data)
+
+
+UNAUTHORIZED = {"message": "Unauthorized"}
 
 
 _INVALID = "One or more validation errors occurred."
@@ -99,7 +111,7 @@ def _endpoint(handler: Handler, *, authenticated: bool = True, json_body: bool =
         if authenticated:
             claims = sim.authorize(request.headers.get("authorization"))
             if claims is None:
-                return mahak_json({"message": "Unauthorized"}, 401)
+                return mahak_json(UNAUTHORIZED, 401)
         try:
             body = await _json_body(request) if json_body else {}
             return await handler(sim, request, body, claims)
@@ -131,10 +143,12 @@ async def login(sim: Simulation, request: Request, body: dict[str, Any], _: Any)
     elif str(folded.get("packageno") or "").strip() not in ("", cfg.package_no):
         message = BAD_PACKAGE
     if message is not None:
-        log.info("simulated login refused", reason=message)
-        return mahak_json({"Result": False, "Code": 1001, "Message": message, "Data": None})
+        log.info("simulated login refused", reason=message, answer=cfg.login_failure)
+        if cfg.login_failure == "http_401":  # §11.8's other reading: the data endpoints' 401
+            return mahak_json(UNAUTHORIZED, 401)
+        return _answer(sim, {"Result": False, "Code": 1001, "Message": message, "Data": None})
     token, claims = sim.issue_token(request.client.host if request.client else "127.0.0.1")
-    return mahak_json({"Result": True, "Code": 0, "Message": None, "Data": {
+    return _answer(sim, {"Result": True, "Code": 0, "Message": None, "Data": {
         "UserToken": token, "SyncId": cfg.sync_id, "VisitorId": cfg.visitor_id,
         "DatabaseId": cfg.database_id, "ErrorCode": 0, "ErrorMessage": None,
         "UserTitle": cfg.user_title, "MahakId": claims["MahakID"], "ServerTime": mahak_time(),
@@ -144,6 +158,7 @@ async def login(sim: Simulation, request: Request, body: dict[str, Any], _: Any)
 
 
 async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: Any) -> Response:
+    sim.state.note_unknown("GetAllData", unknown_request_keys(body))
     folded = _folded(body)
     page_size = _read_int(folded, "pageSize")
     raw_types = folded.get("ordertypes")
@@ -160,7 +175,8 @@ async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: An
                 page_order=cfg.page_order, server_cap=cfg.server_cap, stray_row=cfg.stray_row)
             for name, from_version in wanted.items()
         }
-    return mahak_json({"Result": True, "Data": {"Objects": objects}})
+        sim.state.commit_tick()  # late commits (§11.3) draw one request nearer
+    return _answer(sim, {"Result": True, "Data": {"Objects": objects}})
 
 
 async def save_all(sim: Simulation, _: Request, body: dict[str, Any], claims: Any) -> Response:
@@ -169,29 +185,30 @@ async def save_all(sim: Simulation, _: Request, body: dict[str, Any], claims: An
         failed = {name: sum(not r["Result"] for r in c["Results"]) for name, c in objects.items()
                   if any(not r["Result"] for r in c["Results"])}
         log.info("simulated SaveAllData partial failure", failed=failed)
-    return mahak_json({"Result": ok, "Data": {"Objects": objects}})
+    return _answer(sim, {"Result": ok, "Data": {"Objects": objects}})
 
 
 def _check_database(sim: Simulation, folded: dict[str, Any]) -> Response | None:
     if _read_int(folded, "databaseId") not in (None, 0, sim.config.database_id):
-        return mahak_json({"Result": False, "Code": 1002, "Message": BAD_DATABASE, "Data": None})
+        return _answer(sim, {"Result": False, "Code": 1002, "Message": BAD_DATABASE, "Data": None})
     return None
 
 
 async def dispute(sim: Simulation, _: Request, body: dict[str, Any], __: Any) -> Response:
     folded = _folded(body)
-    return _check_database(sim, folded) or mahak_json(
-        solve_dispute(sim.state, str(folded.get("entityname") or ""), folded.get("disputeitems") or []))
+    return _check_database(sim, folded) or _answer(sim, solve_dispute(
+        sim.state, str(folded.get("entityname") or ""), folded.get("disputeitems") or [],
+        answer=sim.config.dispute_answer))
 
 
 async def order_dispute(sim: Simulation, _: Request, body: dict[str, Any], __: Any) -> Response:
     folded = _folded(body)
-    return _check_database(sim, folded) or mahak_json(
-        solve_order_dispute(sim.state, folded.get("disputeitems") or []))
+    return _check_database(sim, folded) or _answer(sim, solve_order_dispute(
+        sim.state, folded.get("disputeitems") or [], answer=sim.config.dispute_answer))
 
 
-async def upload(_sim: Simulation, _: Request, __: dict[str, Any], ___: Any) -> Response:
-    return mahak_json({"Result": True, "Data": None})
+async def upload(sim: Simulation, _: Request, __: dict[str, Any], ___: Any) -> Response:
+    return _answer(sim, {"Result": True, "Data": None})
 
 
 def routes() -> list[Route]:

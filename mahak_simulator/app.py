@@ -8,14 +8,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from .wire import password_digest
-
 from . import api, control, gateway
 from .auth import bearer_token, issue_token, verify_token
 from .config import SimulatorConfig
 from .faults import FaultInjector, FaultMiddleware
 from .seed import SeedRequest, seed_base, seed_catalog
 from .state import SimState
+from .wire import password_digest
 
 
 class Simulation:
@@ -33,9 +32,15 @@ class Simulation:
         self.gateway = gateway.RefundLedger()
         self.reset()
 
+    def reconfigure(self, config: SimulatorConfig) -> None:
+        """Switch to `config` (the control API's `/config`); the state follows its modes."""
+        with self.state.lock:
+            self.config = config
+            self.state.hold_writes_for = config.late_commit_lag
+
     def reset(self) -> None:
         with self.state.lock:
-            self.config = self.base_config.model_copy()
+            self.reconfigure(self.base_config.model_copy())
             self.state.clear()
             self.faults.clear()
             self.gateway.clear()
@@ -68,7 +73,7 @@ class Simulation:
         return token, claims
 
     def authorize(self, authorization: str | None) -> dict[str, Any] | None:
-        token = bearer_token(authorization)
+        token = bearer_token(authorization, lenient=self.config.token_forms == "lenient")
         if token is None or token in self.state.revoked_tokens:
             return None
         return verify_token(self.config.jwt_secret.get_secret_value(), token)

@@ -19,6 +19,8 @@ from typing import Any
 from .wire import now_in_tehran
 
 _BEARER = re.compile(r"^\s*bearer\s+(\S+)\s*$", re.IGNORECASE)
+# §2/§11.8 the forms Mahak's own clients use: BZ `bearer : <t>`, MO/NG a bare `<t>`.
+_LENIENT = re.compile(r"^\s*(?:bearer\s*:?\s*)?([^\s:]+)\s*$", re.IGNORECASE)
 
 
 def _b64(data: bytes) -> str:
@@ -79,11 +81,12 @@ def issue_token(
     return f"{signing_input}.{_sign(secret, signing_input)}", claims
 
 
-def bearer_token(authorization: str | None) -> str | None:
-    """`Bearer <token>` / `bearer <token>`; any other form is not a credential."""
+def bearer_token(authorization: str | None, *, lenient: bool = False) -> str | None:
+    """`Bearer <token>` / `bearer <token>`; any other form is not a credential, unless
+    `lenient` (mode `token_forms="lenient"`): then `bearer : <token>` and a bare token too."""
     if not authorization:
         return None
-    m = _BEARER.match(authorization)
+    m = (_LENIENT if lenient else _BEARER).match(authorization)
     return m.group(1) if m else None
 
 

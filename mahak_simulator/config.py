@@ -12,6 +12,17 @@ from pydantic import BaseModel, Field, SecretStr
 
 Boundary = Literal["inclusive", "exclusive"]
 PageOrder = Literal["row_version", "id"]
+# One answer per open question of shared/mahak-api.md §11 (first value = the default); see
+# README.md "Simulator modes" for what each one does and which test covers it.
+DatedOffset = Literal["drop", "honour", "refuse"]  # §11.4
+EditAfterImport = Literal["refuse", "allow"]  # §11.5
+LineFields = Literal["lenient", "strict"]  # §11.6
+TaxZeroMeans = Literal["zero", "default"]  # §11.6
+PersonWithoutGroup = Literal["refuse", "default_group"]  # §11.7
+LoginFailure = Literal["result_false", "http_401"]  # §11.8
+TokenForms = Literal["bearer_only", "lenient"]  # §11.8
+DisputeAnswer = Literal["detailed", "bare_list", "envelope_only", "refused"]  # §11.9
+AnswerCasing = Literal["pascal", "camel"]  # §1: LIVE answers PascalCase, Swagger shows camelCase
 
 
 class SimulatorConfig(BaseModel):
@@ -49,6 +60,38 @@ class SimulatorConfig(BaseModel):
     # LIVE failures carry no `EntityClientId` (clients must map them by `Index`); tests of a
     # lenient client may switch the echo on.
     echo_client_id_on_failure: bool = False
+
+    # --- open questions of §11 (defaults: §9's answers, i.e. what the simulator always did) ---
+    # §11.3 late commits: a row written while this is > 0 keeps its (already assigned, lower)
+    # RowVersion but stays invisible to the next N GetAllData requests, as an uncommitted
+    # transaction would; a row written after it (with the lag back at 0) overtakes it. 0: off.
+    late_commit_lag: int = Field(0, ge=0)
+    # §11.4 a request date with an offset (`Z`, `+00:00`, `+03:30`): "drop" keeps the wall
+    # clock sent, "honour" converts it to Tehran local time, "refuse" fails the record on it.
+    dated_offset: DatedOffset = "drop"
+    # §11.5 an order (its lines, its receipt) edited or deleted after Mahak desktop imported
+    # it: "refuse" fails it on `OrderId` ("already registered"), "allow" takes it.
+    edit_after_import: EditAfterImport = "refuse"
+    # §11.6 "strict": a line without `storeId`, `itemType`, `taxPercent` or `chargePercent`
+    # fails on that property; "lenient" defaults them (store of the visitor, item type 1).
+    line_fields: LineFields = "lenient"
+    # §11.6 a line's `taxPercent`/`chargePercent` of 0: "zero" stores 0 %, "default" stores
+    # the setting (14001 tax, 14000 charge).
+    tax_zero_means: TaxZeroMeans = "zero"
+    # §11.7 a new person without `personGroupId` (or 0): "refuse" fails it on PersonGroupId,
+    # "default_group" files it under the first live person group.
+    person_without_group: PersonWithoutGroup = "refuse"
+    # §11.8 bad credentials: "result_false" is 200 `Result:false`, "http_401" the 401 body.
+    login_failure: LoginFailure = "result_false"
+    # §11.8 `Authorization` forms: "bearer_only" takes `Bearer <t>` (any case); "lenient"
+    # also `bearer : <t>` (BZ) and a bare `<t>` (MO, NG).
+    token_forms: TokenForms = "bearer_only"
+    # §11.9 SolveDispute/SolveOrderDispute answers: "detailed" (see disputes.py), "bare_list"
+    # (a list right under `Data`, other key names), "envelope_only" (`Data: null`),
+    # "refused" (`Result:false`, nothing done).
+    dispute_answer: DisputeAnswer = "detailed"
+    # Key casing of every Sync answer: "pascal" (LIVE) or "camel" (as Swagger shows).
+    answer_casing: AnswerCasing = "pascal"
 
     # Products seeded by every reset (0 = an empty catalog; tests seed what they need).
     seed_products: int = Field(0, ge=0)

@@ -19,7 +19,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .config import Boundary, PageOrder
+from .config import (
+    AnswerCasing,
+    Boundary,
+    DatedOffset,
+    DisputeAnswer,
+    EditAfterImport,
+    LineFields,
+    LoginFailure,
+    PageOrder,
+    PersonWithoutGroup,
+    TaxZeroMeans,
+    TokenForms,
+)
 from .faults import FaultSpec
 from .schema import mahak_time, number, resolve_collection
 from .seed import SeedRequest, SeedResult, seed_catalog
@@ -88,6 +100,17 @@ class ConfigRequest(BaseModel):
     page_order: PageOrder | None = None
     server_cap: int | None = Field(None, ge=0)  # 0: no silent cap
     stray_row: bool | None = None
+    # The open questions of shared/mahak-api.md §11 (see SimulatorConfig and README.md "Simulator modes").
+    late_commit_lag: int | None = Field(None, ge=0)
+    dated_offset: DatedOffset | None = None
+    edit_after_import: EditAfterImport | None = None
+    line_fields: LineFields | None = None
+    tax_zero_means: TaxZeroMeans | None = None
+    person_without_group: PersonWithoutGroup | None = None
+    login_failure: LoginFailure | None = None
+    token_forms: TokenForms | None = None
+    dispute_answer: DisputeAnswer | None = None
+    answer_casing: AnswerCasing | None = None
 
 
 class ConfigState(BaseModel):
@@ -97,6 +120,16 @@ class ConfigState(BaseModel):
     page_order: PageOrder = "row_version"
     server_cap: int | None = None
     stray_row: bool = False
+    late_commit_lag: int = 0
+    dated_offset: DatedOffset = "drop"
+    edit_after_import: EditAfterImport = "refuse"
+    line_fields: LineFields = "lenient"
+    tax_zero_means: TaxZeroMeans = "zero"
+    person_without_group: PersonWithoutGroup = "refuse"
+    login_failure: LoginFailure = "result_false"
+    token_forms: TokenForms = "bearer_only"
+    dispute_answer: DisputeAnswer = "detailed"
+    answer_casing: AnswerCasing = "pascal"
 
 
 class SimOrder(BaseModel):
@@ -117,6 +150,15 @@ class SimStats(BaseModel):
     faults_injected: int
     orders: int
     row_version: int  # the global counter's current value
+    held_rows: int = 0  # rows written but not yet visible (late commits, §11.3)
+
+
+class UnknownField(BaseModel):
+    """A request member the simulator's schema does not know (ignored, as Mahak does)."""
+
+    entity: str  # the collection, or "SaveAllData"/"GetAllData" for a body member
+    field: str  # as the client spelled it
+    count: int
 
 
 class _Conflict(Exception):
@@ -211,7 +253,7 @@ def _configure(sim: Simulation, body: ConfigRequest) -> ConfigState:
     update = body.model_dump(exclude_none=True)
     if update.get("server_cap") == 0:
         update["server_cap"] = None
-    sim.config = sim.config.model_copy(update=update)
+    sim.reconfigure(sim.config.model_copy(update=update))
     return ConfigState.model_validate(sim.config.model_dump(include=set(ConfigState.model_fields)))
 
 
@@ -243,7 +285,13 @@ def _stats(sim: Simulation, _: None) -> SimStats:
     state = sim.state
     return SimStats(duplicate_submissions=state.orders.duplicate_submissions,
                     requests=dict(state.requests), faults_injected=state.faults_injected,
-                    orders=len(state.rows("Orders")), row_version=state.row_version)
+                    orders=len(state.rows("Orders")), row_version=state.row_version,
+                    held_rows=state.held_rows)
+
+
+def _unknown_fields(sim: Simulation, _: None) -> list[UnknownField]:
+    return [UnknownField(entity=entity, field=name, count=count)
+            for (entity, name), count in sorted(sim.state.unknown_fields.items())]
 
 
 def _entities(sim: Simulation, entity: str) -> dict[str, Any]:
@@ -298,6 +346,7 @@ def routes() -> list[Route]:
         _route("/tokens/expire", _expire_tokens),
         _route("/orders", _orders, method="GET"),
         _route("/stats", _stats, method="GET"),
+        _route("/unknown-fields", _unknown_fields, method="GET"),
         _route("/entities/{entity}", _entities, method="GET"),
     ]
 
@@ -387,19 +436,35 @@ class SimControl:
                         token_lifetime_seconds: int | None = None,
                         echo_client_id_on_failure: bool | None = None,
                         page_order: PageOrder | None = None, server_cap: int | None = None,
-                        stray_row: bool | None = None) -> ConfigState:
+                        stray_row: bool | None = None, late_commit_lag: int | None = None,
+                        dated_offset: DatedOffset | None = None,
+                        edit_after_import: EditAfterImport | None = None,
+                        line_fields: LineFields | None = None,
+                        tax_zero_means: TaxZeroMeans | None = None,
+                        person_without_group: PersonWithoutGroup | None = None,
+                        login_failure: LoginFailure | None = None,
+                        token_forms: TokenForms | None = None,
+                        dispute_answer: DisputeAnswer | None = None,
+                        answer_casing: AnswerCasing | None = None) -> ConfigState:
         """Change protocol knobs until the next reset (None leaves a knob as it is).
 
         Paging modes (`SimulatorConfig`): `boundary` "inclusive" (RowVersion >= from) or
         "exclusive" (> from); `page_order="id"` (a capped page holds the lowest ids, not the
         lowest RowVersions, in id order); `server_cap=N` (at most N rows per list whatever
         `pageSize` asks, 0 = off); `stray_row=True` (the newest row the bound excludes comes
-        too). Late commits: `inject_row(..., row_version=)` with a version below rows
-        already served."""
+        too). Late commits: `late_commit_lag=N` (writes made from now on stay invisible to
+        N GetAllData requests; set it back to 0 and later writes overtake them), or
+        `inject_row(..., row_version=)` with a version below rows already served. The other
+        open questions of §11, one knob each, are listed in README.md, "Simulator modes"."""
         return ConfigState.model_validate(await self._call("POST", f"{PREFIX}/config", ConfigRequest(
             boundary=boundary, token_lifetime_seconds=token_lifetime_seconds,
             echo_client_id_on_failure=echo_client_id_on_failure, page_order=page_order,
-            server_cap=server_cap, stray_row=stray_row)))
+            server_cap=server_cap, stray_row=stray_row, late_commit_lag=late_commit_lag,
+            dated_offset=dated_offset, edit_after_import=edit_after_import,
+            line_fields=line_fields, tax_zero_means=tax_zero_means,
+            person_without_group=person_without_group, login_failure=login_failure,
+            token_forms=token_forms, dispute_answer=dispute_answer,
+            answer_casing=answer_casing)))
 
     async def expire_tokens(self) -> int:
         return (await self._call("POST", f"{PREFIX}/tokens/expire"))["expired"]
@@ -412,6 +477,11 @@ class SimControl:
 
     async def stats(self) -> SimStats:
         return SimStats.model_validate(await self._call("GET", f"{PREFIX}/stats"))
+
+    async def unknown_fields(self) -> list[UnknownField]:
+        """Every request member the schema did not know since the last reset, with counts."""
+        return [UnknownField.model_validate(u)
+                for u in await self._call("GET", f"{PREFIX}/unknown-fields")]
 
     async def entities(self, entity: str) -> list[dict[str, Any]]:
         return (await self._call("GET", f"{PREFIX}/entities/{entity}"))["rows"]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from mahak_sync.logging import get_logger
+from .log import get_logger
 
 from .state import SimState
 

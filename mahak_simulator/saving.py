@@ -9,15 +9,20 @@ Server rules this simulator enforces (see `shared/mahak-api.md` §4, §9):
 - a line needs `productDetailId` (or `incomeId`/`expenseId`): the LIVE error otherwise;
 - unknown (or deleted) product detail, store, person, visitor, person group: a failure
   naming the property;
-- a new person needs a `PersonGroupId` (every public client sends one; §4, §10 (b)): none is
-  a failure on `PersonGroupId`, never a silent default;
+- a new person needs a `PersonGroupId` (every public client sends one; §4, §10 (b)): none (or
+  0) is a failure on `PersonGroupId` (mode `person_without_group="default_group"`: the first
+  live group);
 - a receipt needs a cash box (`CashCode`) or a bank (`BankId`): neither is a failure on
   `CashCode,BankId`;
 - dates are stored as the wall clock they were sent with (an offset is dropped, as a server
-  that ignores it would: §1.1, §11.4);
+  that ignores it would: §1.1, §11.4; mode `dated_offset`);
 - a known `orderClientId` updates that order until Mahak desktop imports it; afterwards the
-  order and its lines fail on `OrderId` with the "already registered, cannot edit" text.
+  order and its lines fail on `OrderId` with the "already registered, cannot edit" text, and
+  so does a change (or delete) of its receipt (mode `edit_after_import="allow"` takes them).
   Every resubmission of a known `orderClientId` is counted as a duplicate submission;
+- in every mode a deleted order cannot be edited: a live save of it, or of a live line of it,
+  fails on `OrderId` (a repeated delete is taken, changing nothing);
+- line fields (mode `line_fields`, `tax_zero_means`): see `_line_fields`;
 - a sale invoice (orderType 201) line takes its `count1` from its store's Count1; a line the
   store cannot cover fails on `Count1` while the rest of the request commits. A line without
   `storeId` uses the visitor's store (its StoreCode), else the first store.
@@ -30,11 +35,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import SimulatorConfig
-from .schema import BY_NAME, COLLECTIONS, InvalidValue, bind, coerce, fold, mahak_time
+from .schema import (
+    BY_NAME,
+    COLLECTIONS,
+    InvalidValue,
+    bind,
+    coerce,
+    fold,
+    mahak_time,
+    number,
+    unknown_keys,
+    unknown_lists,
+)
 from .state import SimState
 from .stock import adjust, available
 
 ALREADY_REGISTERED = "این سفارش قبلا در محک ثبت شده است و امکان ویرایش آن وجود ندارد"
+RECEIPT_REGISTERED = "سفارش این دریافت قبلا در محک ثبت شده است و امکان ویرایش دریافت وجود ندارد"
+ORDER_DELETED = ("این سفارش حذف شده است و قابل تغییر نیست "
+                 "(the order is deleted in Mahak; a deleted order cannot be edited)")
+# §11.6 strict: the line fields every production client sends (§4 table).
+STRICT_LINE_FIELDS = ("StoreId", "ItemType", "TaxPercent", "ChargePercent")
+# Settings codes of the default tax and charge % (SW).
+_DEFAULT_PERCENT = {"TaxPercent": 14001, "ChargePercent": 14000}
 PRODUCT_REQUIRED = ("IncomeId,ExpenseId,ProductDetailId", "ProductDetailId or IncomeId or ExpenseId is required ")
 SALE_INVOICE = 201
 ORDER_TYPES = frozenset({201, 202, 203, 204, 299})
@@ -121,6 +144,10 @@ class _Save:
 def _save_person(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     existing = ctx.existing("People", values, "PersonId", "PersonClientId")
     group_id = _merge(existing, values).get("PersonGroupId")
+    if not group_id and ctx.config.person_without_group == "default_group":
+        # §11.7's other answer: the server files the person under its first live group.
+        group_id = next((g["PersonGroupId"] for g in ctx.state.rows("PersonGroups")
+                         if not g.get("Deleted")), None)
     if group_id is None:
         raise RecordError("PersonGroupId", "گروه اشخاص الزامی است (PersonGroupId is required)")
     group = ctx.state.live("PersonGroups", group_id)
@@ -149,8 +176,12 @@ def _save_order(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     if existing is not None:
         if values.get("OrderClientId") is not None:
             book.duplicate_submissions += 1
-        if existing["OrderId"] in book.imported:
+        if existing["OrderId"] in book.imported and ctx.config.edit_after_import == "refuse":
             raise RecordError("OrderId", ALREADY_REGISTERED)
+        if existing.get("Deleted"):
+            if values.get("Deleted"):
+                return existing  # a repeated delete: nothing changes
+            raise RecordError("OrderId", ORDER_DELETED)
     merged = _merge(existing, values)
     visitor_id = ctx.visitor(merged, required=True)
     person = ctx.person(merged)
@@ -170,11 +201,36 @@ def _default_store(ctx: _Save) -> dict[str, Any] | None:
     return next((s for s in stores if s.get("StoreCode") == code), stores[0] if stores else None)
 
 
+def _setting(ctx: _Save, code: int) -> int | float:
+    row = next((r for r in ctx.state.rows("Settings")
+                if r.get("SettingCode") == code and not r.get("Deleted")), None)
+    try:
+        return number(float((row or {}).get("Value") or 0))
+    except ValueError:
+        return 0
+
+
+def _line_fields(ctx: _Save, values: dict[str, Any]) -> None:
+    """§11.6: "strict" refuses a line that lacks a field every production client sends;
+    `tax_zero_means="default"` reads a 0 % as "the setting's %" and stores that (in place)."""
+    if ctx.config.line_fields == "strict":
+        for name in STRICT_LINE_FIELDS:
+            if values.get(name) is None:
+                raise RecordError(name, f"{name} is required (مقدار {name} الزامی است)")
+    if ctx.config.tax_zero_means == "default":
+        for name, code in _DEFAULT_PERCENT.items():
+            if values.get(name) == 0:
+                values[name] = _setting(ctx, code)
+
+
 def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     order = ctx.order(values)
-    if order["OrderId"] in ctx.state.orders.imported:
+    if order["OrderId"] in ctx.state.orders.imported and ctx.config.edit_after_import == "refuse":
         raise RecordError("OrderId", ALREADY_REGISTERED)
+    if order.get("Deleted") and not values.get("Deleted"):
+        raise RecordError("OrderId", ORDER_DELETED)
     existing = ctx.existing("OrderDetails", values, "OrderDetailId", "OrderDetailClientId")
+    _line_fields(ctx, values)
     merged = _merge(existing, values)
     detail_id = merged.get("ProductDetailId")
     if detail_id is None and merged.get("IncomeId") is None and merged.get("ExpenseId") is None:
@@ -196,7 +252,7 @@ def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     count2 = merged.get("Count2") or 0
     if count1 < 0 or count2 < 0:
         raise RecordError("Count1", "تعداد نامعتبر است (count must not be negative)")
-    deleted = bool(merged.get("Deleted")) or bool(order.get("Deleted"))
+    deleted = bool(merged.get("Deleted"))
 
     moves = ctx.state.orders.stock_moves
     old = moves.get(existing["OrderDetailId"]) if existing else None
@@ -232,6 +288,10 @@ def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
 def _save_receipt(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     existing = ctx.existing("Receipts", values, "ReceiptId", "ReceiptClientId")
     merged = _merge(existing, values)
+    if existing is not None and ctx.config.edit_after_import == "refuse":
+        order = ctx.state.by_client_id("Orders", existing.get("OrderClientId"))
+        if order is not None and order["OrderId"] in ctx.state.orders.imported:
+            raise RecordError("ReceiptId", RECEIPT_REGISTERED)
     if merged.get("CashCode") is None and merged.get("BankId") is None:
         raise RecordError("CashCode,BankId",
                           "صندوق یا بانک دریافت الزامی است (CashCode or BankId is required)")
@@ -274,7 +334,9 @@ def _save_one(ctx: _Save, collection: str, index: int, record: Any) -> dict[str,
     try:
         if not isinstance(record, dict):
             raise RecordError(collection, "record must be an object")
-        row = _HANDLERS[collection](ctx, bind(collection, record))
+        ctx.state.note_unknown(collection, unknown_keys(collection, record))
+        row = _HANDLERS[collection](ctx, bind(collection, record,
+                                                dated_offset=ctx.config.dated_offset))
     except InvalidValue as exc:
         error: RecordError | None = RecordError(exc.prop, str(exc))
     except RecordError as exc:
@@ -296,6 +358,7 @@ def save_all_data(state: SimState, config: SimulatorConfig, body: dict[str, Any]
                   visitor_id: int | None) -> tuple[bool, dict[str, Any]]:
     """Return (Result, Objects). Other lists a client sends are accepted and ignored."""
     lists = {fold(k): v for k, v in body.items() if isinstance(k, str)}
+    state.note_unknown("SaveAllData", unknown_lists(body))
     objects: dict[str, Any] = {c.save_name: {"Results": []} for c in COLLECTIONS}
     ctx = _Save(state, config, visitor_id)
     ok = True

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .wire import TEHRAN, fold, now_in_tehran, wall_clock
+from .wire import TEHRAN, OffsetRefused, fold, now_in_tehran, stored_wall_clock
 
 
 @dataclass(frozen=True)
@@ -196,8 +196,9 @@ def tombstone_row(collection: str, row_id: int) -> dict[str, Any]:
 class InvalidValue(ValueError):
     """A request value the model binder cannot read; names the property like ASP.NET does."""
 
-    def __init__(self, prop: str, value: Any) -> None:
-        super().__init__(f"The value '{str(value)[:40]}' is not valid for {prop}.")
+    def __init__(self, prop: str, value: Any, reason: str | None = None) -> None:
+        text = f"The value '{str(value)[:40]}' is not valid for {prop}."
+        super().__init__(f"{text} ({reason})" if reason else text)
         self.prop = prop
 
 
@@ -217,8 +218,10 @@ def mahak_time(moment: datetime | None = None) -> str:
 _INT_LIKE = re.compile(r"^\s*[+-]?\d+(\.0*)?\s*$")
 
 
-def coerce(prop: str, kind: str, value: Any) -> Any:
-    """Read a request value leniently (numbers as strings, `Y-m-d H:i:s` dates, ...)."""
+def coerce(prop: str, kind: str, value: Any, *, dated_offset: str = "drop") -> Any:
+    """Read a request value leniently (numbers as strings, `Y-m-d H:i:s` dates, ...).
+
+    `dated_offset` is the §11.4 mode (`SimulatorConfig.dated_offset`) for a date with an offset."""
     if value is None:
         return None
     try:
@@ -251,24 +254,33 @@ def coerce(prop: str, kind: str, value: Any) -> Any:
                 return value.strip().lower() == "true"
             raise ValueError
         if kind == "d":
-            # Stored as the wall clock sent: an offset is dropped, as a server that ignores
-            # it would (shared/mahak-api.md §1.1); a client sending UTC shows 3.5 h off.
+            # By default stored as the wall clock sent: an offset is dropped, as a server that
+            # ignores it would (shared/mahak-api.md §1.1); a client sending UTC shows 3.5 h off.
             if isinstance(value, str) and not value.strip():
                 return None
             if not isinstance(value, str):
                 raise ValueError
-            return mahak_time(wall_clock(value))
+            return mahak_time(stored_wall_clock(value, dated_offset))
         if isinstance(value, (dict, list)):
             raise ValueError  # a JSON string field (e.g. ShippingAddress) sent as an object
         return value if isinstance(value, str) else str(value)
+    except OffsetRefused as exc:
+        raise InvalidValue(prop, value, str(exc)) from None
     except (ValueError, TypeError, OverflowError):
         raise InvalidValue(prop, value) from None
 
 
-def bind(collection: str, record: dict[str, Any]) -> dict[str, Any]:
+def unknown_keys(collection: str, record: dict[str, Any]) -> list[str]:
+    """The keys of a request record that name no column of the entity (as sent)."""
+    known = {fold(name) for name in FIELDS.get(collection, {})}
+    return [k for k in record if not isinstance(k, str) or fold(k) not in known]
+
+
+def bind(collection: str, record: dict[str, Any], *, dated_offset: str = "drop") -> dict[str, Any]:
     """Map a request record's keys (any case) onto the entity's columns, coercing values.
 
-    Unknown keys are ignored, as Mahak's binder does; raises `InvalidValue` on a bad value.
+    Unknown keys are ignored, as Mahak's binder does (`unknown_keys` names them, so the
+    simulator can report them); raises `InvalidValue` on a bad value.
     """
     columns = FIELDS[collection]
     by_fold = {fold(name): name for name in columns}
@@ -276,5 +288,21 @@ def bind(collection: str, record: dict[str, Any]) -> dict[str, Any]:
     for key, value in record.items():
         name = by_fold.get(fold(key)) if isinstance(key, str) else None
         if name is not None and name not in out:
-            out[name] = coerce(name, columns[name], value)
+            out[name] = coerce(name, columns[name], value, dated_offset=dated_offset)
     return out
+
+
+# GetAllData request members besides the `from…Version` fields (SW, SW2).
+GET_ALL_DATA_EXTRAS = ("pageSize", "orderTypes", "currentVisitorId")
+
+
+def unknown_request_keys(body: dict[str, Any]) -> list[str]:
+    """The members of a GetAllData body that `RequestAllDataModel` does not have."""
+    known = {fold(c.request_field) for c in COLLECTIONS} | {fold(k) for k in GET_ALL_DATA_EXTRAS}
+    return [k for k in body if not isinstance(k, str) or fold(k) not in known]
+
+
+def unknown_lists(body: dict[str, Any]) -> list[str]:
+    """The members of a SaveAllData body that name no collection (`CommitDataModel` lists)."""
+    known = {fold(c.name) for c in COLLECTIONS} | {fold(c.save_name) for c in COLLECTIONS}
+    return [k for k in body if not isinstance(k, str) or fold(k) not in known]

@@ -10,7 +10,7 @@ from types import TracebackType
 import httpx
 import uvicorn
 
-from mahak_sync.logging import get_logger
+from .log import get_logger
 
 from .app import create_app
 from .config import SimulatorConfig

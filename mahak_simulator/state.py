@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Boundary, PageOrder, SimulatorConfig
+from .log import get_logger
 from .schema import BY_NAME, COLLECTIONS, blank_row
+
+_log = get_logger("mahak_simulator")
 
 # Server-id sequences start at magnitudes like the LIVE ones (ProductId ~7 digits,
 # OrderId ~9); all stay within int32 as Mahak's ids are.
@@ -65,6 +68,9 @@ class SimState:
         self._ids: dict[str, itertools.count[int]] = {}
         self._raw_keys = itertools.count(1)
         self._write_seq = itertools.count(1)
+        # §11.3 late commits: writes made while this is > 0 stay invisible to that many
+        # GetAllData requests (`SimulatorConfig.late_commit_lag`, kept in step by the app).
+        self.hold_writes_for = 0
         self.clear()
 
     def clear(self) -> None:
@@ -74,6 +80,8 @@ class SimState:
             self._rows: dict[str, dict[Any, dict[str, Any]]] = {c.name: {} for c in COLLECTIONS}
             self._seq: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
             self._unordered: set[str] = set()
+            # Rows not yet "committed": key -> GetAllData requests they stay invisible to.
+            self._held: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
             self._client_index: dict[str, dict[int, Any]] = {c.name: {} for c in COLLECTIONS}
             self._codes: dict[str, itertools.count[int]] = {}
             self.orders = OrderBook()
@@ -81,6 +89,8 @@ class SimState:
             self.faults_injected = 0
             self.issued_tokens: set[str] = set()
             self.revoked_tokens: set[str] = set()
+            # Request members the schema does not know: (entity, key as sent) -> count.
+            self.unknown_fields: Counter[tuple[str, str]] = Counter()
 
     # --- counters ------------------------------------------------------------------------
 
@@ -113,8 +123,10 @@ class SimState:
         """
         spec = BY_NAME[collection]
         with self.lock:
+            hold = 0
             if row_version is None:
                 row_version = self.next_row_version()
+                hold = self.hold_writes_for  # an explicit version is a row already committed
             else:
                 if row_version < self._row_version:
                     self._unordered.add(collection)
@@ -126,6 +138,10 @@ class SimState:
             self._rows[collection].pop(key, None)
             self._rows[collection][key] = stored
             self._seq[collection][key] = next(self._write_seq)
+            if hold:
+                self._held[collection][key] = hold
+            else:
+                self._held[collection].pop(key, None)
             client_id = stored.get(spec.client_id_field)
             if isinstance(client_id, int) and not isinstance(key, tuple):
                 self._client_index[collection][client_id] = key
@@ -174,6 +190,41 @@ class SimState:
             ordered = sorted(items, key=lambda kv: (_version_key(kv[1]), seq[kv[0]]))
             return [row for _, row in ordered]
 
+    def note_unknown(self, entity: str, keys: list[str]) -> None:
+        """Count request members the schema does not know; they fail nothing (the real
+        server's binder ignores unknown JSON members), but a client sending them is
+        probably misspelling a field, so tests read them (`/_sim/unknown-fields`)."""
+        if not keys:
+            return
+        with self.lock:
+            for key in keys:
+                self.unknown_fields[(entity, str(key))] += 1
+        _log.warning("simulated request carried unknown fields", entity=entity,
+                     fields=[str(k) for k in keys][:20])
+
+    # --- late commits (§11.3) --------------------------------------------------------------
+
+    def _visible(self, collection: str) -> list[dict[str, Any]]:
+        """`rows()` without the rows whose write has not "committed" yet."""
+        held = self._held[collection]
+        if not held:
+            return self.rows(collection)
+        hidden = {id(self._rows[collection][k]) for k in held}
+        return [r for r in self.rows(collection) if id(r) not in hidden]
+
+    def commit_tick(self) -> None:
+        """One GetAllData request went by: held rows are one request closer to visible."""
+        with self.lock:
+            for held in self._held.values():
+                for key in list(held):
+                    held[key] -= 1
+                    if held[key] <= 0:
+                        del held[key]
+
+    @property
+    def held_rows(self) -> int:
+        return sum(len(h) for h in self._held.values())
+
     def find(self, collection: str, **match: Any) -> list[dict[str, Any]]:
         with self.lock:
             return [r for r in self._rows[collection].values()
@@ -194,10 +245,11 @@ class SimState:
         """GetAllData's slice of one entity: rows at/after `from_version`, capped.
 
         The paging modes (`SimulatorConfig.page_order`, `server_cap`, `stray_row`) bend this
-        the way a server other than §9's default could."""
+        the way a server other than §9's default could; rows still held by a late commit
+        (`late_commit_lag`) are left out."""
         selected = []
         stray = None
-        for row in self.rows(collection):
+        for row in self._visible(collection):
             if order_types and row.get("OrderType") not in order_types:
                 continue
             version = _version_key(row)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from typing import Any
 from zoneinfo import ZoneInfo
 
 # §1.1: the server's clock and every naive date it reads or writes are Iran local time.
@@ -46,6 +47,50 @@ def wall_clock(value: str) -> datetime:
     fraction = (m["f"] or "0")[:6].ljust(6, "0")
     return datetime(int(m["y"]), int(m["m"]), int(m["d"]), int(m["H"] or 0), int(m["M"] or 0),
                     int(m["S"] or 0), int(fraction))
+
+
+class OffsetRefused(ValueError):
+    """A date sent with an offset, to a server that refuses those (§11.4 "refuse")."""
+
+
+def offset_of(value: str) -> timedelta | None:
+    """The offset a request date carries (`Z` = 0), None for a naive one."""
+    m = _DATE.fullmatch(value.strip())
+    if m is None:
+        raise ValueError(f"not a date: {value[:40]!r}")
+    text = m["offset"]
+    if text is None:
+        return None
+    if text == "Z":
+        return timedelta(0)
+    digits = text[1:].replace(":", "")
+    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return delta if text[0] == "+" else -delta
+
+
+def stored_wall_clock(value: str, dated_offset: str = "drop") -> datetime:
+    """A request date as a server answering §11.4 with `dated_offset` files it (naive Tehran):
+    "drop" keeps the wall clock sent (`wall_clock`), "honour" converts an offset date to Tehran
+    time, "refuse" raises `OffsetRefused` for one. A naive date is Tehran time in every mode."""
+    naive = wall_clock(value)
+    offset = offset_of(value)
+    if offset is None or dated_offset == "drop":
+        return naive
+    if dated_offset == "refuse":
+        raise OffsetRefused(f"a date with an offset is not accepted: {value[:40]!r}")
+    moment = naive.replace(tzinfo=timezone(offset))
+    return moment.astimezone(TEHRAN).replace(tzinfo=None)
+
+
+def camel_keys(data: Any) -> Any:
+    """An answer with every object key in camelCase (`RowVersion` -> `rowVersion`), the
+    casing Swagger shows; values (JSON strings included) are left alone."""
+    if isinstance(data, dict):
+        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): camel_keys(v)
+                for k, v in data.items()}
+    if isinstance(data, list):
+        return [camel_keys(v) for v in data]
+    return data
 
 
 def now_in_tehran() -> datetime:

@@ -665,3 +665,196 @@ def test_cli_runs_the_simulator_as_a_process() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+# --- Open-question modes (shared/mahak-api.md §11; README.md "Simulator modes") ----------------
+# Each mode bites: the raw wire shows the other answer. What the project's client does under
+# each answer is in tests/test_simulator_modes.py.
+
+
+async def test_unknown_fields_are_reported_not_failed(mahak: Mahak, sim: SimControl) -> None:
+    seeded = await sim.seed(1)
+    answer = await mahak.save({"orders": [_order(51, seeded.people[0], colour="red", Colour="x")],
+                               "ordres": []})
+    assert answer["Result"] is True  # the real binder ignores unknown members
+    await mahak.objects({"fromStoreVersion": 0, "fromWidgetVersion": 0, "UserToken": "t"})
+    assert [(u.entity, u.field, u.count) for u in await sim.unknown_fields()] == [
+        ("GetAllData", "UserToken", 1), ("GetAllData", "fromWidgetVersion", 1),
+        ("Orders", "Colour", 1), ("Orders", "colour", 1), ("SaveAllData", "ordres", 1)]
+    await sim.reset()
+    assert await sim.unknown_fields() == []
+
+
+async def test_late_commit_lag_hides_a_row_that_keeps_its_lower_version(
+        mahak: Mahak, sim: SimControl) -> None:
+    await sim.configure(late_commit_lag=2)
+    held = await sim.inject_row("Stores", {"StoreId": 1, "Name": "late"})
+    await sim.configure(late_commit_lag=0)
+    prompt = await sim.inject_row("Stores", {"StoreId": 2, "Name": "prompt"})
+    assert (await sim.stats()).held_rows == 1
+    for _ in range(2):
+        assert [r["StoreId"] for r in (await mahak.objects({"fromStoreVersion": 0}))["Stores"]] == [2]
+    rows = (await mahak.objects({"fromStoreVersion": 0}))["Stores"]
+    assert [(r["StoreId"], r["RowVersion"]) for r in rows] == [
+        (1, held["RowVersion"]), (2, prompt["RowVersion"])]
+    assert held["RowVersion"] < prompt["RowVersion"] and (await sim.stats()).held_rows == 0
+
+
+@pytest.mark.parametrize(("mode", "stored"), [
+    ("drop", {1: "2025-10-04T10:00:00.0000000", 2: "2025-10-04T10:00:00.0000000",
+              3: "2025-10-04T10:00:00.0000000"}),
+    ("honour", {1: "2025-10-04T13:30:00.0000000", 2: "2025-10-04T10:00:00.0000000",
+                3: "2025-10-04T10:00:00.0000000"}),
+    ("refuse", {3: "2025-10-04T10:00:00.0000000"}),
+])
+async def test_dated_offset_modes(mahak: Mahak, sim: SimControl, mode: str,
+                                  stored: dict[int, str]) -> None:
+    await sim.configure(dated_offset=mode)
+    person = (await sim.seed(1)).people[0]
+    answer = await mahak.save({"orders": [_order(1, person, orderDate="2025-10-04T10:00:00Z"),
+                                          _order(2, person, orderDate="2025-10-04T10:00:00+03:30"),
+                                          _order(3, person, orderDate="2025-10-04T10:00:00")]})
+    assert {o["OrderClientId"]: o["OrderDate"] for o in await sim.entities("Orders")} == stored
+    if mode == "refuse":
+        errors = [r["Errors"][0]["Property"] for r in answer["Data"]["Objects"]["Orders"]["Results"][:2]]
+        assert errors == ["OrderDate", "OrderDate"]
+
+
+async def test_edit_after_import_allow_and_a_deleted_order_is_never_edited(
+        mahak: Mahak, sim: SimControl) -> None:
+    seeded = await sim.seed(1, stock=10)
+    detail, store, person = seeded.product_details[0], seeded.stores[0], seeded.people[0]
+    receipt = {"receiptClientId": 61, "orderClientId": 61, "personId": person, "visitorId": VISITOR,
+               "cashCode": 1, "cashAmount": 1000, "date": "2025-10-04 10:00:00"}
+    await mahak.save({"orders": [_order(61, person)], "orderDetails": [_line(611, 61, detail, store, 1)],
+                      "receipts": [receipt]})
+    await sim.mark_imported(61)
+    refused = await mahak.save({"receipts": [{**receipt, "deleted": True}]})
+    assert refused["Data"]["Objects"]["Receipts"]["Results"][0]["Errors"][0]["Property"] == "ReceiptId"
+
+    await sim.configure(edit_after_import="allow")
+    taken = await mahak.save({"orders": [_order(61, person, deleted=True)],
+                              "orderDetails": [_line(611, 61, detail, store, 1, deleted=True)],
+                              "receipts": [{**receipt, "deleted": True}]})
+    assert taken["Result"] is True and (await _stock(sim, detail, store))["Count1"] == 10
+    # A deleted order cannot be edited (in every mode), nor given a live line.
+    edit = await mahak.save({"orders": [_order(61, person)],
+                             "orderDetails": [_line(612, 61, detail, store, 1)]})
+    objects = edit["Data"]["Objects"]
+    for collection in ("Orders", "OrderDetails"):
+        error = objects[collection]["Results"][0]["Errors"][0]
+        assert error["Property"] == "OrderId" and "deleted" in error["Error"]
+    order = await sim.order(61)
+    assert order is not None and order.order["Deleted"] and len(order.details) == 1
+
+
+async def test_line_field_modes(mahak: Mahak, sim: SimControl) -> None:
+    seeded = await sim.seed(1, stock=10)
+    detail, store, person = seeded.product_details[0], seeded.stores[0], seeded.people[0]
+    bare = {"orderDetailClientId": 701, "orderClientId": 70, "productDetailId": detail,
+            "price": 1000, "count1": 1, "taxPercent": 0, "chargePercent": 0}
+    await sim.configure(line_fields="strict", tax_zero_means="default")
+    answer = await mahak.save({"orders": [_order(70, person)], "orderDetails": [
+        bare, {**bare, "orderDetailClientId": 702, "storeId": store, "itemType": 1}]})
+    results = answer["Data"]["Objects"]["OrderDetails"]["Results"]
+    assert results[0]["Errors"][0]["Property"] == "StoreId" and results[1]["Result"] is True
+    [line] = (await sim.order(70)).details  # type: ignore[union-attr]
+    assert (line["TaxPercent"], line["ChargePercent"]) == (10, 0)  # Settings 14001 / 14000
+
+    await sim.configure(line_fields="lenient", tax_zero_means="zero")
+    assert (await mahak.save({"orderDetails": [bare]}))["Result"] is True
+    stored = {d["OrderDetailClientId"]: d for d in (await sim.order(70)).details}  # type: ignore[union-attr]
+    assert (stored[701]["StoreId"], stored[701]["ItemType"], stored[701]["TaxPercent"]) == (store, 1, 0)
+
+
+async def test_person_without_group_default_group(mahak: Mahak, sim: SimControl) -> None:
+    await sim.configure(person_without_group="default_group")
+    group = (await sim.entities("PersonGroups"))[0]["PersonGroupId"]
+    answer = await mahak.save({"people": [{"personClientId": 81, "firstName": "No"},
+                                          {"personClientId": 82, "personGroupId": 0}]})
+    assert answer["Result"] is True
+    assert [p["PersonGroupId"] for p in await sim.entities("People")] == [group, group]
+
+
+async def test_login_failure_and_token_form_modes(simulator: SimulatorServer, mahak: Mahak,
+                                                  sim: SimControl) -> None:
+    await sim.configure(login_failure="http_401", token_forms="lenient")
+    async with httpx.AsyncClient(base_url=simulator.base_url) as http:
+        refused = await http.post("/Sync/LoginV2", json={"userName": "shop", "password": "wrong"})
+    assert (refused.status_code, refused.json()) == (401, {"message": "Unauthorized"})
+    for auth in (f"bearer : {mahak.token}", f"{mahak.token}", f"Bearer {mahak.token}"):
+        assert (await mahak.post("GetAllDataV2", {"fromStoreVersion": 0}, auth=auth)).status_code == 200
+    assert (await mahak.post("GetAllDataV2", {"fromStoreVersion": 0},
+                             auth=f"Token {mahak.token}")).status_code == 401
+
+
+@pytest.mark.parametrize(("mode", "order_data", "dispute_data"), [
+    ("bare_list", "list", "list"), ("envelope_only", None, None), ("refused", None, None)])
+async def test_dispute_answer_modes(mahak: Mahak, sim: SimControl, mode: str,
+                                    order_data: str | None, dispute_data: str | None) -> None:
+    await sim.configure(dispute_answer=mode)
+    seeded = await sim.seed(1)
+    await mahak.save({"orders": [_order(91, seeded.people[0])]})
+    order_id = (await sim.order(91)).order_id  # type: ignore[union-attr]
+    answer = (await mahak.post("SolveOrderDispute", {"disputeItems": [{"id": order_id}]})).json()
+    assert answer["Result"] is (mode != "refused")
+    if order_data == "list":
+        assert answer["Data"][0]["OrderId"] == order_id and answer["Data"][0]["Exists"] is True
+    else:
+        assert answer["Data"] is None
+    before = (await sim.stats()).row_version
+    answer = (await mahak.post("SolveDispute", {"entityName": "ProductDetail", "disputeItems": [
+        {"id": seeded.product_details[0], "rw": 1}]})).json()
+    assert (answer["Data"] == [seeded.product_details[0]]) is (dispute_data == "list")
+    assert ((await sim.stats()).row_version > before) is (mode != "refused")
+
+
+async def test_answer_casing_camel(mahak: Mahak, sim: SimControl) -> None:
+    await sim.configure(answer_casing="camel")
+    await sim.seed(1)
+    body = (await mahak.post("GetAllDataV2", {"fromProductVersion": 0})).json()
+    assert list(body) == ["result", "data"] and "products" in body["data"]["objects"]
+    assert "productId" in body["data"]["objects"]["products"][0]
+    login = (await mahak.login()).json()
+    assert login["result"] is True and "userToken" in login["data"]
+
+
+def test_the_simulator_imports_nothing_of_the_project_and_has_no_import_cycle() -> None:
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "mahak_simulator"
+    project = ("mahak_client", "activities", "workflows", "shopdb", "mahak_sync")
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        edges: set[str] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                # `from .x import y` -> x; `from . import x, y` -> x, y
+                edges |= {node.module} if node.module else {a.name for a in node.names}
+                continue
+            else:
+                continue
+            assert not any(n.split(".")[0] in project for n in names), (path.name, names)
+        graph[path.stem] = edges
+    # Only runtime imports count: `TYPE_CHECKING` blocks are not executed.
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ImportFrom) and inner.level == 1 and inner.module:
+                        graph[path.stem].discard(inner.module)
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
+                return True
+        return False
+
+    assert [m for m in graph if reaches(m, m, {m})] == [], "an import cycle"
