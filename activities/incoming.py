@@ -37,7 +37,7 @@ from temporalio import activity
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER, EntityBatch
 from mahak_client.pager import PagerStats, PagingEvidence, iter_pages
-from mahak_sync.config import get_settings
+from mahak_sync.config import DEFAULT_LOOKBACK_ROWVERSIONS, DEFAULT_SHOP_PRICE_LEVEL, Settings
 from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
 from shopdb import catalog, orders, synclog
@@ -87,15 +87,22 @@ class IncomingSync:
     """Fetch-and-apply for each entity, sync-log rows, conflict detection, cursor resets."""
 
     def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *,
-                 lookback: int | None = None) -> None:
+                 lookback: int = DEFAULT_LOOKBACK_ROWVERSIONS,
+                 price_level: int = DEFAULT_SHOP_PRICE_LEVEL) -> None:
         self.pool = pool
         self.mahak = mahak
         # Late commits (shared/mahak-api.md §10 (f)): each read starts this many RowVersions
         # below the cursor; the newer-only upsert makes re-reading safe and cheap.
-        self.lookback = (get_settings().incoming_lookback_rowversions if lookback is None
-                         else lookback)
+        self.lookback = lookback
+        self.price_level = price_level
         # What Mahak has shown about its paging, kept across entities and cycles.
         self.paging = PagingEvidence()
+
+    @classmethod
+    def from_settings(cls, pool: asyncpg.Pool, mahak: MahakClient,
+                      settings: Settings) -> IncomingSync:
+        return cls(pool, mahak, lookback=settings.incoming_lookback_rowversions,
+                   price_level=settings.shop_price_level)
 
     async def sync_entity(
         self,
@@ -226,7 +233,7 @@ class IncomingSync:
                 seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
             cursor = max(cursor, batch.max_row_version or cursor)
             applied = await catalog.apply_page(self.pool, batch, new_cursor=cursor,
-                                               run_id=run_id)
+                                               run_id=run_id, price_level=self.price_level)
             counts = _counts(batch, applied).model_copy(update={
                 "reread": stats.reread - counted.reread,
                 "dropped": stats.dropped - counted.dropped,
@@ -377,8 +384,8 @@ class IncomingSync:
 class IncomingActivities:
     """Temporal activities of the incoming sync; clients are injected by the worker."""
 
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient) -> None:
-        self.sync = IncomingSync(pool, mahak)
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, settings: Settings) -> None:
+        self.sync = IncomingSync.from_settings(pool, mahak, settings)
 
     @activity.defn(name="incoming.sync_entity")
     async def sync_entity(self, request: SyncEntityInput) -> EntitySyncResult:

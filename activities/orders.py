@@ -34,7 +34,7 @@ from activities.order_request import (
 from mahak_client.client import MahakClient
 from mahak_client.errors import MahakError, MahakPermanentError
 from mahak_client.save import SaveAllDataResult, is_already_registered
-from mahak_sync.config import Settings, get_settings
+from mahak_sync.config import Settings
 from mahak_sync.errors import ErrorType, classify as classify_error
 from mahak_sync.logging import get_logger
 from shopdb import mapping, orders
@@ -78,12 +78,11 @@ def _redacted(err: MahakError, order: ShopOrder) -> ApplicationError:
 class OrderActivities:
     """Activities of `OrderSyncWorkflow` that touch the shop database and Mahak."""
 
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *, page_size: int | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, settings: Settings) -> None:
         self._pool = pool
         self._mahak = mahak
-        self._lookup = MahakOrderLookup(pool, mahak, page_size)
-        self._settings = settings or get_settings()
+        self._lookup = MahakOrderLookup(pool, mahak, settings.mahak_page_size)
+        self._settings = settings
         # Read from Mahak once per process when no setting names them (they rarely change;
         # a restart picks up a change).
         self._cash_codes: dict[int, int | None] = {}

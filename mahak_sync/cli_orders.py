@@ -4,6 +4,7 @@
     mahak-sync order start 42
     mahak-sync order status 42
     mahak-sync order resolve 42 --action resend|cancel|mark_synced [--note "..."]
+    mahak-sync order sweep
 
 `resolve` goes through the workflow's `resolve_dispute` update, so a decision that does not
 apply (unknown action, no dispute pending) is refused with the reason. The same decision can
@@ -45,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resolve.add_argument("--action", required=True, choices=DISPUTE_ACTIONS)
     resolve.add_argument("--note", default=None)
     resolve.set_defaults(func=_resolve)
+    sweep = sub.add_parser("sweep", help="start (or attach to) the safety-net sweep that syncs "
+                                         "paid orders whose callback was lost")
+    sweep.set_defaults(func=_sweep)
 
 
 async def _webhook(args: argparse.Namespace) -> int:
@@ -63,6 +67,14 @@ async def _client():
 async def _start(args: argparse.Namespace) -> int:
     workflow_id = await start_order_sync(await _client(), args.order_id, get_settings())
     print(json.dumps({"order_id": args.order_id, "workflow_id": workflow_id}))
+    return 0
+
+
+async def _sweep(args: argparse.Namespace) -> int:
+    from .launch import start_sweep
+
+    handle = await start_sweep(await _client(), get_settings())
+    print(f"{handle.id} running (run {handle.result_run_id})")
     return 0
 
 

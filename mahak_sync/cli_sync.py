@@ -2,6 +2,7 @@
 
 - `once`: one whole cycle in this process, no Temporal needed; prints a JSON summary and
   exits non-zero if any entity failed.
+- `start`: start (or attach to) the workflow `mahak-incoming-sync`.
 - `status`, `pause`, `resume`, `now`, `reconcile`, `reset-cursor`: talk to the running workflow
   `mahak-incoming-sync` (the same operations are in the Temporal Web UI and CLI).
 """
@@ -32,6 +33,14 @@ from .temporal import connect
 def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("sync", help="incoming sync: Mahak -> shop")
     sub = group.add_subparsers(dest="sync_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("start", help="start (or attach to) the incoming sync workflow")
+    p.add_argument("--interval", type=float, help="seconds between cycles "
+                   "(default INCOMING_SYNC_INTERVAL_SECONDS)")
+    p.add_argument("--page-size", type=page_size_arg,
+                   help="rows per entity per page, 0 for none (default MAHAK_PAGE_SIZE)")
+    p.add_argument("--paused", action="store_true", help="start paused (send `resume` later)")
+    p.set_defaults(func=_start)
 
     p = sub.add_parser("once", help="run one sync cycle now, in this process (no Temporal)")
     p.add_argument("--page-size", type=page_size_arg,
@@ -84,7 +93,7 @@ async def _once(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     async with open_database(settings) as pool, MahakClient.from_settings(settings) as mahak:
-        summary = await IncomingSync(pool, mahak).run_cycle(
+        summary = await IncomingSync.from_settings(pool, mahak, settings).run_cycle(
             page_size=chosen_page_size(args.page_size, settings),
             run_id=f"cli-{uuid.uuid4()}",
         )
@@ -129,8 +138,28 @@ async def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _start(args: argparse.Namespace) -> int:
+    from .launch import incoming_config, start_incoming
+
+    settings = get_settings()
+    config = incoming_config(settings, interval_seconds=args.interval, page_size=args.page_size)
+    handle, started = await start_incoming(await connect(settings), settings, config=config,
+                                           paused=args.paused)
+    verb = "started" if started else "already running"
+    print(f"{handle.id} {verb} (run {handle.run_id or (await handle.describe()).run_id})")
+    return 0
+
+
 async def _signal(args: argparse.Namespace) -> int:
-    await _handle(await connect(get_settings())).signal(args.signal_name)
+    from .launch import running_handle
+
+    client = await connect(get_settings())
+    handle = _handle(client)
+    if await running_handle(client, handle.id) is None:
+        print(f"error: {handle.id} is not running; start it with `mahak-sync sync start`",
+              file=sys.stderr)
+        return 1
+    await handle.signal(args.signal_name)
     print(f"{args.signal_name} sent")
     return 0
 

@@ -16,6 +16,9 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAHAK_BASE_URL = "https://mahakacc.mahaksoft.com/API/v3"
+# Defaults that code below the entry points also uses when a caller passes no value.
+DEFAULT_LOOKBACK_ROWVERSIONS = 1000
+DEFAULT_SHOP_PRICE_LEVEL = 1
 
 
 def _means_no_page_size(value: object) -> bool:
@@ -80,7 +83,8 @@ class Settings(BaseSettings):
     database_pool_max_size: int = Field(10, ge=1, validation_alias="DATABASE_POOL_MAX_SIZE")
     migrate_on_start: bool = Field(True, validation_alias="MIGRATE_ON_START")
     # Which Price<n> of a product detail is the shop price (business configuration).
-    shop_price_level: int = Field(1, ge=1, le=10, validation_alias="SHOP_PRICE_LEVEL")
+    shop_price_level: int = Field(DEFAULT_SHOP_PRICE_LEVEL, ge=1, le=10,
+                                  validation_alias="SHOP_PRICE_LEVEL")
     data_dir: str = Field(".data", validation_alias="MAHAK_SYNC_DATA_DIR")
 
     # --- Temporal ----------------------------------------------------------------------
@@ -120,7 +124,7 @@ class Settings(BaseSettings):
     # Late commits (shared/mahak-api.md §10 (f)): each incoming read of an entity starts this
     # many RowVersions below its cursor (0: from the cursor).
     incoming_lookback_rowversions: int = Field(
-        1000, ge=0, validation_alias="INCOMING_LOOKBACK_ROWVERSIONS")
+        DEFAULT_LOOKBACK_ROWVERSIONS, ge=0, validation_alias="INCOMING_LOOKBACK_ROWVERSIONS")
     # A periodic full read from RowVersion 0 (shared/mahak-api.md §10 (a)): this long after
     # the last one (0: only when an operator asks, signal `reconcile_now`).
     incoming_reconcile_every_seconds: float = Field(

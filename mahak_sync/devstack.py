@@ -85,8 +85,8 @@ class DevStack:
         from mahak_sync.temporal import DevServer, connect, free_port
         from mahak_sync.webhook import create_app
         from shopdb.embedded import start_embedded
-        from starter import start_incoming, start_sweep
-        from worker import run_worker
+        from mahak_sync.launch import start_incoming, start_sweep
+        from mahak_sync.runtime import run_worker
 
         opts = self.options
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import asyncpg
 
 from mahak_client.models import EntityBatch
 from mahak_client.types import INT64_MAX, INT64_MIN
-from mahak_sync.config import get_settings
+from mahak_sync.config import DEFAULT_SHOP_PRICE_LEVEL
 from mahak_sync.logging import get_logger
 
 from . import dead_letters
@@ -43,22 +43,21 @@ async def apply_page(
     *,
     new_cursor: int,
     run_id: str | None = None,
-    price_level: int | None = None,
+    price_level: int = DEFAULT_SHOP_PRICE_LEVEL,
 ) -> ApplyCounts:
     """Store one page of `batch.entity` and advance its cursor to at least `new_cursor`.
 
     Rows whose version is not newer than the stored one count as unchanged; rows that arrive
     with `deleted` set are stored as such and counted as deleted; rejected and unstorable rows
-    are dead-lettered. `price_level` (default: SHOP_PRICE_LEVEL) picks product details' shop price.
+    are dead-lettered. `price_level` (SHOP_PRICE_LEVEL) picks product details' shop price.
     """
     if new_cursor < 0:
         raise ValueError("new_cursor must be >= 0")
     m = mirror(batch.entity)
-    level = price_level or get_settings().shop_price_level
     letters = [
         NewDeadLetter(batch.entity, r.mahak_id, r.row_version, r.raw, r.error) for r in batch.rejected
     ]
-    rows, columns = _storable(m, batch.rows, level, letters)
+    rows, columns = _storable(m, batch.rows, price_level, letters)
 
     async with transaction(db) as conn:
         types = await _column_types(conn, m)

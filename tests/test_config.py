@@ -62,7 +62,7 @@ def test_logs_never_carry_secrets() -> None:
 
 
 def test_the_incoming_workflow_gets_its_settings_from_the_environment(monkeypatch) -> None:
-    from starter import incoming_config
+    from mahak_sync.launch import incoming_config
 
     monkeypatch.setenv("INCOMING_RECONCILE_EVERY_SECONDS", "3600")
     monkeypatch.setenv("MAHAK_PAGE_SIZE", "250")

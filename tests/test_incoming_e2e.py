@@ -1,4 +1,4 @@
-"""The incoming sync end to end: the real worker (`worker.build_worker`) and activities on the
+"""The incoming sync end to end: the real worker (`mahak_sync.runtime.build_worker`) and activities on the
 dev server, the Mahak simulator over HTTP, and a real PostgreSQL database.
 
 What matters is asserted against the two ends: the database must hold exactly what the
@@ -39,9 +39,9 @@ from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
 from shopdb import catalog, orders
 from shopdb.mirror import mirror, to_record
 from shopdb.models import ShopOrder
-from starter import start_incoming
+from mahak_sync.launch import start_incoming
 from tests.order_helpers import make_order
-from worker import build_worker
+from mahak_sync.runtime import build_worker
 from workflows.incoming_sync import IncomingSyncWorkflow
 
 pytestmark = pytest.mark.slow

@@ -51,7 +51,7 @@ from mahak_client.errors import MahakTransientError
 from mahak_client.models import INCOMING_ORDER
 from mahak_sync.errors import ErrorType
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
-from worker import INTERCEPTORS
+from mahak_sync.runtime import INTERCEPTORS
 from workflows.incoming_sync import WORKFLOW_ID, IncomingSyncWorkflow
 from workflows.order_types import InventoryConflictNotice
 

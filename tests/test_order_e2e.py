@@ -29,7 +29,7 @@ from temporalio.worker import Replayer, Worker
 from activities.incoming import IncomingSync
 from workflows.incoming_types import SyncEntityInput
 from activities.order_sweep import OrderSweepActivities
-from worker import INTERCEPTORS
+from mahak_sync.runtime import INTERCEPTORS
 from activities.orders import OrderActivities
 from activities.order_request import order_request
 from activities.payments import PaymentActivities, refund_idempotency_key
@@ -178,7 +178,7 @@ async def stack(temporal_client, db_pool, sim, order_sim,
     async with MahakClient(order_sim.base_url, "shop", "secret") as mahak, \
             httpx.AsyncClient(timeout=10) as http:
         activities = [
-            *OrderActivities(db_pool, mahak).all(),
+            *OrderActivities(db_pool, mahak, stack.settings).all(),
             *PaymentActivities(db_pool, http, f"{order_sim.root_url}/_gateway").all(),
             *OrderSweepActivities(db_pool, temporal_client, stack.settings).all(),
         ]

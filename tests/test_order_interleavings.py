@@ -92,7 +92,7 @@ from shopdb.orders import OrderStateError
 from shopdb.pool import create_pool
 from tests.order_helpers import make_order
 from tests.test_order_e2e import FAST, WorkerProcess
-from worker import build_worker
+from mahak_sync.runtime import build_worker
 from workflows.order_types import (
     InventoryConflictNotice,
     OrderSyncResult,
@@ -634,7 +634,7 @@ class Harness:
     # --- workers ------------------------------------------------------------------------------
 
     def _new_worker(self) -> Worker:
-        """The production worker (`worker.build_worker`: every workflow, activity and
+        """The production worker (`mahak_sync.runtime.build_worker`: every workflow, activity and
         interceptor, its graceful shutdown), with one change: a workflow task meant for a
         stopped worker's cache moves to the shared queue after 1 s instead of 10 s, so a
         restart does not stall the batch. The SDK allows one worker per client and task

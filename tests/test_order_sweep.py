@@ -28,7 +28,7 @@ from mahak_sync.config import Settings
 from mahak_sync.orders_api import start_order_sync
 from shopdb import orders
 from tests.order_helpers import make_order
-from worker import INTERCEPTORS
+from mahak_sync.runtime import INTERCEPTORS
 from workflows.order_sweep import PAGED_SWEEP_PATCH, OrderSweepWorkflow, jittered
 from workflows.sweep_types import OrderSweepInput, OrderSweepStatus
 from workflows.order_types import order_workflow_id

@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from tests.histories.regenerate import ORDER_SCENARIOS
-from worker import WORKFLOWS
+from mahak_sync.runtime import WORKFLOWS
 from workflows.order_sync import PATCH_SAGA, OrderSyncWorkflow
 from activities.orders import OrderActivities
 from workflows.order_types import OrderSyncInput, OrderSyncResult, ReverseOutcome

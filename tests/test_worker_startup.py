@@ -55,7 +55,7 @@ from mahak_sync.temporal import (
     temporal_cli_path,
     verify_search_attributes,
 )
-from worker import run_worker
+from mahak_sync.runtime import run_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Sup3r-Secret-Pw"

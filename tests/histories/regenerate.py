@@ -4,7 +4,7 @@
     .venv/bin/python tests/histories/regenerate.py order            # one group
     .venv/bin/python tests/histories/regenerate.py order_happy ...  # named scenarios
 
-Runs the real worker (`worker.build_worker`) against a throw-away dev server, the Mahak
+Runs the real worker (`mahak_sync.runtime.build_worker`) against a throw-away dev server, the Mahak
 simulator and an embedded PostgreSQL, drives each scenario below the way an operator would,
 and exports every finished run with `temporal workflow show --output json`.
 
@@ -53,8 +53,8 @@ from shopdb.embedded import start_embedded  # noqa: E402
 from shopdb.migrate import migrate  # noqa: E402
 from shopdb.models import NewCustomer, NewOrder, NewOrderLine, ShopOrder  # noqa: E402
 from shopdb.pool import create_pool  # noqa: E402
-from starter import start_incoming  # noqa: E402
-from worker import build_worker  # noqa: E402
+from mahak_sync.launch import start_incoming  # noqa: E402
+from mahak_sync.runtime import build_worker  # noqa: E402
 from workflows.incoming_sync import IncomingSyncWorkflow  # noqa: E402
 from workflows.order_sweep import OrderSweepWorkflow  # noqa: E402
 from workflows.sweep_types import OrderSweepInput  # noqa: E402
