@@ -25,26 +25,11 @@ DisputeAnswer = Literal["detailed", "bare_list", "envelope_only", "refused"]  # 
 AnswerCasing = Literal["pascal", "camel"]  # §1: LIVE answers PascalCase, Swagger shows camelCase
 
 
-class SimulatorConfig(BaseModel):
-    host: str = "127.0.0.1"
-    # 0 = an ephemeral port chosen by the OS (always, in tests).
-    port: int = Field(0, ge=0, le=65535)
-
-    username: str = "shop"
-    password: SecretStr = SecretStr("secret")
-    database_id: int = 1234567
-    package_no: str = "7654321"
-    visitor_id: int = 10101
-    sync_id: int = 88001
-    user_title: str = "فروشگاه اینترنتی"
-    credit_day: int = 365
+class ProtocolModes(BaseModel):
+    """The protocol knobs a test may change on a running simulator (`SimControl.configure`)."""
 
     # JWT `exp - iat`; LIVE tokens live 7 days.
     token_lifetime_seconds: int = Field(604_800, ge=1)
-    # HS256 key; random per process unless pinned (a restart then invalidates tokens, as a
-    # key rotation on Mahak's side would).
-    jwt_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
-
     # `from…Version` semantics: "inclusive" returns RowVersion >= from, "exclusive" > from.
     boundary: Boundary = "inclusive"
     # Paging modes (open questions of shared/mahak-api.md §11 1-3; defaults are §9's answer):
@@ -92,6 +77,25 @@ class SimulatorConfig(BaseModel):
     dispute_answer: DisputeAnswer = "detailed"
     # Key casing of every Sync answer: "pascal" (LIVE) or "camel" (as Swagger shows).
     answer_casing: AnswerCasing = "pascal"
+
+
+class SimulatorConfig(ProtocolModes):
+    host: str = "127.0.0.1"
+    # 0 = an ephemeral port chosen by the OS (always, in tests).
+    port: int = Field(0, ge=0, le=65535)
+
+    username: str = "shop"
+    password: SecretStr = SecretStr("secret")
+    database_id: int = 1234567
+    package_no: str = "7654321"
+    visitor_id: int = 10101
+    sync_id: int = 88001
+    user_title: str = "فروشگاه اینترنتی"
+    credit_day: int = 365
+
+    # HS256 key; random per process unless pinned (a restart then invalidates tokens, as a
+    # key rotation on Mahak's side would).
+    jwt_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
 
     # Products seeded by every reset (0 = an empty catalog; tests seed what they need).
     seed_products: int = Field(0, ge=0)

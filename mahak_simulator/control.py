@@ -14,24 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .config import (
-    AnswerCasing,
-    Boundary,
-    DatedOffset,
-    DisputeAnswer,
-    EditAfterImport,
-    LineFields,
-    LoginFailure,
-    PageOrder,
-    PersonWithoutGroup,
-    TaxZeroMeans,
-    TokenForms,
-)
+from .config import ProtocolModes
 from .faults import FaultSpec
 from .schema import mahak_time, number, resolve_collection
 from .seed import SeedRequest, SeedResult, seed_catalog
@@ -93,43 +81,12 @@ class RowRequest(BaseModel):
     row_version: int | None = None
 
 
-class ConfigRequest(BaseModel):
-    boundary: Boundary | None = None
-    token_lifetime_seconds: int | None = Field(None, ge=1)
-    echo_client_id_on_failure: bool | None = None
-    page_order: PageOrder | None = None
-    server_cap: int | None = Field(None, ge=0)  # 0: no silent cap
-    stray_row: bool | None = None
-    # The open questions of shared/mahak-api.md §11 (see SimulatorConfig and README.md "Simulator modes").
-    late_commit_lag: int | None = Field(None, ge=0)
-    dated_offset: DatedOffset | None = None
-    edit_after_import: EditAfterImport | None = None
-    line_fields: LineFields | None = None
-    tax_zero_means: TaxZeroMeans | None = None
-    person_without_group: PersonWithoutGroup | None = None
-    login_failure: LoginFailure | None = None
-    token_forms: TokenForms | None = None
-    dispute_answer: DisputeAnswer | None = None
-    answer_casing: AnswerCasing | None = None
-
-
-class ConfigState(BaseModel):
-    boundary: Boundary
-    token_lifetime_seconds: int
-    echo_client_id_on_failure: bool
-    page_order: PageOrder = "row_version"
-    server_cap: int | None = None
-    stray_row: bool = False
-    late_commit_lag: int = 0
-    dated_offset: DatedOffset = "drop"
-    edit_after_import: EditAfterImport = "refuse"
-    line_fields: LineFields = "lenient"
-    tax_zero_means: TaxZeroMeans = "zero"
-    person_without_group: PersonWithoutGroup = "refuse"
-    login_failure: LoginFailure = "result_false"
-    token_forms: TokenForms = "bearer_only"
-    dispute_answer: DisputeAnswer = "detailed"
-    answer_casing: AnswerCasing = "pascal"
+# The body of `POST /_sim/config`: any knob of `ProtocolModes`, None leaving it as it is; an
+# unknown knob is refused. The answer is the knobs as they are after the change.
+ConfigRequest = create_model(
+    "ConfigRequest", __config__=ConfigDict(extra="forbid"),
+    **{name: (field.annotation | None, None) for name, field in ProtocolModes.model_fields.items()},
+)
 
 
 class SimOrder(BaseModel):
@@ -249,12 +206,15 @@ def _clear_faults(sim: Simulation, _: None) -> dict[str, Any]:
     return {"active": 0}
 
 
-def _configure(sim: Simulation, body: ConfigRequest) -> ConfigState:
+def _configure(sim: Simulation, body: BaseModel) -> ProtocolModes:
     update = body.model_dump(exclude_none=True)
-    if update.get("server_cap") == 0:
+    if update.get("server_cap") == 0:  # 0: no silent cap
         update["server_cap"] = None
-    sim.reconfigure(sim.config.model_copy(update=update))
-    return ConfigState.model_validate(sim.config.model_dump(include=set(ConfigState.model_fields)))
+    knobs = set(ProtocolModes.model_fields)
+    # Validated as a whole, so a knob's own constraints hold for a changed value too.
+    modes = ProtocolModes.model_validate({**sim.config.model_dump(include=knobs), **update})
+    sim.reconfigure(sim.config.model_copy(update=modes.model_dump()))
+    return modes
 
 
 def _expire_tokens(sim: Simulation, _: None) -> dict[str, Any]:
@@ -432,39 +392,20 @@ class SimControl:
     async def clear_faults(self) -> None:
         await self._call("DELETE", f"{PREFIX}/faults")
 
-    async def configure(self, *, boundary: Boundary | None = None,
-                        token_lifetime_seconds: int | None = None,
-                        echo_client_id_on_failure: bool | None = None,
-                        page_order: PageOrder | None = None, server_cap: int | None = None,
-                        stray_row: bool | None = None, late_commit_lag: int | None = None,
-                        dated_offset: DatedOffset | None = None,
-                        edit_after_import: EditAfterImport | None = None,
-                        line_fields: LineFields | None = None,
-                        tax_zero_means: TaxZeroMeans | None = None,
-                        person_without_group: PersonWithoutGroup | None = None,
-                        login_failure: LoginFailure | None = None,
-                        token_forms: TokenForms | None = None,
-                        dispute_answer: DisputeAnswer | None = None,
-                        answer_casing: AnswerCasing | None = None) -> ConfigState:
-        """Change protocol knobs until the next reset (None leaves a knob as it is).
+    async def configure(self, **modes: Any) -> ProtocolModes:
+        """Change protocol knobs (`ProtocolModes`) until the next reset; a knob not named, or
+        given as None, stays as it is.
 
-        Paging modes (`SimulatorConfig`): `boundary` "inclusive" (RowVersion >= from) or
-        "exclusive" (> from); `page_order="id"` (a capped page holds the lowest ids, not the
-        lowest RowVersions, in id order); `server_cap=N` (at most N rows per list whatever
-        `pageSize` asks, 0 = off); `stray_row=True` (the newest row the bound excludes comes
-        too). Late commits: `late_commit_lag=N` (writes made from now on stay invisible to
-        N GetAllData requests; set it back to 0 and later writes overtake them), or
-        `inject_row(..., row_version=)` with a version below rows already served. The other
-        open questions of §11, one knob each, are listed in README.md, "Simulator modes"."""
-        return ConfigState.model_validate(await self._call("POST", f"{PREFIX}/config", ConfigRequest(
-            boundary=boundary, token_lifetime_seconds=token_lifetime_seconds,
-            echo_client_id_on_failure=echo_client_id_on_failure, page_order=page_order,
-            server_cap=server_cap, stray_row=stray_row, late_commit_lag=late_commit_lag,
-            dated_offset=dated_offset, edit_after_import=edit_after_import,
-            line_fields=line_fields, tax_zero_means=tax_zero_means,
-            person_without_group=person_without_group, login_failure=login_failure,
-            token_forms=token_forms, dispute_answer=dispute_answer,
-            answer_casing=answer_casing)))
+        Paging modes: `boundary` "inclusive" (RowVersion >= from) or "exclusive" (> from);
+        `page_order="id"` (a capped page holds the lowest ids, not the lowest RowVersions, in
+        id order); `server_cap=N` (at most N rows per list whatever `pageSize` asks, 0 = off);
+        `stray_row=True` (the newest row the bound excludes comes too). Late commits:
+        `late_commit_lag=N` (writes made from now on stay invisible to N GetAllData requests;
+        set it back to 0 and later writes overtake them), or `inject_row(..., row_version=)`
+        with a version below rows already served. The other open questions of §11, one knob
+        each, are listed in README.md, "Simulator modes"."""
+        return ProtocolModes.model_validate(
+            await self._call("POST", f"{PREFIX}/config", ConfigRequest(**modes)))
 
     async def expire_tokens(self) -> int:
         return (await self._call("POST", f"{PREFIX}/tokens/expire"))["expired"]

@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from mahak_simulator import SimControl, SimulatorServer
+from mahak_simulator.control import SimControlError
 from mahak_simulator.schema import COLLECTIONS
 
 VISITOR = 10101
@@ -858,3 +859,13 @@ def test_the_simulator_imports_nothing_of_the_project_and_has_no_import_cycle() 
         return False
 
     assert [m for m in graph if reaches(m, m, {m})] == [], "an import cycle"
+
+
+async def test_configure_refuses_an_unknown_knob_and_a_bad_value(sim: SimControl) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        await sim.configure(no_such_knob=True)
+    with pytest.raises(SimControlError, match="422.*late_commit_lag"):
+        await sim.configure(late_commit_lag=-1)  # the knob's own constraint, checked by the server
+    assert (await sim.configure(boundary="exclusive")).boundary == "exclusive"
