@@ -77,4 +77,4 @@ async def resolve_order_dispute(
     """The operator's decision on a disputed order, as an update (so a wrong one is refused)."""
     handle = client.get_workflow_handle(order_workflow_id(order_id))
     return await handle.execute_update(
-        OrderSyncWorkflow.resolve_dispute, ResolveDispute(action=action, note=note))
+        OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action=action, note=note))

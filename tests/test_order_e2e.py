@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
@@ -37,7 +37,7 @@ from mahak_client.client import MahakClient
 from mahak_simulator.control import SimControl
 from mahak_simulator.server import SimulatorServer
 from mahak_sync.config import Settings
-from mahak_sync.orders_api import start_order_sync
+from mahak_sync.orders_api import order_sync_status, resolve_order_dispute, start_order_sync
 from mahak_sync.temporal import temporal_cli_path
 from shopdb import orders
 from tests.order_helpers import make_order
@@ -393,6 +393,25 @@ async def test_rejected_customer_is_disputed_and_marked_synced_by_a_cli_signal(s
     row = await orders.get_order(stack.pool, order.id)
     assert row.sync_status == "synced" and row.synced_to_mahak
     assert await stack.sim.orders() == []
+
+
+async def test_an_operator_reads_and_resolves_a_dispute_through_the_orders_api(stack):
+    # What `mahak-sync order status|resolve` call: the workflow's query and update, by method.
+    (d1, _), store = await stack.seed()
+    for group in await stack.sim.entities("person_groups"):
+        await stack.sim.delete("person_groups", group["PersonGroupId"])
+    order = await stack.paid_order([(d1, store, 1, 50000)])
+    handle = await stack.start(order.id)
+    await stack.until(handle, "dispute")
+    status = await order_sync_status(stack.client, order.id)
+    assert status.stage == "dispute" and "PersonGroupId" in status.dispute.reason
+    with pytest.raises(WorkflowUpdateFailedError):
+        await resolve_order_dispute(stack.client, order.id, "undo")  # the validator refuses
+    ack = await resolve_order_dispute(stack.client, order.id, "cancel", "customer asked")
+    assert ack.accepted and ack.action == "cancel"
+    result = await handle.result()
+    assert result.outcome == "cancelled" and "customer asked" in (result.note or "")
+    assert (await orders.get_order(stack.pool, order.id)).sync_status == "cancelled"
 
 
 async def test_sweep_starts_paid_orders_whose_callback_was_lost(stack):
