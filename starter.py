@@ -16,8 +16,12 @@ import sys
 
 from mahak_sync import cli
 
-VERBS = {"incoming": ["sync", "start"], "sync-now": ["sync", "now"],
-         "sweep": ["order", "sweep"], "order": ["order", "start"]}
+VERBS = {
+    "incoming": ["sync", "start"],
+    "sync-now": ["sync", "now"],
+    "sweep": ["order", "sweep"],
+    "order": ["order", "start"],
+}
 
 
 def translate(argv: list[str]) -> list[str]:

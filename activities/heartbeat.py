@@ -40,8 +40,7 @@ class Heartbeat:
     async def __aenter__(self) -> Heartbeat:
         timeout = activity.info().heartbeat_timeout
         if timeout:
-            self._task = asyncio.create_task(
-                self._repeat(max(timeout.total_seconds() / 3, 0.2)))
+            self._task = asyncio.create_task(self._repeat(max(timeout.total_seconds() / 3, 0.2)))
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -27,8 +27,8 @@ activity resumes exactly where the last committed page left off.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -44,8 +44,6 @@ from shopdb import catalog, orders, synclog
 from shopdb.mirror import mirror
 from shopdb.models import ApplyCounts, SyncLogEntry
 from shopdb.pool import transaction
-
-from .heartbeat import Heartbeat
 from workflows.incoming_types import (
     CONFLICT_PICTURE,
     CheckConflictsInput,
@@ -65,6 +63,8 @@ from workflows.incoming_types import (
     ends_cycle,
 )
 
+from .heartbeat import Heartbeat
+
 log = get_logger(__name__)
 
 # The sync-log "entity" under which a cycle's inventory conflicts are recorded.
@@ -76,7 +76,7 @@ ProgressCallback = Callable[[EntityProgress], None]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _counts(batch: EntityBatch, applied: ApplyCounts) -> EntityCounts:
@@ -86,9 +86,14 @@ def _counts(batch: EntityBatch, applied: ApplyCounts) -> EntityCounts:
 class IncomingSync:
     """Fetch-and-apply for each entity, sync-log rows, conflict detection, cursor resets."""
 
-    def __init__(self, pool: asyncpg.Pool, mahak: MahakClient, *,
-                 lookback: int = DEFAULT_LOOKBACK_ROWVERSIONS,
-                 price_level: int = DEFAULT_SHOP_PRICE_LEVEL) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        mahak: MahakClient,
+        *,
+        lookback: int = DEFAULT_LOOKBACK_ROWVERSIONS,
+        price_level: int = DEFAULT_SHOP_PRICE_LEVEL,
+    ) -> None:
         self.pool = pool
         self.mahak = mahak
         # Late commits (shared/mahak-api.md §10 (f)): each read starts this many RowVersions
@@ -99,10 +104,15 @@ class IncomingSync:
         self.paging = PagingEvidence()
 
     @classmethod
-    def from_settings(cls, pool: asyncpg.Pool, mahak: MahakClient,
-                      settings: Settings) -> IncomingSync:
-        return cls(pool, mahak, lookback=settings.incoming_lookback_rowversions,
-                   price_level=settings.shop_price_level)
+    def from_settings(
+        cls, pool: asyncpg.Pool, mahak: MahakClient, settings: Settings
+    ) -> IncomingSync:
+        return cls(
+            pool,
+            mahak,
+            lookback=settings.incoming_lookback_rowversions,
+            price_level=settings.shop_price_level,
+        )
 
     async def sync_entity(
         self,
@@ -117,16 +127,19 @@ class IncomingSync:
         time forward for the sync log; where to continue always comes from the database.
         """
         entity = request.entity
-        progress = (resume.model_copy(deep=True) if resume and resume.entity == entity
-                    else EntityProgress(entity=entity, started_at=_now()))
+        progress = (
+            resume.model_copy(deep=True)
+            if resume and resume.entity == entity
+            else EntityProgress(entity=entity, started_at=_now())
+        )
         bound = log.bind(entity=entity, run_id=request.run_id)
-        cursor = await catalog.get_cursor(self.pool, entity)
-        progress.cursor = cursor
+        stored = await catalog.get_cursor(self.pool, entity)
+        cursor = progress.cursor = stored
         if on_progress:
             on_progress(progress)
-        async for cursor, applied in self._apply_pages(entity, cursor, request.page_size,
-                                                       request.run_id,
-                                                       lookback=self.lookback):
+        async for cursor, applied in self._apply_pages(
+            entity, stored, request.page_size, request.run_id, lookback=self.lookback
+        ):
             progress.pages += 1
             progress.cursor = cursor
             progress.counts = progress.counts + applied
@@ -134,14 +147,20 @@ class IncomingSync:
                 on_progress(progress)
             # Live progress for operators; the same row is completed below.
             await self._log_row(request.run_id, progress)
-            bound.debug("incoming.page_applied", page=progress.pages, cursor=cursor,
-                        **applied.model_dump())
+            bound.debug(
+                "incoming.page_applied", page=progress.pages, cursor=cursor, **applied.model_dump()
+            )
         await self._log_row(request.run_id, progress, finished_at=_now())
         if progress.counts.fetched:
-            bound.info("incoming.entity_synced", pages=progress.pages, cursor=cursor,
-                       **progress.counts.model_dump())
-        return EntitySyncResult(entity=entity, counts=progress.counts, cursor=cursor,
-                                pages=progress.pages)
+            bound.info(
+                "incoming.entity_synced",
+                pages=progress.pages,
+                cursor=cursor,
+                **progress.counts.model_dump(),
+            )
+        return EntitySyncResult(
+            entity=entity, counts=progress.counts, cursor=cursor, pages=progress.pages
+        )
 
     async def reconcile_entity(
         self,
@@ -162,18 +181,21 @@ class IncomingSync:
         progress = EntityProgress(entity=entity, started_at=_now())
         if resume and resume.entity == entity:
             progress.started_at = resume.started_at
-            progress.counts = EntityCounts(inserted=resume.counts.inserted,
-                                           updated=resume.counts.updated,
-                                           deleted=resume.counts.deleted)
+            progress.counts = EntityCounts(
+                inserted=resume.counts.inserted,
+                updated=resume.counts.updated,
+                deleted=resume.counts.deleted,
+            )
         bound = log.bind(entity=entity, run_id=request.run_id)
-        cursor = await catalog.get_cursor(self.pool, entity)
-        progress.cursor = cursor
+        stored = await catalog.get_cursor(self.pool, entity)
+        cursor = progress.cursor = stored
         if on_progress:
             on_progress(progress)
         seen: set[int] = set()
         # Never with `pageSize`: this read is what catches a page size trusted wrongly.
-        async for cursor, applied in self._apply_pages(entity, cursor, None,
-                                                       request.run_id, start=0, seen=seen):
+        async for cursor, applied in self._apply_pages(
+            entity, stored, None, request.run_id, start=0, seen=seen
+        ):
             progress.pages += 1
             progress.cursor = cursor
             progress.counts = progress.counts + applied
@@ -187,17 +209,30 @@ class IncomingSync:
             sample = ", ".join(map(str, absent[:_ABSENT_SAMPLE]))
             extra = len(absent) - _ABSENT_SAMPLE
             more = f" and {extra} more" if extra > 0 else ""
-            note = (f"reconciliation: {len(absent)} row(s) held by the shop are not listed by "
-                    f"Mahak any more (not deleted): ids {sample}{more}")[:_MAX_ERROR_TEXT]
-            bound.warning("incoming.reconcile_absent", absent=len(absent),
-                          ids=absent[:_ABSENT_SAMPLE])
+            note = (
+                f"reconciliation: {len(absent)} row(s) held by the shop are not listed by "
+                f"Mahak any more (not deleted): ids {sample}{more}"
+            )[:_MAX_ERROR_TEXT]
+            bound.warning(
+                "incoming.reconcile_absent", absent=len(absent), ids=absent[:_ABSENT_SAMPLE]
+            )
         await self._log_row(request.run_id, progress, finished_at=_now(), error=note)
         difference = counts.inserted + counts.updated + counts.deleted
         (bound.warning if difference else bound.info)(
-            "incoming.reconciled", pages=progress.pages, cursor=cursor, difference=difference,
-            absent=len(absent), **counts.model_dump())
-        return EntitySyncResult(entity=entity, counts=counts, cursor=cursor,
-                                pages=progress.pages, absent_in_mahak=len(absent))
+            "incoming.reconciled",
+            pages=progress.pages,
+            cursor=cursor,
+            difference=difference,
+            absent=len(absent),
+            **counts.model_dump(),
+        )
+        return EntitySyncResult(
+            entity=entity,
+            counts=counts,
+            cursor=cursor,
+            pages=progress.pages,
+            absent_in_mahak=len(absent),
+        )
 
     async def _absent_ids(self, entity: str, seen: set[int]) -> list[int]:
         """Ids of live (not deleted) shop rows of `entity` that are not in `seen`."""
@@ -205,10 +240,17 @@ class IncomingSync:
         rows = await self.pool.fetch(f"SELECT id FROM {table} WHERE NOT deleted ORDER BY id")
         return [row["id"] for row in rows if row["id"] not in seen]
 
-    async def _apply_pages(self, entity: str, cursor: int, page_size: int | None, run_id: str,
-                           *, lookback: int = 0, start: int | None = None,
-                           seen: set[int] | None = None,
-                           ) -> AsyncIterator[tuple[int, EntityCounts]]:
+    async def _apply_pages(
+        self,
+        entity: str,
+        cursor: int,
+        page_size: int | None,
+        run_id: str,
+        *,
+        lookback: int = 0,
+        start: int | None = None,
+        seen: set[int] | None = None,
+    ) -> AsyncIterator[tuple[int, EntityCounts]]:
         """Mahak's rows of `entity` from `cursor - lookback`, page by page, each page stored
         in the transaction that advances the cursor (so it never passes rows not stored);
         yields the cursor and the counts after each page.
@@ -226,41 +268,75 @@ class IncomingSync:
         id_field = mirror(entity).id_field if seen is not None else ""
         stats = PagerStats()
         counted = PagerStats()
-        async for batch in iter_pages(self.mahak, entity, start, page_size, include_held=True,
-                                      stats=stats, evidence=self.paging):
+        async for batch in iter_pages(
+            self.mahak,
+            entity,
+            start,
+            page_size,
+            include_held=True,
+            stats=stats,
+            evidence=self.paging,
+        ):
             if seen is not None:
                 seen.update(getattr(row, id_field) for row in batch.rows)
                 seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
             cursor = max(cursor, batch.max_row_version or cursor)
-            applied = await catalog.apply_page(self.pool, batch, new_cursor=cursor,
-                                               run_id=run_id, price_level=self.price_level)
-            counts = _counts(batch, applied).model_copy(update={
-                "reread": stats.reread - counted.reread,
-                "dropped": stats.dropped - counted.dropped,
-            })
+            applied = await catalog.apply_page(
+                self.pool, batch, new_cursor=cursor, run_id=run_id, price_level=self.price_level
+            )
+            counts = _counts(batch, applied).model_copy(
+                update={
+                    "reread": stats.reread - counted.reread,
+                    "dropped": stats.dropped - counted.dropped,
+                }
+            )
             counted.reread, counted.dropped = stats.reread, stats.dropped
             yield cursor, counts
         if stats.reread or stats.dropped or stats.below_bound:
-            log.warning("incoming.paging_guard", entity=entity, run_id=run_id,
-                        reread=stats.reread, dropped=stats.dropped,
-                        below_bound=stats.below_bound, checks_failed=stats.checks_failed)
+            log.warning(
+                "incoming.paging_guard",
+                entity=entity,
+                run_id=run_id,
+                reread=stats.reread,
+                dropped=stats.dropped,
+                below_bound=stats.below_bound,
+                checks_failed=stats.checks_failed,
+            )
 
-    async def _log_row(self, run_id: str, progress: EntityProgress, *,
-                       finished_at: datetime | None = None, error: str | None = None) -> None:
+    async def _log_row(
+        self,
+        run_id: str,
+        progress: EntityProgress,
+        *,
+        finished_at: datetime | None = None,
+        error: str | None = None,
+    ) -> None:
         counts = progress.counts.model_dump(exclude={"reread", "dropped"})
-        await synclog.record(self.pool, SyncLogEntry(
-            run_id=run_id, entity=progress.entity, started_at=progress.started_at,
-            finished_at=finished_at, error=error, **counts,
-        ), reread=progress.counts.reread, dropped=progress.counts.dropped)
+        await synclog.record(
+            self.pool,
+            SyncLogEntry(
+                run_id=run_id,
+                entity=progress.entity,
+                started_at=progress.started_at,
+                finished_at=finished_at,
+                error=error,
+                **counts,
+            ),
+            reread=progress.counts.reread,
+            dropped=progress.counts.dropped,
+        )
 
     async def record_failure(self, failure: RecordFailureInput) -> None:
-        progress = EntityProgress(entity=failure.entity, started_at=failure.started_at,
-                                  counts=failure.counts)
-        await self._log_row(failure.run_id, progress, finished_at=_now(),
-                            error=failure.error[:_MAX_ERROR_TEXT])
+        progress = EntityProgress(
+            entity=failure.entity, started_at=failure.started_at, counts=failure.counts
+        )
+        await self._log_row(
+            failure.run_id, progress, finished_at=_now(), error=failure.error[:_MAX_ERROR_TEXT]
+        )
 
-    async def check_inventory_conflicts(self, run_id: str, *,
-                                        page_size: int | None) -> ConflictCheckResult:
+    async def check_inventory_conflicts(
+        self, run_id: str, *, page_size: int | None
+    ) -> ConflictCheckResult:
         """Paid web orders Mahak's stock cannot cover (`shopdb.orders.uncovered_holdings`),
         per order, recorded in the sync log when there are any.
 
@@ -278,22 +354,28 @@ class IncomingSync:
         reread = EntityCounts()
         for entity in CONFLICT_PICTURE:
             cursors[entity] = await catalog.get_cursor(self.pool, entity)
-            async for cursor, applied in self._apply_pages(entity, cursors[entity], page_size,
-                                                           run_id):
+            async for cursor, applied in self._apply_pages(
+                entity, cursors[entity], page_size, run_id
+            ):
                 cursors[entity] = cursor
                 reread = reread + applied
         after = await self._conflicts()
         still = [conflict for conflict in after if conflict.order_id in before]
         cleared = len(before) - len(still)
-        log.info("incoming.inventory_reread", run_id=run_id, rows=reread.fetched,
-                 before=len(before), still=len(still))
+        log.info(
+            "incoming.inventory_reread",
+            run_id=run_id,
+            rows=reread.fetched,
+            before=len(before),
+            still=len(still),
+        )
         if still:
             await self._log_conflicts(run_id, still, reread=reread.fetched, cleared=cleared)
-        return ConflictCheckResult(conflicts=still, reread=True, cleared=cleared,
-                                   cursors=cursors)
+        return ConflictCheckResult(conflicts=still, reread=True, cleared=cleared, cursors=cursors)
 
-    async def detect_inventory_conflicts(self, run_id: str, *,
-                                         page_size: int | None = None) -> list[OrderStockConflict]:
+    async def detect_inventory_conflicts(
+        self, run_id: str, *, page_size: int | None = None
+    ) -> list[OrderStockConflict]:
         """`check_inventory_conflicts`' conflicts (the activity of runs recorded before the
         check moved after the orders)."""
         return (await self.check_inventory_conflicts(run_id, page_size=page_size)).conflicts
@@ -304,16 +386,24 @@ class IncomingSync:
         by_order: dict[int, list[StockShortage]] = defaultdict(list)
         for holding in await orders.uncovered_holdings(self.pool):
             key = (holding.product_detail_id, holding.store_id)
-            shortage = shortages.setdefault(key, StockShortage(
-                product_detail_id=holding.product_detail_id, store_id=holding.store_id,
-                held=float(holding.held), available=float(holding.mahak_count1),
-            ))
+            shortage = shortages.setdefault(
+                key,
+                StockShortage(
+                    product_detail_id=holding.product_detail_id,
+                    store_id=holding.store_id,
+                    held=float(holding.held),
+                    available=float(holding.mahak_count1),
+                ),
+            )
             by_order[holding.order_id].append(shortage)
-        return [OrderStockConflict(order_id=order_id, shortages=short)
-                for order_id, short in sorted(by_order.items())]
+        return [
+            OrderStockConflict(order_id=order_id, shortages=short)
+            for order_id, short in sorted(by_order.items())
+        ]
 
-    async def _log_conflicts(self, run_id: str, found: list[OrderStockConflict], *,
-                             reread: int, cleared: int) -> None:
+    async def _log_conflicts(
+        self, run_id: str, found: list[OrderStockConflict], *, reread: int, cleared: int
+    ) -> None:
         order_ids: dict[tuple[int, int], list[int]] = defaultdict(list)
         shortages: dict[tuple[int, int], StockShortage] = {}
         for conflict in found:
@@ -321,17 +411,29 @@ class IncomingSync:
                 key = (shortage.product_detail_id, shortage.store_id)
                 shortages[key] = shortage
                 order_ids[key].append(conflict.order_id)
-        lines = [f"{shortages[key].describe()} (orders {', '.join(map(str, ids))})"
-                 for key, ids in sorted(order_ids.items())]
+        lines = [
+            f"{shortages[key].describe()} (orders {', '.join(map(str, ids))})"
+            for key, ids in sorted(order_ids.items())
+        ]
         note = f" [after re-reading {reread} rows from Mahak; {cleared} order(s) cleared]"
         now = _now()
-        await synclog.record(self.pool, SyncLogEntry(
-            run_id=run_id, entity=CONFLICTS_LOG_ENTITY, started_at=now, finished_at=now,
-            fetched=len(found),
-            error=f"stock short: {'; '.join(lines)}{note}"[:_MAX_ERROR_TEXT],
-        ))
-        log.warning("incoming.inventory_conflicts", run_id=run_id, orders=len(found),
-                    shortages=len(shortages))
+        await synclog.record(
+            self.pool,
+            SyncLogEntry(
+                run_id=run_id,
+                entity=CONFLICTS_LOG_ENTITY,
+                started_at=now,
+                finished_at=now,
+                fetched=len(found),
+                error=f"stock short: {'; '.join(lines)}{note}"[:_MAX_ERROR_TEXT],
+            ),
+        )
+        log.warning(
+            "incoming.inventory_conflicts",
+            run_id=run_id,
+            orders=len(found),
+            shortages=len(shortages),
+        )
 
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         request.validate_request()
@@ -342,8 +444,9 @@ class IncomingSync:
         log.warning("incoming.cursor_reset", entities=names, row_version=request.row_version)
         return ResetCursorResult(cursors={name: request.row_version for name in names})
 
-    async def run_cycle(self, *, page_size: int | None, run_id: str,
-                        trigger: Trigger = "cli") -> CycleSummary:
+    async def run_cycle(
+        self, *, page_size: int | None, run_id: str, trigger: Trigger = "cli"
+    ) -> CycleSummary:
         """One whole cycle in-process, with the workflow's failure policy but no retries: an
         error that concerns its entity alone skips that entity, anything else ends the cycle
         (`ends_cycle`, by the error table); conflicts are checked at the end, on a complete
@@ -353,24 +456,32 @@ class IncomingSync:
             started_at = _now()
             try:
                 result = await self.sync_entity(
-                    SyncEntityInput(entity=entity, page_size=page_size, run_id=run_id))
+                    SyncEntityInput(entity=entity, page_size=page_size, run_id=run_id)
+                )
             except Exception as exc:  # noqa: BLE001 - recorded, reported, and decides the exit code
                 error = classify(exc)
-                result = EntitySyncResult(entity=entity, error=error.message[:_MAX_ERROR_TEXT],
-                                          error_type=error.type)
+                result = EntitySyncResult(
+                    entity=entity, error=error.message[:_MAX_ERROR_TEXT], error_type=error.type
+                )
                 summary.entities[entity] = result
-                await self._record_quietly(RecordFailureInput(
-                    run_id=run_id, entity=entity, started_at=started_at,
-                    error=result.error or type(exc).__name__))
+                await self._record_quietly(
+                    RecordFailureInput(
+                        run_id=run_id,
+                        entity=entity,
+                        started_at=started_at,
+                        error=result.error or type(exc).__name__,
+                    )
+                )
                 if ends_cycle(error.type, non_retryable=error.non_retryable):
-                    summary.skipped = list(INCOMING_ORDER[index + 1:])
+                    summary.skipped = list(INCOMING_ORDER[index + 1 :])
                     break
                 continue
             summary.entities[entity] = result
         if summary.conflict_picture_complete():
             summary.conflicts_checked = True
-            summary.inventory_conflicts = len((await self.check_inventory_conflicts(
-                run_id, page_size=page_size)).conflicts)
+            summary.inventory_conflicts = len(
+                (await self.check_inventory_conflicts(run_id, page_size=page_size)).conflicts
+            )
         summary.finished_at = _now()
         return summary
 
@@ -395,15 +506,19 @@ class IncomingActivities:
     async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
         return await self._with_progress(self.sync.reconcile_entity, request)
 
-    async def _with_progress(self, read: Any, request: SyncEntityInput) -> EntitySyncResult:
+    async def _with_progress(
+        self, read: Callable[..., Awaitable[EntitySyncResult]], request: SyncEntityInput
+    ) -> EntitySyncResult:
         """Run an entity read that resumes from the progress a failed earlier attempt of this
         activity reported, and heartbeats its own."""
         resume = EntityProgress.from_details(activity.info().heartbeat_details)
         async with Heartbeat(*([resume] if resume else [])) as beat:
             try:
                 return await read(
-                    request, resume=resume,
-                    on_progress=lambda progress: beat.report(progress.model_copy(deep=True)))
+                    request,
+                    resume=resume,
+                    on_progress=lambda progress: beat.report(progress.model_copy(deep=True)),
+                )
             except Exception as exc:  # noqa: BLE001 - every error goes through the one table
                 # The progress made rides along, so the workflow keeps it whatever happens;
                 # `from None`: the original's text must not reach history.
@@ -415,21 +530,28 @@ class IncomingActivities:
 
     @activity.defn(name="incoming.check_inventory_conflicts")
     async def check_inventory_conflicts(self, request: CheckConflictsInput) -> ConflictCheckResult:
-        return await self.sync.check_inventory_conflicts(request.run_id,
-                                                         page_size=request.page_size)
+        return await self.sync.check_inventory_conflicts(
+            request.run_id, page_size=request.page_size
+        )
 
     @activity.defn(name="incoming.detect_inventory_conflicts")
     async def detect_inventory_conflicts(
         self, request: DetectConflictsInput
     ) -> list[OrderStockConflict]:
-        return await self.sync.detect_inventory_conflicts(request.run_id,
-                                                          page_size=request.page_size)
+        return await self.sync.detect_inventory_conflicts(
+            request.run_id, page_size=request.page_size
+        )
 
     @activity.defn(name="incoming.reset_cursor")
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         return await self.sync.reset_cursor(request)
 
     def all(self) -> list[Any]:
-        return [self.sync_entity, self.reconcile_entity, self.record_failure,
-                self.check_inventory_conflicts, self.detect_inventory_conflicts,
-                self.reset_cursor]
+        return [
+            self.sync_entity,
+            self.reconcile_entity,
+            self.record_failure,
+            self.check_inventory_conflicts,
+            self.detect_inventory_conflicts,
+            self.reset_cursor,
+        ]

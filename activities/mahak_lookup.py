@@ -8,34 +8,50 @@ the receipt after the order and its lines, and RowVersion is one counter for all
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 
 from activities.order_request import MahakHolding
 from mahak_client.client import MahakClient
-from mahak_client.models import Order, OrderDetail, Receipt, SyncedRow
+from mahak_client.models import EntityBatch, Order, OrderDetail, Receipt, SyncedRow
 from mahak_client.pager import iter_pages
 from shopdb.catalog import get_cursor
 from shopdb.models import ShopOrder
 
 # Mirror column -> model field, for the columns the comparison reads.
 _ORDER_COLUMNS = {
-    "id": "order_id", "client_id": "order_client_id", "deleted": "deleted",
-    "row_version": "row_version", "person_id": "person_id", "order_type": "order_type",
-    "discount": "discount", "send_cost": "send_cost", "settlement_type": "settlement_type",
+    "id": "order_id",
+    "client_id": "order_client_id",
+    "deleted": "deleted",
+    "row_version": "row_version",
+    "person_id": "person_id",
+    "order_type": "order_type",
+    "discount": "discount",
+    "send_cost": "send_cost",
+    "settlement_type": "settlement_type",
 }
 _LINE_COLUMNS = {
-    "id": "order_detail_id", "client_id": "order_detail_client_id", "order_id": "order_id",
-    "order_client_id": "order_client_id", "product_detail_id": "product_detail_id",
-    "store_id": "store_id", "price": "price", "count1": "count1", "discount": "discount",
-    "deleted": "deleted", "row_version": "row_version",
+    "id": "order_detail_id",
+    "client_id": "order_detail_client_id",
+    "order_id": "order_id",
+    "order_client_id": "order_client_id",
+    "product_detail_id": "product_detail_id",
+    "store_id": "store_id",
+    "price": "price",
+    "count1": "count1",
+    "discount": "discount",
+    "deleted": "deleted",
+    "row_version": "row_version",
 }
 
 
 def _from_row(row: asyncpg.Record, columns: dict[str, str]) -> dict[str, Any]:
-    return {field: (float(row[col]) if hasattr(row[col], "as_tuple") else row[col])
-            for col, field in columns.items()}
+    return {
+        field: (float(row[col]) if hasattr(row[col], "as_tuple") else row[col])
+        for col, field in columns.items()
+    }
 
 
 def _newer(held: SyncedRow | None, row: Any) -> Any:
@@ -65,13 +81,15 @@ class MahakOrderLookup:
                     held.order = _newer(held.order, row)
         mahak_order_id = held.order.order_id if held.order is not None else None
         for d in await self._mirrored_lines(mahak_order_id, ours):
-            held.lines[d.order_detail_client_id] = _newer(held.lines.get(d.order_detail_client_id), d)
+            held.hold_line(d, _newer)
         async for batch in self._pages("order_details", line_cursor):
             for d in batch.rows:
-                if (d.order_detail_client_id in ours or d.order_client_id == client_id
-                        or (mahak_order_id is not None and d.order_id == mahak_order_id)):
-                    held.lines[d.order_detail_client_id] = _newer(
-                        held.lines.get(d.order_detail_client_id), d)
+                if (
+                    d.order_detail_client_id in ours
+                    or d.order_client_id == client_id
+                    or (mahak_order_id is not None and d.order_id == mahak_order_id)
+                ):
+                    held.hold_line(d, _newer)
         held.receipt = await self._receipt(client_id, held)
         return held
 
@@ -80,7 +98,11 @@ class MahakOrderLookup:
         lines, so it is usually found from their oldest RowVersion; but the desktop's import
         re-stamps the order, and refused lines leave none to go by: when not found there, all
         receipts are read (a rare path: a resend, a probe or a reversal)."""
-        versions = [r.row_version for r in (held.order, *held.lines.values()) if r is not None]
+        versions = [
+            r.row_version
+            for r in (held.order, *held.lines.values(), *held.foreign_lines.values())
+            if r is not None
+        ]
         starts = [min(versions), 0] if versions and min(versions) > 0 else [0]
         for since in starts:
             found: Receipt | None = None
@@ -92,20 +114,24 @@ class MahakOrderLookup:
                 return found
         return None
 
-    def _pages(self, entity: str, since: int):  # noqa: ANN202 - the pager's own iterator
+    def _pages(self, entity: str, since: int) -> AsyncIterator[EntityBatch]:
         return iter_pages(self._mahak, entity, since, self._page_size)
 
     async def _mirrored_order(self, client_id: int) -> Order | None:
         row = await self._pool.fetchrow(
             f"SELECT {', '.join(_ORDER_COLUMNS)} FROM mahak_orders WHERE client_id = $1 "
-            "ORDER BY deleted, row_version DESC LIMIT 1", client_id)
+            "ORDER BY deleted, row_version DESC LIMIT 1",
+            client_id,
+        )
         return None if row is None else Order(**_from_row(row, _ORDER_COLUMNS))
 
-    async def _mirrored_lines(self, mahak_order_id: int | None,
-                              client_ids: list[int]) -> list[OrderDetail]:
+    async def _mirrored_lines(
+        self, mahak_order_id: int | None, client_ids: list[int]
+    ) -> list[OrderDetail]:
         rows = await self._pool.fetch(
             f"SELECT {', '.join(_LINE_COLUMNS)} FROM mahak_order_details "
             "WHERE order_id = $1 OR client_id = ANY($2::bigint[])",
-            mahak_order_id, client_ids)
+            mahak_order_id,
+            client_ids,
+        )
         return [OrderDetail(**_from_row(r, _LINE_COLUMNS)) for r in rows]
-

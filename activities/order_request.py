@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from mahak_client.models import Order, OrderDetail, Person, Receipt, VisitorPerson
-from mahak_client.save import RecordFailure, SaveAllDataRequest, SaveAllDataResult, is_already_registered
+from mahak_client.save import (
+    RecordFailure,
+    SaveAllDataRequest,
+    SaveAllDataResult,
+    is_already_registered,
+)
 from mahak_sync.errors import CUSTOMER_DATA, scrub
 from shopdb.models import ShopCustomer, ShopOrder
 from workflows.order_types import MahakFailure, MahakOrderCheck, SendOutcome
@@ -63,8 +69,10 @@ class OutgoingFields:
     def receipt_problem(self) -> str | None:
         """Why a receipt cannot be sent, or None."""
         if self.cash_code is None and self.bank_id is None:
-            return ("no cash box (CashCode) or bank (BankId) for the receipt: the Mahak visitor "
-                    "has no CashCode; set MAHAK_CASH_CODE or MAHAK_BANK_ID")
+            return (
+                "no cash box (CashCode) or bank (BankId) for the receipt: the Mahak visitor "
+                "has no CashCode; set MAHAK_CASH_CODE or MAHAK_BANK_ID"
+            )
         return None
 
 
@@ -75,31 +83,36 @@ def _percent(value: Decimal | None) -> float | None:
 # --- Building ---------------------------------------------------------------------------------
 
 
-NO_PERSON_GROUP = ("Mahak has no person group (PersonGroupId) to create the customer in: add one "
-                   "in Mahak or set MAHAK_PERSON_GROUP_ID")
+NO_PERSON_GROUP = (
+    "Mahak has no person group (PersonGroupId) to create the customer in: add one "
+    "in Mahak or set MAHAK_PERSON_GROUP_ID"
+)
 
 
-def customer_request(customer: ShopCustomer, *, visitor_id: int,
-                     person_group_id: int) -> SaveAllDataRequest:
+def customer_request(
+    customer: ShopCustomer, *, visitor_id: int, person_group_id: int
+) -> SaveAllDataRequest:
     """Create (or, on a resend, update) the customer as a Mahak person linked to our visitor,
     in `person_group_id` (every public client sends one; §10 (b))."""
     client_id = person_client_id(customer.id)
     return SaveAllDataRequest(
-        people=[Person(
-            person_client_id=client_id,
-            person_group_id=person_group_id,
-            person_type=PERSON_NATURAL,
-            first_name=customer.first_name or None,
-            last_name=customer.last_name or None,
-            email=customer.email,
-            mobile=customer.mobile,
-            phone=customer.phone,
-            national_code=customer.national_code,
-            address=customer.address,
-            city=customer.city,
-            state=customer.state,
-            postal_code=customer.postal_code,
-        )],
+        people=[
+            Person(
+                person_client_id=client_id,
+                person_group_id=person_group_id,
+                person_type=PERSON_NATURAL,
+                first_name=customer.first_name or None,
+                last_name=customer.last_name or None,
+                email=customer.email,
+                mobile=customer.mobile,
+                phone=customer.phone,
+                national_code=customer.national_code,
+                address=customer.address,
+                city=customer.city,
+                state=customer.state,
+                postal_code=customer.postal_code,
+            )
+        ],
         visitor_people=[VisitorPerson(person_client_id=client_id, visitor_id=visitor_id)],
     )
 
@@ -108,18 +121,27 @@ def _shipping_address(order: ShopOrder) -> str | None:
     """Mahak wants the address as a JSON *string* with its own keys."""
     if not (order.shipping_address or order.shipping_postal_code or order.shipping_phone):
         return None
-    return json.dumps({
-        "title": "web",
-        "address": order.shipping_address or "",
-        "postalcode": order.shipping_postal_code or "",
-        "mobile": order.shipping_phone or "",
-        "tel": "",
-        "description": order.shipping_city or "",
-    }, ensure_ascii=False)
+    return json.dumps(
+        {
+            "title": "web",
+            "address": order.shipping_address or "",
+            "postalcode": order.shipping_postal_code or "",
+            "mobile": order.shipping_phone or "",
+            "tel": "",
+            "description": order.shipping_city or "",
+        },
+        ensure_ascii=False,
+    )
 
 
-def _receipt(order: ShopOrder, *, visitor_id: int, person_id: int | None, fields: OutgoingFields,
-             deleted: bool = False) -> Receipt | None:
+def _receipt(
+    order: ShopOrder,
+    *,
+    visitor_id: int,
+    person_id: int | None,
+    fields: OutgoingFields,
+    deleted: bool = False,
+) -> Receipt | None:
     """The payment as a receipt under the order's own client id (none when unpaid): cash into
     the cash box `fields.cash_code`, or, without one, into the bank `fields.bank_id`."""
     if order.payment_status != "paid" and not deleted:
@@ -158,27 +180,31 @@ def order_request(
     and discount type.
     """
     when: datetime = order.paid_at or order.created_at
-    receipt = (_receipt(order, visitor_id=visitor_id, person_id=person_id, fields=fields,
-                        deleted=deleted)
-               if with_receipt else None)
+    receipt = (
+        _receipt(order, visitor_id=visitor_id, person_id=person_id, fields=fields, deleted=deleted)
+        if with_receipt
+        else None
+    )
     wanted = set(line_client_ids) if line_client_ids is not None else None
     return SaveAllDataRequest(
-        orders=[Order(
-            order_client_id=order.order_client_id,
-            visitor_id=visitor_id,
-            person_id=person_id,
-            order_type=ORDER_TYPE_SALE,
-            order_date=when,
-            delivery_date=when,
-            discount=float(order.discount),
-            discount_type=DISCOUNT_AMOUNT,
-            send_cost=float(order.shipping_cost),
-            settlement_type=SETTLEMENT_CASH,
-            description=order.description or f"web order {order.id}",
-            shipping_address=_shipping_address(order),
-            receipt_client_id=receipt.receipt_client_id if receipt else None,
-            deleted=deleted,
-        )],
+        orders=[
+            Order(
+                order_client_id=order.order_client_id,
+                visitor_id=visitor_id,
+                person_id=person_id,
+                order_type=ORDER_TYPE_SALE,
+                order_date=when,
+                delivery_date=when,
+                discount=float(order.discount),
+                discount_type=DISCOUNT_AMOUNT,
+                send_cost=float(order.shipping_cost),
+                settlement_type=SETTLEMENT_CASH,
+                description=order.description or f"web order {order.id}",
+                shipping_address=_shipping_address(order),
+                receipt_client_id=receipt.receipt_client_id if receipt else None,
+                deleted=deleted,
+            )
+        ],
         order_details=[
             OrderDetail(
                 order_detail_client_id=ln.order_detail_client_id,
@@ -203,8 +229,13 @@ def order_request(
     )
 
 
-def receipt_request(order: ShopOrder, *, visitor_id: int, person_id: int | None,
-                    fields: OutgoingFields = OutgoingFields()) -> SaveAllDataRequest:
+def receipt_request(
+    order: ShopOrder,
+    *,
+    visitor_id: int,
+    person_id: int | None,
+    fields: OutgoingFields = OutgoingFields(),
+) -> SaveAllDataRequest:
     """The receipt alone, for an order Mahak holds without it (same deterministic client id,
     so a repeat updates the one receipt instead of adding a second payment)."""
     receipt = _receipt(order, visitor_id=visitor_id, person_id=person_id, fields=fields)
@@ -237,7 +268,8 @@ def is_stock_failure(failure: RecordFailure | MahakFailure) -> bool:
     public (and varies), so no text is matched: a message that merely mentions "stock" on
     another property is an operator's dispute, never an automatic cancel."""
     return failure.collection.lower() == "orderdetails" and any(
-        p in ("count1", "count2") for p in _props(failure))
+        p in ("count1", "count2") for p in _props(failure)
+    )
 
 
 def stale_entities(failure: RecordFailure | MahakFailure) -> list[str]:
@@ -247,18 +279,39 @@ def stale_entities(failure: RecordFailure | MahakFailure) -> list[str]:
 
 
 # Properties that carry the customer's own data: Mahak's complaint about one may quote it.
-_CUSTOMER_PROPERTIES = frozenset({
-    "firstname", "lastname", "organization", "email", "mobile", "phone", "tel",
-    "nationalcode", "address", "city", "state", "postalcode", "shippingaddress",
-})
+_CUSTOMER_PROPERTIES = frozenset(
+    {
+        "firstname",
+        "lastname",
+        "organization",
+        "email",
+        "mobile",
+        "phone",
+        "tel",
+        "nationalcode",
+        "address",
+        "city",
+        "state",
+        "postalcode",
+        "shippingaddress",
+    }
+)
 
 
 def customer_values(order: ShopOrder) -> list[str | None]:
-    values = [order.shipping_address, order.shipping_city, order.shipping_postal_code,
-              order.shipping_phone, order.payment_ref]
+    values = [
+        order.shipping_address,
+        order.shipping_city,
+        order.shipping_postal_code,
+        order.shipping_phone,
+        order.payment_ref,
+    ]
     if order.customer is not None:
-        values += [v for k, v in order.customer.model_dump().items()
-                   if isinstance(v, str) and k != "mahak_person_id"]
+        values += [
+            v
+            for k, v in order.customer.model_dump().items()
+            if isinstance(v, str) and k != "mahak_person_id"
+        ]
     return values
 
 
@@ -274,8 +327,9 @@ def as_failure(f: RecordFailure, order: ShopOrder) -> MahakFailure:
         message = f"Mahak refused the customer's {f.property} ({CUSTOMER_DATA} withheld)"
     else:
         message = redact(f.message or "", order)[:500]
-    return MahakFailure(collection=f.collection, client_id=f.client_id, property=f.property,
-                        message=message)
+    return MahakFailure(
+        collection=f.collection, client_id=f.client_id, property=f.property, message=message
+    )
 
 
 def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
@@ -283,13 +337,17 @@ def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
     head = result.for_client_id("Orders", order.order_client_id)
     mahak_order_id = head.entity_id if head is not None and head.result else None
     saved = sorted(
-        ln.order_detail_client_id for ln in order.lines
+        ln.order_detail_client_id
+        for ln in order.lines
         if (r := result.for_client_id("OrderDetails", ln.order_detail_client_id)) and r.result
     )
     raw = result.failures()
     failures = [as_failure(f, order) for f in raw]
-    common = {"mahak_order_id": mahak_order_id, "saved_line_client_ids": saved,
-              "failures": failures}
+    common = {
+        "mahak_order_id": mahak_order_id,
+        "saved_line_client_ids": saved,
+        "failures": failures,
+    }
 
     if any(f.collection.lower() == "orders" and is_already_registered(f) for f in raw):
         return SendOutcome(kind="already_registered", **common)
@@ -301,8 +359,13 @@ def classify(order: ShopOrder, result: SaveAllDataResult) -> SendOutcome:
     if stale and all(stale_entities(f) for f in raw):
         return SendOutcome(kind="stale_reference", stale_entities=stale, **common)
     if not raw:  # Result true yet our order or a line is missing from the answer
-        failures.append(MahakFailure(collection="Orders", client_id=order.order_client_id,
-                                     message="Mahak did not confirm every record of the order"))
+        failures.append(
+            MahakFailure(
+                collection="Orders",
+                client_id=order.order_client_id,
+                message="Mahak did not confirm every record of the order",
+            )
+        )
     return SendOutcome(kind="rejected", **common)
 
 
@@ -314,11 +377,32 @@ class MahakHolding:
     """What Mahak holds under the order's client ids (deleted rows included)."""
 
     order: Order | None = None
-    lines: dict[int, OrderDetail] = field(default_factory=dict)
+    lines: dict[int, OrderDetail] = field(default_factory=dict)  # by our line client id
+    # Lines of the order that carry no client id of ours (added in Mahak), by Mahak's id:
+    # never ours to match or delete, always reported.
+    foreign_lines: dict[int | None, OrderDetail] = field(default_factory=dict)
     receipt: Receipt | None = None
 
+    def hold_line(self, line: OrderDetail, newer: Callable[[Any, Any], Any]) -> None:
+        """Keep the later version of `line` (`newer` picks it) under its key."""
+        if line.order_detail_client_id is None:
+            self.foreign_lines[line.order_detail_id] = newer(
+                self.foreign_lines.get(line.order_detail_id), line
+            )
+        else:
+            self.lines[line.order_detail_client_id] = newer(
+                self.lines.get(line.order_detail_client_id), line
+            )
+
     def live_lines(self) -> list[OrderDetail]:
-        return [d for d in self.lines.values() if not d.deleted]
+        return [d for d in [*self.lines.values(), *self.foreign_lines.values()] if not d.deleted]
+
+    def live_line_client_ids(self) -> list[int]:
+        return [
+            d.order_detail_client_id
+            for d in self.live_lines()
+            if d.order_detail_client_id is not None
+        ]
 
     def live_receipt(self) -> Receipt | None:
         return self.receipt if self.receipt is not None and not self.receipt.deleted else None
@@ -366,7 +450,12 @@ def compare_with_mahak(order: ShopOrder, held: MahakHolding) -> MahakOrderCheck:
     if head.send_cost is not None and _money_differs(head.send_cost, order.shipping_cost):
         problems.append(f"send cost {head.send_cost:g}, ours {order.shipping_cost}")
 
-    lines = {d.order_detail_client_id: d for d in held.live_lines()}
+    lines = {
+        d.order_detail_client_id: d
+        for d in held.live_lines()
+        if d.order_detail_client_id is not None
+    }
+    foreign = [d.order_detail_id for d in held.live_lines() if d.order_detail_client_id is None]
     missing: list[int] = []
     for ln in order.lines:
         d = lines.pop(ln.order_detail_client_id, None)
@@ -385,8 +474,14 @@ def compare_with_mahak(order: ShopOrder, held: MahakHolding) -> MahakOrderCheck:
         if diffs:
             problems.append(f"line {ln.order_detail_client_id}: " + ", ".join(diffs))
     if lines:
-        problems.append(f"Mahak holds line(s) {', '.join(map(str, sorted(lines)))} "
-                        "that the order does not have")
+        problems.append(
+            f"Mahak holds line(s) {', '.join(map(str, sorted(lines)))} that the order does not have"
+        )
+    if foreign:
+        problems.append(
+            f"Mahak holds line(s) {', '.join(map(str, foreign))} (Mahak ids, added "
+            "in Mahak) that the order does not have"
+        )
 
     receipt = held.live_receipt()
     receipt_missing = False
@@ -394,16 +489,22 @@ def compare_with_mahak(order: ShopOrder, held: MahakHolding) -> MahakOrderCheck:
         if receipt is None:
             receipt_missing = True
         elif _money_differs(receipt.cash_amount, order.amount):
-            problems.append(f"receipt {receipt.receipt_id} cash amount {receipt.cash_amount}, "
-                            f"ours {order.amount}")
+            problems.append(
+                f"receipt {receipt.receipt_id} cash amount {receipt.cash_amount}, "
+                f"ours {order.amount}"
+            )
     elif receipt is not None:
         problems.append(f"receipt {receipt.receipt_id} for an order that is not paid")
 
     return MahakOrderCheck(
-        found=True, matches=not problems and not missing, mahak_order_id=head.order_id,
-        missing_line_client_ids=missing, receipt_missing=receipt_missing and not missing,
+        found=True,
+        matches=not problems and not missing,
+        mahak_order_id=head.order_id,
+        missing_line_client_ids=missing,
+        receipt_missing=receipt_missing and not missing,
         mahak_receipt_id=receipt.receipt_id if receipt is not None else None,
         differs=bool(problems),
-        detail="; ".join(problems + ([f"line(s) {', '.join(map(str, missing))} not in Mahak"]
-                                   if missing else []))[:500],
+        detail="; ".join(
+            problems + ([f"line(s) {', '.join(map(str, missing))} not in Mahak"] if missing else [])
+        )[:500],
     )

@@ -19,8 +19,8 @@ from mahak_sync.logging import get_logger
 from mahak_sync.orders_api import start_order_sync
 from shopdb import orders
 from shopdb.models import ShopOrder
-from workflows.sweep_types import SweepCursor, SweepPage, SweepPageRequest
 from workflows.order_types import order_workflow_id
+from workflows.sweep_types import SweepCursor, SweepPage, SweepPageRequest
 
 log = get_logger(__name__)
 
@@ -47,19 +47,31 @@ class OrderSweepActivities:
         in_flight = await self._running(o.id for o in page)
         candidates = [o.id for o in page if order_workflow_id(o.id) not in in_flight]
         if candidates:
-            still = {o.id for o in await orders.paid_orders_without_sync(
-                self._pool, len(candidates), among=candidates)}
+            still = {
+                o.id
+                for o in await orders.paid_orders_without_sync(
+                    self._pool, len(candidates), among=candidates
+                )
+            }
             candidates = [i for i in candidates if i in still]
         for order_id in candidates:
             await start_order_sync(self._client, order_id, self._settings)
         last = page[-1] if page else None
         result = SweepPage(
-            started=candidates, examined=len(page), in_flight=len(in_flight), wrapped=wrapped,
+            started=candidates,
+            examined=len(page),
+            in_flight=len(in_flight),
+            wrapped=wrapped,
             cursor=last and SweepCursor(paid_at=last.paid_at, order_id=last.id),
         )
-        log.info("order sweep", started=result.started, examined=result.examined,
-                 in_flight=result.in_flight, wrapped=wrapped,
-                 cursor=last and last.id)
+        log.info(
+            "order sweep",
+            started=result.started,
+            examined=result.examined,
+            in_flight=result.in_flight,
+            wrapped=wrapped,
+            cursor=last and last.id,
+        )
         return result
 
     @activity.defn(name="order.sweep")
@@ -74,7 +86,8 @@ class OrderSweepActivities:
         if after is None:
             return await orders.paid_orders_without_sync(self._pool, limit), False
         page = await orders.paid_orders_without_sync(
-            self._pool, limit, after=(after.paid_at, after.order_id))
+            self._pool, limit, after=(after.paid_at, after.order_id)
+        )
         if len(page) == limit:
             return page, False
         # Wrap: the orders up to the cursor come first in payment order, so dropping the
@@ -90,9 +103,11 @@ class OrderSweepActivities:
         ids = [order_workflow_id(i) for i in order_ids]
         running: set[str] = set()
         for start in range(0, len(ids), VISIBILITY_CHUNK):
-            chunk = ", ".join(f"'{wid}'" for wid in ids[start:start + VISIBILITY_CHUNK])
-            query = ("WorkflowType = 'OrderSyncWorkflow' AND ExecutionStatus = 'Running' "
-                     f"AND WorkflowId IN ({chunk})")
+            chunk = ", ".join(f"'{wid}'" for wid in ids[start : start + VISIBILITY_CHUNK])
+            query = (
+                "WorkflowType = 'OrderSyncWorkflow' AND ExecutionStatus = 'Running' "
+                f"AND WorkflowId IN ({chunk})"
+            )
             running.update([wf.id async for wf in self._client.list_workflows(query)])
         return running
 

@@ -35,7 +35,8 @@ from mahak_client.client import MahakClient
 from mahak_client.errors import MahakError, MahakPermanentError
 from mahak_client.save import SaveAllDataResult, is_already_registered
 from mahak_sync.config import Settings
-from mahak_sync.errors import ErrorType, classify as classify_error
+from mahak_sync.errors import ErrorType
+from mahak_sync.errors import classify as classify_error
 from mahak_sync.logging import get_logger
 from shopdb import mapping, orders
 from shopdb.models import ShopOrder
@@ -65,8 +66,9 @@ async def existing_order(pool: asyncpg.Pool, order_id: int) -> ShopOrder:
     """The order, or a non-retryable `OrderNotFound` (no retry makes it appear)."""
     order = await orders.get_order(pool, order_id)
     if order is None:
-        raise ApplicationError(f"order {order_id} does not exist", type=ErrorType.ORDER_NOT_FOUND,
-                               non_retryable=True)
+        raise ApplicationError(
+            f"order {order_id} does not exist", type=ErrorType.ORDER_NOT_FOUND, non_retryable=True
+        )
     return order
 
 
@@ -96,10 +98,14 @@ class OrderActivities:
         if order is None:
             return None
         return OrderSummary(
-            order_id=order.id, paid=order.payment_status == "paid",
-            payable_status=order.payment_status, sync_status=order.sync_status,
-            synced_to_mahak=order.synced_to_mahak, mahak_order_id=order.mahak_order_id,
-            order_client_id=order.order_client_id, line_count=len(order.lines),
+            order_id=order.id,
+            paid=order.payment_status == "paid",
+            payable_status=order.payment_status,
+            sync_status=order.sync_status,
+            synced_to_mahak=order.synced_to_mahak,
+            mahak_order_id=order.mahak_order_id,
+            order_client_id=order.order_client_id,
+            line_count=len(order.lines),
             compensation_started=order.compensation_started_at is not None,
             mahak_leftovers=order.mahak_leftovers,
         )
@@ -114,8 +120,9 @@ class OrderActivities:
 
     @activity.defn(name="order.record_attempt")
     async def record_attempt(self, note: AttemptNote) -> int:
-        return await orders.record_attempt(self._pool, note.order_id, note.error,
-                                           attempt=note.attempt)
+        return await orders.record_attempt(
+            self._pool, note.order_id, note.error, attempt=note.attempt
+        )
 
     @activity.defn(name="order.mark_synced")
     async def mark_synced(self, note: SyncedNote) -> bool:
@@ -123,7 +130,8 @@ class OrderActivities:
         the shop cancelled it or a compensation began."""
         async with transaction(self._pool) as conn:
             moved = await orders.transition_status(
-                conn, note.order_id, orders.SENDABLE, "synced", last_mahak_error=note.note)
+                conn, note.order_id, orders.SENDABLE, "synced", last_mahak_error=note.note
+            )
             if moved and note.mahak_order_id is not None:
                 await orders.record_mahak_ids(conn, note.order_id, note.mahak_order_id)
         return moved
@@ -131,7 +139,10 @@ class OrderActivities:
     @activity.defn(name="order.mark_dispute")
     async def mark_dispute(self, note: DisputeNote) -> bool:
         return await orders.transition_status(
-            self._pool, note.order_id, orders.SENDABLE, "dispute",
+            self._pool,
+            note.order_id,
+            orders.SENDABLE,
+            "dispute",
             last_mahak_error=note.reason[:4000],
         )
 
@@ -139,7 +150,10 @@ class OrderActivities:
     async def notify_staff(self, notice: StaffNotice) -> None:
         info = activity.info()
         await orders.enqueue_notification(
-            self._pool, kind=notice.kind, order_id=notice.order_id, recipient=STAFF_RECIPIENT,
+            self._pool,
+            kind=notice.kind,
+            order_id=notice.order_id,
+            recipient=STAFF_RECIPIENT,
             payload={"message": notice.message},
             # One per workflow step: a retried activity does not notify twice, a later
             # dispute of the same order does notify again.
@@ -154,7 +168,9 @@ class OrderActivities:
     @activity.defn(name="order.notify_customer")
     async def notify_customer(self, notice: CustomerNotice) -> None:
         await orders.enqueue_notification(
-            self._pool, kind=notice.kind, order_id=notice.order_id,
+            self._pool,
+            kind=notice.kind,
+            order_id=notice.order_id,
             payload={"refunded": notice.refunded},
         )
 
@@ -168,17 +184,29 @@ class OrderActivities:
             async with Heartbeat():
                 # An earlier attempt, of this run or of an earlier run (the order row says
                 # so), may have reached Mahak: look before sending.
-                if (req.probe_first or activity.info().attempt > 1 or order.sync_attempts > 0
-                        or order.mahak_order_id is not None):
+                if (
+                    req.probe_first
+                    or activity.info().attempt > 1
+                    or order.sync_attempts > 0
+                    or order.mahak_order_id is not None
+                ):
                     found = await self._probe(order, bound)
                     if found is not None:
                         return found
                 visitor_id = await self._visitor_id()
                 fields = await self._outgoing_fields(visitor_id)
                 if order.payment_status == "paid" and (problem := fields.receipt_problem()):
-                    return SendOutcome(kind="rejected", failures=[MahakFailure(
-                        collection="Receipts", client_id=order.order_client_id,
-                        property="CashCode,BankId", message=problem)])
+                    return SendOutcome(
+                        kind="rejected",
+                        failures=[
+                            MahakFailure(
+                                collection="Receipts",
+                                client_id=order.order_client_id,
+                                property="CashCode,BankId",
+                                message=problem,
+                            )
+                        ],
+                    )
                 person_id, refused = await self._person_for(order, visitor_id)
                 if refused is not None:
                     return refused
@@ -186,14 +214,18 @@ class OrderActivities:
                 # not this process, says whether the order may still go.
                 await self._still_claimed(order.id)
                 result = await self._mahak.save_all_data(
-                    order_request(order, visitor_id=visitor_id, person_id=person_id,
-                                  fields=fields))
+                    order_request(order, visitor_id=visitor_id, person_id=person_id, fields=fields)
+                )
         except MahakError as err:
             bound.warning("mahak send failed", error=type(err).__name__)
             raise _redacted(err, order) from None
         outcome = classify(order, result)
-        bound.info("mahak answered", outcome=outcome.kind, mahak_order_id=outcome.mahak_order_id,
-                   failures=len(outcome.failures))
+        bound.info(
+            "mahak answered",
+            outcome=outcome.kind,
+            mahak_order_id=outcome.mahak_order_id,
+            failures=len(outcome.failures),
+        )
         if outcome.kind == "accepted" and outcome.mahak_order_id is not None:
             # Keep Mahak's ids the moment we have them. If this fails (the database is down)
             # or the process dies first, the retry finds the order in Mahak by its client id
@@ -204,41 +236,66 @@ class OrderActivities:
     async def _still_claimed(self, order_id: int) -> None:
         row = await self._pool.fetchrow(
             "SELECT sync_status, payment_status, compensation_started_at IS NOT NULL AS undoing "
-            "FROM shop_orders WHERE id = $1", order_id)
-        if row is None or row["sync_status"] != "sending" or row["payment_status"] != "paid" \
-                or row["undoing"]:
+            "FROM shop_orders WHERE id = $1",
+            order_id,
+        )
+        if (
+            row is None
+            or row["sync_status"] != "sending"
+            or row["payment_status"] != "paid"
+            or row["undoing"]
+        ):
             state = dict(row) if row is not None else "gone"
             raise ApplicationError(
                 f"order {order_id} is no longer claimed for sending ({state}): not sent",
-                type=ErrorType.ORDER_STATE, non_retryable=True)
+                type=ErrorType.ORDER_STATE,
+                non_retryable=True,
+            )
 
     async def _probe(self, order: ShopOrder, bound: Any) -> SendOutcome | None:
         """The outcome when Mahak already holds the order (complete, or all but its receipt,
         which is then sent alone), a dispute when what it holds differs, else None: send."""
         check = await self._confirm(order)
         if check.found and check.matches:
-            bound.info("order already in Mahak; not sending again",
-                       mahak_order_id=check.mahak_order_id)
+            bound.info(
+                "order already in Mahak; not sending again", mahak_order_id=check.mahak_order_id
+            )
             return SendOutcome(
-                kind="accepted", mahak_order_id=check.mahak_order_id,
+                kind="accepted",
+                mahak_order_id=check.mahak_order_id,
                 saved_line_client_ids=sorted(ln.order_detail_client_id for ln in order.lines),
                 found_by_probe=True,
             )
         if check.differs:
-            return SendOutcome(kind="rejected", mahak_order_id=check.mahak_order_id, failures=[
-                MahakFailure(collection="Orders", client_id=order.order_client_id,
-                             message=f"Mahak holds the order with differences: {check.detail}")])
+            return SendOutcome(
+                kind="rejected",
+                mahak_order_id=check.mahak_order_id,
+                failures=[
+                    MahakFailure(
+                        collection="Orders",
+                        client_id=order.order_client_id,
+                        message=f"Mahak holds the order with differences: {check.detail}",
+                    )
+                ],
+            )
         return None  # not there, or lines missing: the (re)send creates or completes it
 
-    async def _record_ids(self, order: ShopOrder, mahak_order_id: int,
-                          result: SaveAllDataResult) -> None:
+    async def _record_ids(
+        self, order: ShopOrder, mahak_order_id: int, result: SaveAllDataResult
+    ) -> None:
         receipt = result.for_client_id("Receipts", order.order_client_id)
-        await orders.record_mahak_ids(self._pool, order.id, mahak_order_id, {
-            ln.order_detail_client_id: r.entity_id
-            for ln in order.lines
-            if (r := result.for_client_id("OrderDetails", ln.order_detail_client_id))
-            and r.entity_id is not None
-        }, receipt_id=receipt.entity_id if receipt is not None and receipt.result else None)
+        await orders.record_mahak_ids(
+            self._pool,
+            order.id,
+            mahak_order_id,
+            {
+                ln.order_detail_client_id: r.entity_id
+                for ln in order.lines
+                if (r := result.for_client_id("OrderDetails", ln.order_detail_client_id))
+                and r.entity_id is not None
+            },
+            receipt_id=receipt.entity_id if receipt is not None and receipt.result else None,
+        )
 
     @activity.defn(name="order.check_in_mahak")
     async def check_in_mahak(self, order_id: int) -> MahakOrderCheck:
@@ -256,28 +313,40 @@ class OrderActivities:
         check = compare_with_mahak(order, await self._lookup.holding(order))
         if not (check.found and check.matches and check.receipt_missing):
             if check.found and check.matches and check.mahak_order_id is not None:
-                await orders.record_mahak_ids(self._pool, order.id, check.mahak_order_id,
-                                              receipt_id=check.mahak_receipt_id)
+                await orders.record_mahak_ids(
+                    self._pool, order.id, check.mahak_order_id, receipt_id=check.mahak_receipt_id
+                )
             return check
         visitor_id = await self._visitor_id()
         person_id = await self._known_person(order)
         result = await self._mahak.save_all_data(
-            receipt_request(order, visitor_id=visitor_id, person_id=person_id,
-                            fields=await self._outgoing_fields(visitor_id)))
+            receipt_request(
+                order,
+                visitor_id=visitor_id,
+                person_id=person_id,
+                fields=await self._outgoing_fields(visitor_id),
+            )
+        )
         saved = result.for_client_id("Receipts", order.order_client_id)
         if saved is None or not saved.result or saved.entity_id is None:
             failures = [as_failure(f, order) for f in result.failures()]
             reason = failures[0].message if failures else "no result for the receipt"
-            return check.model_copy(update={
-                "matches": False, "differs": True,
-                "detail": f"the order is in Mahak without its receipt, and Mahak refused the "
-                          f"receipt: {reason}"[:500]})
+            return check.model_copy(
+                update={
+                    "matches": False,
+                    "differs": True,
+                    "detail": f"the order is in Mahak without its receipt, and Mahak refused the "
+                    f"receipt: {reason}"[:500],
+                }
+            )
         log.info("receipt sent alone", order_id=order.id, receipt_id=saved.entity_id)
         assert check.mahak_order_id is not None
-        await orders.record_mahak_ids(self._pool, order.id, check.mahak_order_id,
-                                      receipt_id=saved.entity_id)
-        return check.model_copy(update={"receipt_missing": False,
-                                        "mahak_receipt_id": saved.entity_id})
+        await orders.record_mahak_ids(
+            self._pool, order.id, check.mahak_order_id, receipt_id=saved.entity_id
+        )
+        return check.model_copy(
+            update={"receipt_missing": False, "mahak_receipt_id": saved.entity_id}
+        )
 
     @activity.defn(name="order.reverse_in_mahak")
     async def reverse_in_mahak(self, req: ReverseRequest) -> ReverseOutcome:
@@ -297,24 +366,33 @@ class OrderActivities:
                 held = await self._lookup.holding(order)
                 if not held.anything_live():
                     await orders.record_leftovers(self._pool, order.id, None)
-                    return ReverseOutcome(reversed=True, found=False,
-                                          detail="Mahak holds nothing of the order")
+                    return ReverseOutcome(
+                        reversed=True, found=False, detail="Mahak holds nothing of the order"
+                    )
                 visitor_id = await self._visitor_id()
                 person_id = await self._known_person(order)
                 try:
-                    result = await self._mahak.save_all_data(order_request(
-                        order, visitor_id=visitor_id, person_id=person_id, deleted=True,
-                        line_client_ids=[d.order_detail_client_id for d in held.live_lines()],
-                        with_receipt=held.live_receipt() is not None,
-                        fields=await self._outgoing_fields(visitor_id),
-                    ))
+                    result = await self._mahak.save_all_data(
+                        order_request(
+                            order,
+                            visitor_id=visitor_id,
+                            person_id=person_id,
+                            deleted=True,
+                            line_client_ids=held.live_line_client_ids(),
+                            with_receipt=held.live_receipt() is not None,
+                            fields=await self._outgoing_fields(visitor_id),
+                        )
+                    )
                     failures = result.failures()
                     if failures:
                         first = failures[0]
-                        detail = ("the order was already imported in Mahak"
-                                  if any(is_already_registered(f) for f in failures)
-                                  else redact(f"{first.collection}.{first.property}: "
-                                              f"{first.message}", order))
+                        detail = (
+                            "the order was already imported in Mahak"
+                            if any(is_already_registered(f) for f in failures)
+                            else redact(
+                                f"{first.collection}.{first.property}: {first.message}", order
+                            )
+                        )
                 except MahakPermanentError as err:
                     detail = _redacted(err, order).message
                 remaining = (await self._lookup.holding(order)).describe_live()
@@ -324,16 +402,20 @@ class OrderActivities:
         await orders.record_leftovers(self._pool, order.id, leftovers)
         if remaining:
             bound.warning("mahak reversal incomplete", remaining=remaining)
-            return ReverseOutcome(reversed=False, leftovers=remaining,
-                                  detail=(detail or "Mahak kept them")[:500])
+            return ReverseOutcome(
+                reversed=False, leftovers=remaining, detail=(detail or "Mahak kept them")[:500]
+            )
         return ReverseOutcome(reversed=True)
 
     async def _visitor_id(self) -> int:
         """The visitor this login acts as (logging in first when needed)."""
         visitor_id = (await self._mahak.login()).visitor_id
         if visitor_id is None:
-            raise ApplicationError("Mahak login reported no visitor id",
-                                   type=ErrorType.MAHAK_REFUSED, non_retryable=True)
+            raise ApplicationError(
+                "Mahak login reported no visitor id",
+                type=ErrorType.MAHAK_REFUSED,
+                non_retryable=True,
+            )
         return visitor_id
 
     async def _known_person(self, order: ShopOrder) -> int | None:
@@ -344,7 +426,9 @@ class OrderActivities:
             return customer.mahak_person_id
         return await mapping.mahak_id_for(self._pool, "people", customer.id)
 
-    async def _person_for(self, order: ShopOrder, visitor_id: int) -> tuple[int | None, SendOutcome | None]:
+    async def _person_for(
+        self, order: ShopOrder, visitor_id: int
+    ) -> tuple[int | None, SendOutcome | None]:
         """The customer's Mahak person id, creating the person (and its visitor link) first
         when the shop has never sent this customer."""
         known = await self._known_person(order)
@@ -353,16 +437,28 @@ class OrderActivities:
         customer = order.customer
         group_id = await self._person_group_id()
         if group_id is None:  # §10 (b): never send a person without a group
-            return None, SendOutcome(kind="rejected", failures=[MahakFailure(
-                collection="People", client_id=person_client_id(customer.id),
-                property="PersonGroupId", message=NO_PERSON_GROUP)])
+            return None, SendOutcome(
+                kind="rejected",
+                failures=[
+                    MahakFailure(
+                        collection="People",
+                        client_id=person_client_id(customer.id),
+                        property="PersonGroupId",
+                        message=NO_PERSON_GROUP,
+                    )
+                ],
+            )
         result = await self._mahak.save_all_data(
-            customer_request(customer, visitor_id=visitor_id, person_group_id=group_id))
+            customer_request(customer, visitor_id=visitor_id, person_group_id=group_id)
+        )
         person = result.for_client_id("People", person_client_id(customer.id))
         failures = [as_failure(f, order) for f in result.failures()]
         if person is None or not person.result or person.entity_id is None:
-            return None, SendOutcome(kind="rejected", failures=failures or [MahakFailure(
-                collection="People", message="Mahak did not create the customer")])
+            return None, SendOutcome(
+                kind="rejected",
+                failures=failures
+                or [MahakFailure(collection="People", message="Mahak did not create the customer")],
+            )
         await mapping.set_mapping(self._pool, "people", customer.id, person.entity_id)
         return person.entity_id, None
 
@@ -374,7 +470,8 @@ class OrderActivities:
         if self._discovered_group is None:
             groups = (await self._mahak.get_all_data({"person_groups": 0}))["person_groups"].rows
             self._discovered_group = next(
-                (g.person_group_id for g in groups if not g.deleted), None)
+                (g.person_group_id for g in groups if not g.deleted), None
+            )
         return self._discovered_group
 
     async def _outgoing_fields(self, visitor_id: int) -> OutgoingFields:
@@ -386,15 +483,29 @@ class OrderActivities:
             if self._cash_codes.get(visitor_id) is None:
                 visitors = (await self._mahak.get_all_data({"visitors": 0}))["visitors"].rows
                 self._cash_codes[visitor_id] = next(
-                    (v.cash_code for v in visitors
-                     if v.visitor_id == visitor_id and not v.deleted), None)
+                    (v.cash_code for v in visitors if v.visitor_id == visitor_id and not v.deleted),
+                    None,
+                )
             cash_code = self._cash_codes[visitor_id]
-        return OutgoingFields(tax_percent=settings.mahak_tax_percent,
-                              charge_percent=settings.mahak_charge_percent,
-                              cash_code=cash_code, bank_id=bank_id)
+        return OutgoingFields(
+            tax_percent=settings.mahak_tax_percent,
+            charge_percent=settings.mahak_charge_percent,
+            cash_code=cash_code,
+            bank_id=bank_id,
+        )
 
     def all(self) -> list[Any]:
-        return [self.load, self.begin_send, self.begin_compensation, self.send,
-                self.check_in_mahak, self.record_attempt, self.mark_synced, self.mark_dispute,
-                self.notify_staff, self.reverse_in_mahak, self.cancel_and_restock,
-                self.notify_customer]
+        return [
+            self.load,
+            self.begin_send,
+            self.begin_compensation,
+            self.send,
+            self.check_in_mahak,
+            self.record_attempt,
+            self.mark_synced,
+            self.mark_dispute,
+            self.notify_staff,
+            self.reverse_in_mahak,
+            self.cancel_and_restock,
+            self.notify_customer,
+        ]

@@ -28,7 +28,9 @@ def refund_idempotency_key(order_id: int) -> str:
 
 
 class PaymentActivities:
-    def __init__(self, pool: asyncpg.Pool, http: httpx.AsyncClient, gateway_url: str | None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, http: httpx.AsyncClient, gateway_url: str | None
+    ) -> None:
         self._pool = pool
         self._http = http
         self._gateway_url = gateway_url.rstrip("/") if gateway_url else None
@@ -41,35 +43,47 @@ class PaymentActivities:
         if order.payment_status != "paid" or not order.payment_ref:
             return RefundOutcome(refunded=False, required=False, detail="nothing was paid")
         if self._gateway_url is None:
-            return RefundOutcome(refunded=False, amount=order.amount,
-                                 detail="no payment gateway configured (PAYMENT_GATEWAY_URL)")
+            return RefundOutcome(
+                refunded=False,
+                amount=order.amount,
+                detail="no payment gateway configured (PAYMENT_GATEWAY_URL)",
+            )
         bound = log.bind(order_id=order_id)
         try:
-            response = await self._http.post(f"{self._gateway_url}/refunds", json={
-                "payment_ref": order.payment_ref,
-                "amount": str(order.amount),
-                "idempotency_key": refund_idempotency_key(order_id),
-            })
+            response = await self._http.post(
+                f"{self._gateway_url}/refunds",
+                json={
+                    "payment_ref": order.payment_ref,
+                    "amount": str(order.amount),
+                    "idempotency_key": refund_idempotency_key(order_id),
+                },
+            )
         except httpx.HTTPError as err:
             # Unknown outcome: the idempotency key makes the retry safe.
-            raise ApplicationError(f"payment gateway unreachable: {type(err).__name__}",
-                                   type="GatewayTransientError") from None
+            raise ApplicationError(
+                f"payment gateway unreachable: {type(err).__name__}", type="GatewayTransientError"
+            ) from None
         if response.status_code >= 500 or response.status_code in (408, 429):
-            raise ApplicationError(f"payment gateway answered {response.status_code}",
-                                   type="GatewayTransientError")
+            raise ApplicationError(
+                f"payment gateway answered {response.status_code}", type="GatewayTransientError"
+            )
         if response.status_code >= 400:
             bound.warning("refund refused", status=response.status_code)
-            return RefundOutcome(refunded=False, amount=order.amount,
-                                 detail=f"gateway refused the refund: HTTP {response.status_code} "
-                                        f"{response.text[:200]}")
+            return RefundOutcome(
+                refunded=False,
+                amount=order.amount,
+                detail=f"gateway refused the refund: HTTP {response.status_code} "
+                f"{response.text[:200]}",
+            )
         body: Any = response.json() if response.content else {}
         refund_id = None
         if isinstance(body, dict):
             refund_id = body.get("refund_id") or body.get("id")
         await orders.mark_refunded(self._pool, order_id)
         bound.info("refunded", refund_id=refund_id)
-        return RefundOutcome(refunded=True, refund_id=str(refund_id) if refund_id else None,
-                             amount=order.amount)
+        return RefundOutcome(
+            refunded=True, refund_id=str(refund_id) if refund_id else None, amount=order.amount
+        )
 
     def all(self) -> list[Any]:
         return [self.refund]

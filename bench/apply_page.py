@@ -72,10 +72,15 @@ def make_details(n: int, version_base: int) -> list[ProductDetail]:
     rnd = random.Random(42)
     return [
         ProductDetail(
-            product_detail_id=i, product_id=i // 3 + 1, row_version=version_base + i,
-            product_detail_code=i, barcode=f"62{i:011d}", properties='[{"C":1,"V":"red"}]',
+            product_detail_id=i,
+            product_id=i // 3 + 1,
+            row_version=version_base + i,
+            product_detail_code=i,
+            barcode=f"62{i:011d}",
+            properties='[{"C":1,"V":"red"}]',
             **{f"price{n}": round(rnd.uniform(1_000, 9_000_000), 0) for n in range(1, 11)},
-            discount=0.0, default_sell_price_level=1,
+            discount=0.0,
+            default_sell_price_level=1,
         )
         for i in range(1, n + 1)
     ]
@@ -84,6 +89,7 @@ def make_details(n: int, version_base: int) -> list[ProductDetail]:
 def _copy_text(rows: list[tuple], numeric: list[bool]) -> bytes:
     """COPY text for the baseline (speed irrelevant: built before the timer). Numbers go in
     as apply_page stores them: floats in numeric columns with 15 significant digits."""
+
     def cell(value: object, is_numeric: bool) -> str:
         if value is None:
             return "\\N"
@@ -91,13 +97,19 @@ def _copy_text(rows: list[tuple], numeric: list[bool]) -> bytes:
             return "t" if value else "f"
         if isinstance(value, float):
             return f"{value:.15g}" if is_numeric else repr(value)
-        return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        return (
+            str(value)
+            .replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
 
     return "".join("\t".join(map(cell, row, numeric)) + "\n" for row in rows).encode()
 
 
 def pages(rows: list, size: int) -> list[list]:
-    return [rows[i:i + size] for i in range(0, len(rows), size)]
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 async def timed(n: int, work: Callable[[], Awaitable[None]]) -> float:
@@ -113,16 +125,21 @@ async def run(dsn: str, n: int, page_size: int, repeat: int) -> None:
     try:
         first, newer = make_details(n, 1_000_000), make_details(n, 2_000_000)
         # The baselines get the best case: everything prepared outside the timer.
-        types = dict(await pool.fetch(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
-            " WHERE attrelid = $1::regclass",
-            m.table,
-        ))
+        types = dict(
+            await pool.fetch(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                " WHERE attrelid = $1::regclass",
+                m.table,
+            )
+        )
         numeric = [types[c] == "numeric" for c in m.columns]
         rows = [to_record(m, row, 1)[0] for row in first]
         texts = [memoryview(_copy_text(chunk, numeric)) for chunk in pages(rows, page_size)]
         records = [
-            [tuple(Decimal(f"{v:.15g}") if isinstance(v, float) else v for v in row) for row in chunk]
+            [
+                tuple(Decimal(f"{v:.15g}") if isinstance(v, float) else v for v in row)
+                for row in chunk
+            ]
             for chunk in pages(rows, page_size)
         ]
 
@@ -139,11 +156,17 @@ async def run(dsn: str, n: int, page_size: int, repeat: int) -> None:
                         await conn.copy_records_to_table(m.table, records=chunk, columns=m.columns)
 
         def applying(rows: list[ProductDetail]) -> Callable[[], Awaitable[None]]:
-            batches = [EntityBatch(entity="product_details", rows=chunk) for chunk in pages(rows, page_size)]
+            batches = [
+                EntityBatch(entity="product_details", rows=chunk)
+                for chunk in pages(rows, page_size)
+            ]
 
             async def work() -> None:
                 for batch in batches:
-                    await apply_page(pool, batch, new_cursor=batch.rows[-1].row_version, price_level=1)
+                    await apply_page(
+                        pool, batch, new_cursor=batch.rows[-1].row_version, price_level=1
+                    )
+
             return work
 
         async def empty_table() -> None:
@@ -151,8 +174,11 @@ async def run(dsn: str, n: int, page_size: int, repeat: int) -> None:
             await pool.execute(f"VACUUM ANALYZE {m.table}")
 
         scenarios: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("raw text", raw_text), ("raw bin", raw_binary),
-            ("insert", applying(first)), ("update", applying(newer)), ("replay", applying(newer)),
+            ("raw text", raw_text),
+            ("raw bin", raw_binary),
+            ("insert", applying(first)),
+            ("update", applying(newer)),
+            ("replay", applying(newer)),
         ]
         rates: dict[str, list[float]] = {label: [] for label, _work in scenarios}
         for _ in range(repeat):
@@ -160,14 +186,19 @@ async def run(dsn: str, n: int, page_size: int, repeat: int) -> None:
                 if label in ("raw text", "raw bin", "insert"):
                     await empty_table()
                 rates[label].append(await timed(n, work))
-            assert await pool.fetchval(f"SELECT count(*) FROM {m.table} WHERE row_version > 2000000") == n
+            assert (
+                await pool.fetchval(f"SELECT count(*) FROM {m.table} WHERE row_version > 2000000")
+                == n
+            )
 
         medians = {label: statistics.median(values) for label, values in rates.items()}
         baseline = max(medians["raw text"], medians["raw bin"])
         print(f"{n} product details, pages of {page_size}, median of {repeat} runs:")
         for label, rate in medians.items():
             runs = " ".join(f"{r:,.0f}" for r in rates[label])
-            print(f"  {label:<9} {rate:>10,.0f} rows/s   {rate / baseline:5.2f} x raw   (runs: {runs})")
+            print(
+                f"  {label:<9} {rate:>10,.0f} rows/s   {rate / baseline:5.2f} x raw   (runs: {runs})"
+            )
     finally:
         await pool.close()
 
@@ -177,7 +208,9 @@ async def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--page-size", type=int, default=2_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--dsn", help="server DSN (superuser); default: a temporary embedded server")
+    parser.add_argument(
+        "--dsn", help="server DSN (superuser); default: a temporary embedded server"
+    )
     args = parser.parse_args()
 
     root = None

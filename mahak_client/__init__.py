@@ -46,5 +46,6 @@ __all__ = [
     "drain",
     "is_already_registered",
     "iter_pages",
+    "parse_retry_after",
     "probe_paging",
 ]

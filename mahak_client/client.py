@@ -171,7 +171,9 @@ class MahakClient:
                 login, now=time.time(), refresh_margin=self._refresh_margin
             )
             self._log.info(
-                "mahak.login", endpoint=self._login_endpoint, visitor_id=login.visitor_id,
+                "mahak.login",
+                endpoint=self._login_endpoint,
+                visitor_id=login.visitor_id,
                 database_id=login.database_id,
             )
             return login
@@ -198,7 +200,9 @@ class MahakClient:
         response = await self._send(endpoint, self._login_body(), token=None)
         if response.status_code in (401, 403):
             raise MahakAuthError(
-                "login refused", endpoint=endpoint, status_code=response.status_code,
+                "login refused",
+                endpoint=endpoint,
+                status_code=response.status_code,
                 mahak_message=self._error_message(response),
             )
         self._raise_for_status(endpoint, response)
@@ -214,7 +218,9 @@ class MahakClient:
             self._session.token if self._session else None,
         ]
 
-    async def _send(self, endpoint: str, body: dict[str, Any], *, token: str | None) -> httpx.Response:
+    async def _send(
+        self, endpoint: str, body: dict[str, Any], *, token: str | None
+    ) -> httpx.Response:
         headers = dict(_HEADERS)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -247,13 +253,17 @@ class MahakClient:
         message = self._error_message(response)
         if status in (408, 429) or status >= 500:
             raise MahakTransientError(
-                "server busy or failing", endpoint=endpoint, status_code=status,
+                "server busy or failing",
+                endpoint=endpoint,
+                status_code=status,
                 mahak_message=message,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
             )
         if status == 401:
             raise MahakTransientError(
-                "unauthorized even after a fresh login", endpoint=endpoint, status_code=status,
+                "unauthorized even after a fresh login",
+                endpoint=endpoint,
+                status_code=status,
                 mahak_message=message,
             )
         raise MahakPermanentError(
@@ -263,12 +273,13 @@ class MahakClient:
     @staticmethod
     def _decode(endpoint: str, response: httpx.Response) -> Any:
         return envelope.load_json(
-            endpoint, response.content, status=response.status_code,
+            endpoint,
+            response.content,
+            status=response.status_code,
             content_type=response.headers.get("Content-Type"),
         )
 
-    async def _call(self, endpoint: str, body: dict[str, Any],
-                    parse: Callable[..., _T]) -> _T:
+    async def _call(self, endpoint: str, body: dict[str, Any], parse: Callable[..., _T]) -> _T:
         """POST an authenticated call (one transparent re-login on 401), classify, parse."""
         try:
             login = await self.login()
@@ -297,23 +308,25 @@ class MahakClient:
             return {}
         specs = [entity(name) for name in from_versions]
         login = await self.login()
-        body: dict[str, Any] = {
-            spec.request_field: int(from_versions[spec.name]) for spec in specs
-        }
+        body: dict[str, Any] = {spec.request_field: int(from_versions[spec.name]) for spec in specs}
         if page_size is not None:
             body["pageSize"] = int(page_size)
         if login.visitor_id is not None:
             body["currentVisitorId"] = login.visitor_id
         names = [spec.name for spec in specs]
         batches = await self._call(
-            self._data_path("GetAllData"), body,
+            self._data_path("GetAllData"),
+            body,
             lambda endpoint, payload, status: envelope.parse_get_all_data(
-                endpoint, payload, names, status=status),
+                endpoint, payload, names, status=status
+            ),
         )
         for name, batch in batches.items():
             if batch.rejected:
                 self._log.warning(
-                    "mahak.rows_rejected", entity=name, count=len(batch.rejected),
+                    "mahak.rows_rejected",
+                    entity=name,
+                    count=len(batch.rejected),
                     first_error=batch.rejected[0].error,
                 )
         return batches
@@ -329,9 +342,10 @@ class MahakClient:
         failures = result.failures()
         if failures:
             self._log.warning(
-                "mahak.save_partial_failure", failed=len(failures),
+                "mahak.save_partial_failure",
+                failed=len(failures),
                 first=f"{failures[0].collection}[{failures[0].index}] "
-                      f"{failures[0].property}: {failures[0].message}",
+                f"{failures[0].property}: {failures[0].message}",
             )
         return result
 
@@ -369,7 +383,7 @@ class MahakClient:
         }
         ok, message, code = await self._call(endpoint, body, envelope.parse_outcome)
         if not ok:
-            self._log.warning("mahak.solve_dispute_refused", entity=name, message=message,
-                              code=code)
+            self._log.warning(
+                "mahak.solve_dispute_refused", entity=name, message=message, code=code
+            )
         return ok
-

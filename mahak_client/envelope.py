@@ -141,8 +141,11 @@ def unwrap(endpoint: str, payload: Any, *, status: int | None = None) -> Any:
     if not _result_flag(endpoint, payload, status):
         message, code = mahak_message(payload)
         raise MahakPermanentError(
-            "request refused", endpoint=endpoint, status_code=status,
-            mahak_message=message, code=code,
+            "request refused",
+            endpoint=endpoint,
+            status_code=status,
+            mahak_message=message,
+            code=code,
         )
     return field(payload, "Data")
 
@@ -152,19 +155,31 @@ def unwrap(endpoint: str, payload: Any, *, status: int | None = None) -> Any:
 
 # Login fields we only show to operators; the token, visitor and database ids are used.
 _DISPLAY_ONLY_LOGIN_FIELDS = {
-    "sync_id", "user_title", "mahak_id", "server_time", "package_no", "credit_day"}
+    "sync_id",
+    "user_title",
+    "mahak_id",
+    "server_time",
+    "package_no",
+    "credit_day",
+}
 
 
 def parse_login(endpoint: str, payload: Any, *, status: int | None = None) -> LoginData:
     if not _result_flag(endpoint, payload, status):
         message, code = mahak_message(payload)
         raise MahakAuthError(
-            "login refused", endpoint=endpoint, status_code=status,
-            mahak_message=message or "no reason given", code=code,
+            "login refused",
+            endpoint=endpoint,
+            status_code=status,
+            mahak_message=message or "no reason given",
+            code=code,
         )
     data = field(payload, "Data")
-    if not isinstance(data, dict) or not isinstance(field(data, "UserToken"), str) \
-            or not field(data, "UserToken"):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(field(data, "UserToken"), str)
+        or not field(data, "UserToken")
+    ):
         raise MahakProtocolError(
             "login succeeded but carries no `Data.UserToken`", endpoint=endpoint, status_code=status
         )
@@ -176,11 +191,13 @@ def parse_login(endpoint: str, payload: Any, *, status: int | None = None) -> Lo
         # Their formats are not documented for Login; an odd one must not stop the sync.
         drop = {fold_key(name) for name in bad}
         return LoginData.model_validate(
-            {k: v for k, v in data.items() if not (isinstance(k, str) and fold_key(k) in drop)})
+            {k: v for k, v in data.items() if not (isinstance(k, str) and fold_key(k) in drop)}
+        )
     # Never echo the input: it holds the token.
     raise MahakProtocolError(
         f"login data does not validate ({', '.join(sorted(bad))})",
-        endpoint=endpoint, status_code=status,
+        endpoint=endpoint,
+        status_code=status,
     )
 
 
@@ -195,15 +212,17 @@ def _validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _validate_each(model: type[_M], items: list[Any], what: str, endpoint: str,
-                   status: int | None) -> list[_M]:
+def _validate_each(
+    model: type[_M], items: list[Any], what: str, endpoint: str, status: int | None
+) -> list[_M]:
     """All of `items` as `model`, or one protocol error naming what did not validate."""
     try:
         return [model.model_validate(item) for item in items]
     except ValidationError as exc:
         raise MahakProtocolError(
             f"{what} does not validate ({_validation_summary(exc)})",
-            endpoint=endpoint, status_code=status,
+            endpoint=endpoint,
+            status_code=status,
         ) from None
 
 
@@ -224,9 +243,13 @@ def _as_delete(spec: EntitySpec, raw: dict[str, Any], exc: ValidationError) -> S
         row = spec.model.model_validate(kept)
     except ValidationError:
         return None
-    _log.warning("mahak.deleted_row_bad_values", entity=spec.name,
-                 mahak_id=getattr(row, spec.id_field), row_version=row.row_version,
-                 quarantined=_validation_summary(exc))
+    _log.warning(
+        "mahak.deleted_row_bad_values",
+        entity=spec.name,
+        mahak_id=getattr(row, spec.id_field),
+        row_version=row.row_version,
+        quarantined=_validation_summary(exc),
+    )
     return row
 
 
@@ -289,7 +312,8 @@ def parse_get_all_data(
             if not isinstance(raw, dict):
                 raise MahakProtocolError(
                     f"`{spec.collection}[{i}]` is not an object",
-                    endpoint=endpoint, status_code=status,
+                    endpoint=endpoint,
+                    status_code=status,
                 )
         out[name] = _batch(spec, rows)
     return out
@@ -309,12 +333,13 @@ def parse_save_all_data(
     if objects is None:
         if not ok:
             raise MahakPermanentError(
-                "request refused", endpoint=endpoint, status_code=status,
-                mahak_message=message, code=code,
+                "request refused",
+                endpoint=endpoint,
+                status_code=status,
+                mahak_message=message,
+                code=code,
             )
-        raise MahakProtocolError(
-            "`Data.Objects` is missing", endpoint=endpoint, status_code=status
-        )
+        raise MahakProtocolError("`Data.Objects` is missing", endpoint=endpoint, status_code=status)
     if not isinstance(objects, dict):
         raise MahakProtocolError(
             "`Data.Objects` is not an object", endpoint=endpoint, status_code=status
@@ -331,7 +356,8 @@ def parse_save_all_data(
                 f"`{name}.Results` is not a list", endpoint=endpoint, status_code=status
             )
         collections[str(name)] = _validate_each(
-            EntityUpdateResult, results, f"`{name}.Results`", endpoint, status)
+            EntityUpdateResult, results, f"`{name}.Results`", endpoint, status
+        )
     return SaveAllDataResult(result=ok, collections=collections, message=message)
 
 
@@ -343,8 +369,13 @@ def parse_solve_order_dispute(
 ) -> SolveOrderDisputeResult:
     ok = _result_flag(endpoint, payload, status)
     message, _code = mahak_message(payload)
-    items = _validate_each(OrderDisputeOutcome, dispute_rows(field(payload, "Data")),
-                           "a dispute result", endpoint, status)
+    items = _validate_each(
+        OrderDisputeOutcome,
+        dispute_rows(field(payload, "Data")),
+        "a dispute result",
+        endpoint,
+        status,
+    )
     return SolveOrderDisputeResult(result=ok, message=message, items=items)
 
 

@@ -15,8 +15,16 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, PlainSerializer
 
-from .types import IRAN_TZ, MahakBool, MahakFloat, MahakInt, MahakModel, MahakText, fold_key
-from .types import parse_mahak_datetime
+from .types import (
+    IRAN_TZ,
+    MahakBool,
+    MahakFloat,
+    MahakInt,
+    MahakModel,
+    MahakText,
+    fold_key,
+    parse_mahak_datetime,
+)
 
 # --- Dates (shared/mahak-api.md §1.1) ------------------------------------------------------
 # Mahak's clock is Iran wall-clock time. The tz database zone, not a fixed +03:30: Iran kept
@@ -322,8 +330,9 @@ class EntitySpec:
     dispute_name: str  # `entityName` for SolveDispute
 
 
-def _spec(name: str, collection: str, request: str, model: type[SyncedRow], id_field: str,
-          dispute: str) -> EntitySpec:
+def _spec(
+    name: str, collection: str, request: str, model: type[SyncedRow], id_field: str, dispute: str
+) -> EntitySpec:
     return EntitySpec(name, collection, request, model, id_field, dispute)
 
 
@@ -331,29 +340,76 @@ ENTITIES: dict[str, EntitySpec] = {
     s.name: s
     for s in (
         _spec("stores", "Stores", "fromStoreVersion", Store, "store_id", "store"),
-        _spec("product_categories", "ProductCategories", "fromProductCategoryVersion",
-              ProductCategory, "product_category_id", "productCategory"),
+        _spec(
+            "product_categories",
+            "ProductCategories",
+            "fromProductCategoryVersion",
+            ProductCategory,
+            "product_category_id",
+            "productCategory",
+        ),
         _spec("products", "Products", "fromProductVersion", Product, "product_id", "product"),
-        _spec("product_details", "ProductDetails", "fromProductDetailVersion", ProductDetail,
-              "product_detail_id", "ProductDetail"),
-        _spec("visitor_products", "VisitorProducts", "fromVisitorProductVersion", VisitorProduct,
-              "visitor_product_id", "visitorProduct"),
-        _spec("product_detail_store_assets", "ProductDetailStoreAssets",
-              "fromProductDetailStoreAssetVersion", ProductDetailStoreAsset,
-              "product_detail_store_asset_id", "ProductDetailStoreAsset"),
+        _spec(
+            "product_details",
+            "ProductDetails",
+            "fromProductDetailVersion",
+            ProductDetail,
+            "product_detail_id",
+            "ProductDetail",
+        ),
+        _spec(
+            "visitor_products",
+            "VisitorProducts",
+            "fromVisitorProductVersion",
+            VisitorProduct,
+            "visitor_product_id",
+            "visitorProduct",
+        ),
+        _spec(
+            "product_detail_store_assets",
+            "ProductDetailStoreAssets",
+            "fromProductDetailStoreAssetVersion",
+            ProductDetailStoreAsset,
+            "product_detail_store_asset_id",
+            "ProductDetailStoreAsset",
+        ),
         _spec("pictures", "Pictures", "fromPictureVersion", Picture, "picture_id", "picture"),
-        _spec("photo_galleries", "PhotoGalleries", "fromPhotoGalleryVersion", PhotoGallery,
-              "photo_gallery_id", "PhotoGallery"),
+        _spec(
+            "photo_galleries",
+            "PhotoGalleries",
+            "fromPhotoGalleryVersion",
+            PhotoGallery,
+            "photo_gallery_id",
+            "PhotoGallery",
+        ),
         _spec("people", "People", "fromPersonVersion", Person, "person_id", "person"),
-        _spec("visitor_people", "VisitorPeople", "fromVisitorPersonVersion", VisitorPerson,
-              "visitor_person_id", "visitorPerson"),
+        _spec(
+            "visitor_people",
+            "VisitorPeople",
+            "fromVisitorPersonVersion",
+            VisitorPerson,
+            "visitor_person_id",
+            "visitorPerson",
+        ),
         _spec("orders", "Orders", "fromOrderVersion", Order, "order_id", "order"),
-        _spec("order_details", "OrderDetails", "fromOrderDetailVersion", OrderDetail,
-              "order_detail_id", "orderDetail"),
+        _spec(
+            "order_details",
+            "OrderDetails",
+            "fromOrderDetailVersion",
+            OrderDetail,
+            "order_detail_id",
+            "orderDetail",
+        ),
         _spec("receipts", "Receipts", "fromReceiptVersion", Receipt, "receipt_id", "receipt"),
         # Read by the order activities only (the person group and cash box of a send).
-        _spec("person_groups", "PersonGroups", "fromPersonGroupVersion", PersonGroup,
-              "person_group_id", "personGroup"),
+        _spec(
+            "person_groups",
+            "PersonGroups",
+            "fromPersonGroupVersion",
+            PersonGroup,
+            "person_group_id",
+            "personGroup",
+        ),
         _spec("visitors", "Visitors", "fromVisitorVersion", Visitor, "visitor_id", "visitor"),
     )
 }

@@ -91,7 +91,8 @@ class PagerStats:
 
 
 def _version(item: Any) -> int | None:
-    return item.row_version
+    version: int | None = item.row_version
+    return version
 
 
 def _fingerprint(row: RejectedRow) -> str:
@@ -153,8 +154,14 @@ async def iter_pages(
             raise fail(f"GetAllData from {asked} with pageSize {size}: the answer {reason}")
         stats.reread += received
         stats.checks_failed.append(reason)
-        log.warning("mahak.page_reread", entity=entity, reason=reason, rows=received,
-                    from_version=asked, page_size=size)
+        log.warning(
+            "mahak.page_reread",
+            entity=entity,
+            reason=reason,
+            rows=received,
+            from_version=asked,
+            page_size=size,
+        )
         size = None
 
     def emit(items: list[Any]) -> list[Any]:
@@ -164,7 +171,12 @@ async def iter_pages(
             if key in handed:
                 continue  # this drain handed it on already (a run held back, a re-read)
             version = _version(item)
-            if not include_held and from_version > 0 and version is not None and version <= from_version:
+            if (
+                not include_held
+                and from_version > 0
+                and version is not None
+                and version <= from_version
+            ):
                 stats.dropped += 1
                 continue
             handed.add(key)
@@ -183,10 +195,20 @@ async def iter_pages(
             continue
         unordered = problem is not None and "ascending" in problem
         if problem is not None:
-            log.warning("mahak.page_unchecked", entity=entity, reason=problem, rows=received,
-                        from_version=asked)
-        if (unordered and failed_capped is not None and received >= evidence.most_rows
-                and received <= failed_capped[0] < failed_capped[1] and asked > 0):
+            log.warning(
+                "mahak.page_unchecked",
+                entity=entity,
+                reason=problem,
+                rows=received,
+                from_version=asked,
+            )
+        if (
+            unordered
+            and failed_capped is not None
+            and received >= evidence.most_rows
+            and received <= failed_capped[0] < failed_capped[1]
+            and asked > 0
+        ):
             # Short and out of order with pageSize, no longer without, and as long as any list
             # the server ever sent: a silent cap may have cut both. The whole entity (from 0,
             # once) tells: if it is longer, no cap cut this answer.
@@ -197,24 +219,33 @@ async def iter_pages(
             log.warning("mahak.cap_probe", entity=entity, rows=probe, answer=received)
             evidence.most_rows = max(evidence.most_rows, probe)
         most_before = evidence.most_rows
-        if (unordered and failed_capped is not None and received >= most_before
-                and received <= failed_capped[0] < failed_capped[1]):
+        if (
+            unordered
+            and failed_capped is not None
+            and received >= most_before
+            and received <= failed_capped[0] < failed_capped[1]
+        ):
             # Short and out of order with pageSize, no longer without, and as long as any list
             # the server ever sent: a cap may cut both, and an unordered cut answer cannot be
             # paged.
-            raise fail(f"GetAllData from {asked} answers {received} rows out of RowVersion order "
-                       f"with or without pageSize: a server cap cuts lists at an unknown place")
+            raise fail(
+                f"GetAllData from {asked} answers {received} rows out of RowVersion order "
+                f"with or without pageSize: a server cap cuts lists at an unknown place"
+            )
         evidence.most_rows = max(most_before, received)
 
-        ordered = sorted([i for i in [*page.rows, *page.rejected] if _version(i) is not None],
-                         key=_version)  # type: ignore[arg-type,return-value]
+        versioned = sorted(
+            ((v, i) for i in [*page.rows, *page.rejected] if (v := _version(i)) is not None),
+            key=lambda pair: pair[0],
+        )
         unversioned = [r for r in page.rejected if r.row_version is None]
-        old = [i for i in ordered if _version(i) <= done]  # type: ignore[operator]
-        new = [i for i in ordered if _version(i) > done]  # type: ignore[operator]
-        stats.below_bound += sum(1 for i in old if asked > 0 and _version(i) < asked)  # type: ignore[operator]
+        old = [i for v, i in versioned if v <= done]
+        new = [i for v, i in versioned if v > done]
+        new_versions = [v for v, _ in versioned if v > done]
+        stats.below_bound += sum(1 for v, _ in versioned if v <= done and 0 < asked and v < asked)
         full = size is not None and received >= size
-        top = _version(new[-1]) if new else None
-        one_run = bool(new) and _version(new[0]) == top
+        top = new_versions[-1] if new_versions else None
+        one_run = bool(new_versions) and new_versions[0] == top
 
         if unordered:
             cut = False  # taken whole (see the module's residual assumptions)
@@ -230,12 +261,13 @@ async def iter_pages(
             return
 
         assert top is not None or full
-        below_top = [i for i in new if _version(i) < top] if top is not None else []  # type: ignore[operator]
+        below_top = [i for v, i in zip(new_versions, new) if top is not None and v < top]
         if below_top:
             out = emit([*old, *below_top, *unversioned])
             if out:
                 yield _to_batch(entity, out)
-            done = top - 1  # type: ignore[operator]  # all rows below `top` were on this page
+            assert top is not None
+            done = top - 1  # all rows below `top` were on this page
             continue
 
         out = emit([*old, *unversioned])
@@ -248,8 +280,11 @@ async def iter_pages(
             size = min(size * 2, max_page_size)
             continue
         if size is not None:
-            read_again(f"may have been cut inside RowVersion {top if top is not None else asked}",
-                       received, asked)
+            read_again(
+                f"may have been cut inside RowVersion {top if top is not None else asked}",
+                received,
+                asked,
+            )
             continue
         # Without pageSize: the rows at the bound and one run at `done + 1`. Hand the run on
         # and ask from it: an inclusive server sends it whole again.
@@ -287,8 +322,14 @@ async def drain(
     evidence = evidence if evidence is not None else PagingEvidence()
     for name, from_version in from_versions.items():
         async for batch in iter_pages(
-            client, name, from_version, page_size, max_page_size=max_page_size,
-            include_held=include_held, stats=stats, evidence=evidence,
+            client,
+            name,
+            from_version,
+            page_size,
+            max_page_size=max_page_size,
+            include_held=include_held,
+            stats=stats,
+            evidence=evidence,
         ):
             yield batch
 

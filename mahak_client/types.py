@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, model_validator
@@ -54,14 +54,20 @@ def parse_mahak_datetime(value: Any) -> Any:
         tz = IRAN_TZ
         if offset:
             if offset == "Z":
-                tz = timezone.utc
+                tz = UTC
             else:
                 sign = 1 if offset[0] == "+" else -1
                 digits = offset[1:].replace(":", "")
                 tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
         return datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-            micro, tzinfo=tz,
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micro,
+            tzinfo=tz,
         )
     raise ValueError(f"not a Mahak timestamp: {type(value).__name__}")
 

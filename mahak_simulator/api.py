@@ -31,8 +31,17 @@ if TYPE_CHECKING:
     from .app import Simulation
 
 SYNC_PREFIX = "/API/v3/Sync"
-SYNC_ENDPOINTS = ("Login", "LoginV2", "GetAllData", "GetAllDataV2", "SaveAllData", "SaveAllDataV2",
-                  "SolveDispute", "SolveOrderDispute", "Upload")
+SYNC_ENDPOINTS = (
+    "Login",
+    "LoginV2",
+    "GetAllData",
+    "GetAllDataV2",
+    "SaveAllData",
+    "SaveAllDataV2",
+    "SolveDispute",
+    "SolveOrderDispute",
+    "Upload",
+)
 # ASP.NET routes are case-insensitive: `/api/v3/sync/login` reaches Login.
 _CANONICAL = {f"{SYNC_PREFIX}/{name}".lower(): f"{SYNC_PREFIX}/{name}" for name in SYNC_ENDPOINTS}
 
@@ -65,7 +74,9 @@ _INVALID = "One or more validation errors occurred."
 
 def _problem(status: int, title: str, errors: dict[str, list[str]] | None = None) -> Response:
     """ASP.NET's problem-details answer to a request it could not bind."""
-    return mahak_json({"title": title, "status": status, **({"errors": errors} if errors else {})}, status)
+    return mahak_json(
+        {"title": title, "status": status, **({"errors": errors} if errors else {})}, status
+    )
 
 
 class _BadRequest(Exception):
@@ -77,7 +88,8 @@ class _BadRequest(Exception):
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media in ("application/json", "text/json") or (
-        media.startswith("application/") and media.endswith("+json"))
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -101,7 +113,9 @@ def _read_int(folded: dict[str, Any], name: str) -> int | None:
     return coerce(name, "i", folded.get(fold(name)))
 
 
-Handler = Callable[["Simulation", Request, dict[str, Any], "dict[str, Any] | None"], Awaitable[Response]]
+Handler = Callable[
+    ["Simulation", Request, dict[str, Any], "dict[str, Any] | None"], Awaitable[Response]
+]
 
 
 def _endpoint(handler: Handler, *, authenticated: bool = True, json_body: bool = True) -> Any:
@@ -135,8 +149,12 @@ async def login(sim: Simulation, request: Request, body: dict[str, Any], _: Any)
     folded = _folded(body)
     username, password = folded.get("username"), folded.get("password")
     message = None
-    if not (isinstance(username, str) and username.strip().casefold() == cfg.username.casefold()
-            and isinstance(password, (str, int)) and sim.check_password(str(password))):
+    if not (
+        isinstance(username, str)
+        and username.strip().casefold() == cfg.username.casefold()
+        and isinstance(password, (str, int))
+        and sim.check_password(str(password))
+    ):
         message = BAD_CREDENTIALS
     elif _read_int(folded, "databaseId") not in (None, 0, cfg.database_id):
         message = BAD_DATABASE
@@ -148,13 +166,29 @@ async def login(sim: Simulation, request: Request, body: dict[str, Any], _: Any)
             return mahak_json(UNAUTHORIZED, 401)
         return _answer(sim, {"Result": False, "Code": 1001, "Message": message, "Data": None})
     token, claims = sim.issue_token(request.client.host if request.client else "127.0.0.1")
-    return _answer(sim, {"Result": True, "Code": 0, "Message": None, "Data": {
-        "UserToken": token, "SyncId": cfg.sync_id, "VisitorId": cfg.visitor_id,
-        "DatabaseId": cfg.database_id, "ErrorCode": 0, "ErrorMessage": None,
-        "UserTitle": cfg.user_title, "MahakId": claims["MahakID"], "ServerTime": mahak_time(),
-        "PackageNo": int(cfg.package_no) if cfg.package_no.isdigit() else cfg.package_no,
-        "CreditDay": cfg.credit_day, "HasRadara": False, "WithDataTransfer": True,
-    }})
+    return _answer(
+        sim,
+        {
+            "Result": True,
+            "Code": 0,
+            "Message": None,
+            "Data": {
+                "UserToken": token,
+                "SyncId": cfg.sync_id,
+                "VisitorId": cfg.visitor_id,
+                "DatabaseId": cfg.database_id,
+                "ErrorCode": 0,
+                "ErrorMessage": None,
+                "UserTitle": cfg.user_title,
+                "MahakId": claims["MahakID"],
+                "ServerTime": mahak_time(),
+                "PackageNo": int(cfg.package_no) if cfg.package_no.isdigit() else cfg.package_no,
+                "CreditDay": cfg.credit_day,
+                "HasRadara": False,
+                "WithDataTransfer": True,
+            },
+        },
+    )
 
 
 async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: Any) -> Response:
@@ -169,10 +203,18 @@ async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: An
     cfg = sim.config
     with sim.state.lock:
         objects = {
-            name: None if from_version is None else sim.state.query(
-                name, from_version, boundary=cfg.boundary, page_size=page_size if page_size and page_size > 0 else None,
+            name: None
+            if from_version is None
+            else sim.state.query(
+                name,
+                from_version,
+                boundary=cfg.boundary,
+                page_size=page_size if page_size and page_size > 0 else None,
                 order_types=[t for t in order_types if t is not None] if name == "Orders" else None,
-                page_order=cfg.page_order, server_cap=cfg.server_cap, stray_row=cfg.stray_row)
+                page_order=cfg.page_order,
+                server_cap=cfg.server_cap,
+                stray_row=cfg.stray_row,
+            )
             for name, from_version in wanted.items()
         }
         sim.state.commit_tick()  # late commits (§11.3) draw one request nearer
@@ -182,8 +224,11 @@ async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: An
 async def save_all(sim: Simulation, _: Request, body: dict[str, Any], claims: Any) -> Response:
     ok, objects = save_all_data(sim.state, sim.config, body, visitor_id=_token_visitor(claims))
     if not ok:
-        failed = {name: sum(not r["Result"] for r in c["Results"]) for name, c in objects.items()
-                  if any(not r["Result"] for r in c["Results"])}
+        failed = {
+            name: sum(not r["Result"] for r in c["Results"])
+            for name, c in objects.items()
+            if any(not r["Result"] for r in c["Results"])
+        }
         log.info("simulated SaveAllData partial failure", failed=failed)
     return _answer(sim, {"Result": ok, "Data": {"Objects": objects}})
 
@@ -196,15 +241,25 @@ def _check_database(sim: Simulation, folded: dict[str, Any]) -> Response | None:
 
 async def dispute(sim: Simulation, _: Request, body: dict[str, Any], __: Any) -> Response:
     folded = _folded(body)
-    return _check_database(sim, folded) or _answer(sim, solve_dispute(
-        sim.state, str(folded.get("entityname") or ""), folded.get("disputeitems") or [],
-        answer=sim.config.dispute_answer))
+    return _check_database(sim, folded) or _answer(
+        sim,
+        solve_dispute(
+            sim.state,
+            str(folded.get("entityname") or ""),
+            folded.get("disputeitems") or [],
+            answer=sim.config.dispute_answer,
+        ),
+    )
 
 
 async def order_dispute(sim: Simulation, _: Request, body: dict[str, Any], __: Any) -> Response:
     folded = _folded(body)
-    return _check_database(sim, folded) or _answer(sim, solve_order_dispute(
-        sim.state, folded.get("disputeitems") or [], answer=sim.config.dispute_answer))
+    return _check_database(sim, folded) or _answer(
+        sim,
+        solve_order_dispute(
+            sim.state, folded.get("disputeitems") or [], answer=sim.config.dispute_answer
+        ),
+    )
 
 
 async def upload(sim: Simulation, _: Request, __: dict[str, Any], ___: Any) -> Response:
@@ -220,5 +275,7 @@ def routes() -> list[Route]:
         "SolveOrderDispute": _endpoint(order_dispute),
         "Upload": _endpoint(upload, json_body=False),
     }
-    return [Route(f"{SYNC_PREFIX}/{name}", handlers[name.removesuffix("V2")], methods=["POST"])
-            for name in SYNC_ENDPOINTS]
+    return [
+        Route(f"{SYNC_PREFIX}/{name}", handlers[name.removesuffix("V2")], methods=["POST"])
+        for name in SYNC_ENDPOINTS
+    ]

@@ -46,8 +46,13 @@ class Simulation:
             self.gateway.clear()
             seed_base(self.state, self.config)
             if self.config.seed_products:
-                seed_catalog(self.state, self.config, SeedRequest(
-                    products=self.config.seed_products, stores=2, categories=3, people=3))
+                seed_catalog(
+                    self.state,
+                    self.config,
+                    SeedRequest(
+                        products=self.config.seed_products, stores=2, categories=3, people=3
+                    ),
+                )
 
     # --- credentials -----------------------------------------------------------------------
 
@@ -62,10 +67,15 @@ class Simulation:
     def issue_token(self, client_ip: str) -> tuple[str, dict[str, Any]]:
         cfg = self.config
         token, claims = issue_token(
-            cfg.jwt_secret.get_secret_value(), username=cfg.username,
+            cfg.jwt_secret.get_secret_value(),
+            username=cfg.username,
             password_md5_hex=self._password_md5,
-            database_id=cfg.database_id, visitor_id=cfg.visitor_id, sync_id=cfg.sync_id,
-            package_no=cfg.package_no, credit_day=cfg.credit_day, client_ip=client_ip,
+            database_id=cfg.database_id,
+            visitor_id=cfg.visitor_id,
+            sync_id=cfg.sync_id,
+            package_no=cfg.package_no,
+            credit_day=cfg.credit_day,
+            client_ip=client_ip,
             lifetime_seconds=cfg.token_lifetime_seconds,
         )
         with self.state.lock:

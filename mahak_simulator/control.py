@@ -23,8 +23,8 @@ from .config import ProtocolModes
 from .faults import FaultSpec
 from .schema import mahak_time, number, resolve_collection
 from .seed import SeedRequest, SeedResult, seed_catalog
-from .stock import adjust, available, set_count
 from .state import UnknownRow
+from .stock import adjust, available, set_count
 
 if TYPE_CHECKING:
     from .app import Simulation
@@ -84,7 +84,8 @@ class RowRequest(BaseModel):
 # The body of `POST /_sim/config`: any knob of `ProtocolModes`, None leaving it as it is; an
 # unknown knob is refused. The answer is the knobs as they are after the change.
 ConfigRequest = create_model(
-    "ConfigRequest", __config__=ConfigDict(extra="forbid"),
+    "ConfigRequest",
+    __config__=ConfigDict(extra="forbid"),
     **{name: (field.annotation | None, None) for name, field in ProtocolModes.model_fields.items()},
 )
 
@@ -148,8 +149,11 @@ def _stock(sim: Simulation, body: StockRequest) -> dict[str, Any]:
 
 
 def _price(sim: Simulation, body: PriceRequest) -> dict[str, Any]:
-    return sim.state.update("ProductDetails", body.product_detail_id,
-                            **{f"Price{body.level}": number(float(body.price))})
+    return sim.state.update(
+        "ProductDetails",
+        body.product_detail_id,
+        **{f"Price{body.level}": number(float(body.price))},
+    )
 
 
 def _delete(sim: Simulation, body: DeleteRequest) -> dict[str, Any]:
@@ -164,22 +168,44 @@ def _sale(sim: Simulation, body: SaleRequest) -> SaleResult:
     if body.count > have:
         raise _Conflict(f"stock {have:g} cannot cover a sale of {body.count:g}")
     now = mahak_time()
-    order = state.create("Orders", {
-        "OrderCode": state.new_code("Orders"), "OrderType": 201, "OrderDate": now,
-        "SettlementType": 1, "Description": "فروش حضوری", "CreateDate": now,
-    })
-    line = state.create("OrderDetails", {
-        "OrderId": order["OrderId"], "OrderCode": order["OrderCode"], "ItemType": 1,
-        "ProductDetailId": detail["ProductDetailId"], "ProductDetailCode": detail["ProductDetailCode"],
-        "StoreId": store["StoreId"], "Price": detail.get("Price1"), "Count1": number(float(body.count)),
-        "Count2": 0, "CreateDate": now,
-    })
+    order = state.create(
+        "Orders",
+        {
+            "OrderCode": state.new_code("Orders"),
+            "OrderType": 201,
+            "OrderDate": now,
+            "SettlementType": 1,
+            "Description": "فروش حضوری",
+            "CreateDate": now,
+        },
+    )
+    line = state.create(
+        "OrderDetails",
+        {
+            "OrderId": order["OrderId"],
+            "OrderCode": order["OrderCode"],
+            "ItemType": 1,
+            "ProductDetailId": detail["ProductDetailId"],
+            "ProductDetailCode": detail["ProductDetailCode"],
+            "StoreId": store["StoreId"],
+            "Price": detail.get("Price1"),
+            "Count1": number(float(body.count)),
+            "Count2": 0,
+            "CreateDate": now,
+        },
+    )
     remaining = adjust(state, body.product_detail_id, body.store_id, -body.count)["Count1"]
     state.orders.imported.add(order["OrderId"])
     state.orders.desktop.add(order["OrderId"])
     state.orders.stock_moves[line["OrderDetailId"]] = (
-        body.product_detail_id, body.store_id, body.count, 0)
-    return SaleResult(order_id=order["OrderId"], order_detail_id=line["OrderDetailId"], remaining=remaining)
+        body.product_detail_id,
+        body.store_id,
+        body.count,
+        0,
+    )
+    return SaleResult(
+        order_id=order["OrderId"], order_detail_id=line["OrderDetailId"], remaining=remaining
+    )
 
 
 def _imported(sim: Simulation, body: ImportedRequest) -> ImportedResult:
@@ -229,29 +255,41 @@ def _orders(sim: Simulation, _: None) -> list[SimOrder]:
     out = []
     for order in sorted(state.rows("Orders"), key=lambda r: r["OrderId"]):
         client_id = order.get("OrderClientId")
-        out.append(SimOrder(
-            order_id=order["OrderId"], order_client_id=client_id, order_code=order.get("OrderCode"),
-            imported=order["OrderId"] in state.orders.imported,
-            source="desktop" if order["OrderId"] in state.orders.desktop else "api",
-            submissions=state.orders.submissions.get(client_id, 0) if client_id is not None else 0,
-            deletions=state.orders.deletions.get(client_id, 0) if client_id is not None else 0,
-            order=order,
-            details=sorted(details.get(order["OrderId"], []), key=lambda r: r["OrderDetailId"]),
-        ))
+        out.append(
+            SimOrder(
+                order_id=order["OrderId"],
+                order_client_id=client_id,
+                order_code=order.get("OrderCode"),
+                imported=order["OrderId"] in state.orders.imported,
+                source="desktop" if order["OrderId"] in state.orders.desktop else "api",
+                submissions=state.orders.submissions.get(client_id, 0)
+                if client_id is not None
+                else 0,
+                deletions=state.orders.deletions.get(client_id, 0) if client_id is not None else 0,
+                order=order,
+                details=sorted(details.get(order["OrderId"], []), key=lambda r: r["OrderDetailId"]),
+            )
+        )
     return out
 
 
 def _stats(sim: Simulation, _: None) -> SimStats:
     state = sim.state
-    return SimStats(duplicate_submissions=state.orders.duplicate_submissions,
-                    requests=dict(state.requests), faults_injected=state.faults_injected,
-                    orders=len(state.rows("Orders")), row_version=state.row_version,
-                    held_rows=state.held_rows)
+    return SimStats(
+        duplicate_submissions=state.orders.duplicate_submissions,
+        requests=dict(state.requests),
+        faults_injected=state.faults_injected,
+        orders=len(state.rows("Orders")),
+        row_version=state.row_version,
+        held_rows=state.held_rows,
+    )
 
 
 def _unknown_fields(sim: Simulation, _: None) -> list[UnknownField]:
-    return [UnknownField(entity=entity, field=name, count=count)
-            for (entity, name), count in sorted(sim.state.unknown_fields.items())]
+    return [
+        UnknownField(entity=entity, field=name, count=count)
+        for (entity, name), count in sorted(sim.state.unknown_fields.items())
+    ]
 
 
 def _entities(sim: Simulation, entity: str) -> dict[str, Any]:
@@ -262,8 +300,12 @@ def _entities(sim: Simulation, entity: str) -> dict[str, Any]:
 # --- routing -------------------------------------------------------------------------------
 
 
-def _route(path: str, operation: Callable[[Simulation, Any], Any], body: type[BaseModel] | None = None,
-           method: str = "POST") -> Route:
+def _route(
+    path: str,
+    operation: Callable[[Simulation, Any], Any],
+    body: type[BaseModel] | None = None,
+    method: str = "POST",
+) -> Route:
     async def endpoint(request: Request) -> Response:
         sim: Simulation = request.app.state.sim
         try:
@@ -274,8 +316,9 @@ def _route(path: str, operation: Callable[[Simulation, Any], Any], body: type[Ba
             with sim.state.lock:
                 result = operation(sim, arg)
         except ValidationError as exc:
-            return JSONResponse({"error": "invalid_request",
-                                 "detail": json.loads(exc.json(include_url=False))}, 422)
+            return JSONResponse(
+                {"error": "invalid_request", "detail": json.loads(exc.json(include_url=False))}, 422
+            )
         except UnknownRow as exc:
             return JSONResponse({"error": "not_found", "detail": str(exc)}, 404)
         except _Conflict as exc:
@@ -323,8 +366,9 @@ class SimControlError(RuntimeError):
 class SimControl:
     """Async client of the control API and the fake gateway (one method per endpoint)."""
 
-    def __init__(self, root_url: str, *, http: httpx.AsyncClient | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, root_url: str, *, http: httpx.AsyncClient | None = None, timeout: float = 30.0
+    ) -> None:
         self.root_url = root_url.rstrip("/")
         self._own_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout)
@@ -341,8 +385,12 @@ class SimControl:
 
     async def _call(self, method: str, path: str, body: BaseModel | None = None) -> Any:
         content = body.model_dump_json(exclude_none=True) if body is not None else None
-        response = await self._http.request(method, f"{self.root_url}{path}", content=content,
-                                            headers={"content-type": "application/json"})
+        response = await self._http.request(
+            method,
+            f"{self.root_url}{path}",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
         if response.status_code >= 400:
             raise SimControlError(method, path, response.status_code, response.text)
         return response.json()
@@ -350,39 +398,75 @@ class SimControl:
     async def reset(self) -> None:
         await self._call("POST", f"{PREFIX}/reset")
 
-    async def seed(self, products: int = 5, *, stores: int = 1, categories: int = 1,
-                   pictures_per_product: int = 1, details_per_product: int = 1, stock: float = 10,
-                   people: int = 1, link_visitor: bool = True) -> SeedResult:
-        body = SeedRequest(products=products, stores=stores, categories=categories,
-                           pictures_per_product=pictures_per_product,
-                           details_per_product=details_per_product, stock=stock, people=people,
-                           link_visitor=link_visitor)
+    async def seed(
+        self,
+        products: int = 5,
+        *,
+        stores: int = 1,
+        categories: int = 1,
+        pictures_per_product: int = 1,
+        details_per_product: int = 1,
+        stock: float = 10,
+        people: int = 1,
+        link_visitor: bool = True,
+    ) -> SeedResult:
+        body = SeedRequest(
+            products=products,
+            stores=stores,
+            categories=categories,
+            pictures_per_product=pictures_per_product,
+            details_per_product=details_per_product,
+            stock=stock,
+            people=people,
+            link_visitor=link_visitor,
+        )
         return SeedResult.model_validate(await self._call("POST", f"{PREFIX}/seed", body))
 
-    async def set_stock(self, product_detail_id: int, store_id: int, count1: float,
-                        count2: float | None = None) -> dict[str, Any]:
-        return await self._call("POST", f"{PREFIX}/stock", StockRequest(
-            product_detail_id=product_detail_id, store_id=store_id, count1=count1, count2=count2))
+    async def set_stock(
+        self, product_detail_id: int, store_id: int, count1: float, count2: float | None = None
+    ) -> dict[str, Any]:
+        return await self._call(
+            "POST",
+            f"{PREFIX}/stock",
+            StockRequest(
+                product_detail_id=product_detail_id, store_id=store_id, count1=count1, count2=count2
+            ),
+        )
 
     async def set_price(self, product_detail_id: int, level: int, price: float) -> dict[str, Any]:
-        return await self._call("POST", f"{PREFIX}/price", PriceRequest(
-            product_detail_id=product_detail_id, level=level, price=price))
+        return await self._call(
+            "POST",
+            f"{PREFIX}/price",
+            PriceRequest(product_detail_id=product_detail_id, level=level, price=price),
+        )
 
     async def delete(self, entity: str, id: int) -> dict[str, Any]:
         return await self._call("POST", f"{PREFIX}/delete", DeleteRequest(entity=entity, id=id))
 
     async def sale(self, product_detail_id: int, store_id: int, count: float) -> SaleResult:
-        return SaleResult.model_validate(await self._call("POST", f"{PREFIX}/sales", SaleRequest(
-            product_detail_id=product_detail_id, store_id=store_id, count=count)))
+        return SaleResult.model_validate(
+            await self._call(
+                "POST",
+                f"{PREFIX}/sales",
+                SaleRequest(product_detail_id=product_detail_id, store_id=store_id, count=count),
+            )
+        )
 
     async def mark_imported(self, order_client_id: int) -> ImportedResult:
-        return ImportedResult.model_validate(await self._call(
-            "POST", f"{PREFIX}/orders/imported", ImportedRequest(order_client_id=order_client_id)))
+        return ImportedResult.model_validate(
+            await self._call(
+                "POST",
+                f"{PREFIX}/orders/imported",
+                ImportedRequest(order_client_id=order_client_id),
+            )
+        )
 
-    async def inject_row(self, entity: str, row: dict[str, Any], row_version: int | None = None
-                         ) -> dict[str, Any]:
-        return await self._call("POST", f"{PREFIX}/rows",
-                                RowRequest(entity=entity, row=row, row_version=row_version))
+    async def inject_row(
+        self, entity: str, row: dict[str, Any], row_version: int | None = None
+    ) -> dict[str, Any]:
+        return await self._call(
+            "POST", f"{PREFIX}/rows", RowRequest(entity=entity, row=row, row_version=row_version)
+        )
 
     async def add_fault(self, spec: FaultSpec | None = None, **fields: Any) -> int:
         """Add a fault rule: `add_fault(status_code=503, count=2, endpoints=["GetAllDataV2"])`."""
@@ -405,7 +489,8 @@ class SimControl:
         with a version below rows already served. The other open questions of §11, one knob
         each, are listed in README.md, "Simulator modes"."""
         return ProtocolModes.model_validate(
-            await self._call("POST", f"{PREFIX}/config", ConfigRequest(**modes)))
+            await self._call("POST", f"{PREFIX}/config", ConfigRequest(**modes))
+        )
 
     async def expire_tokens(self) -> int:
         return (await self._call("POST", f"{PREFIX}/tokens/expire"))["expired"]
@@ -421,8 +506,10 @@ class SimControl:
 
     async def unknown_fields(self) -> list[UnknownField]:
         """Every request member the schema did not know since the last reset, with counts."""
-        return [UnknownField.model_validate(u)
-                for u in await self._call("GET", f"{PREFIX}/unknown-fields")]
+        return [
+            UnknownField.model_validate(u)
+            for u in await self._call("GET", f"{PREFIX}/unknown-fields")
+        ]
 
     async def entities(self, entity: str) -> list[dict[str, Any]]:
         return (await self._call("GET", f"{PREFIX}/entities/{entity}"))["rows"]

@@ -37,8 +37,12 @@ from .config import DisputeAnswer
 from .schema import InvalidValue, coerce, fold, resolve_collection, tombstone_row
 from .state import SimState
 
-REFUSED = {"Result": False, "Code": 500,
-           "Message": "عملیات رفع مغایرت انجام نشد (the dispute was not solved)", "Data": None}
+REFUSED = {
+    "Result": False,
+    "Code": 500,
+    "Message": "عملیات رفع مغایرت انجام نشد (the dispute was not solved)",
+    "Data": None,
+}
 _BARE_KEYS = {"Id": "OrderId", "Code": "OrderCode", "Registered": "Exists"}
 
 
@@ -54,11 +58,17 @@ def _items(raw: Any, fields: tuple[str, ...]) -> list[dict[str, int | None]]:
     return items
 
 
-def solve_dispute(state: SimState, entity_name: str, raw_items: Any,
-                  answer: DisputeAnswer = "detailed") -> dict[str, Any]:
+def solve_dispute(
+    state: SimState, entity_name: str, raw_items: Any, answer: DisputeAnswer = "detailed"
+) -> dict[str, Any]:
     spec = resolve_collection(entity_name)
     if spec is None:
-        return {"Result": False, "Code": 404, "Message": f"entity {entity_name!r} is unknown", "Data": None}
+        return {
+            "Result": False,
+            "Code": 404,
+            "Message": f"entity {entity_name!r} is unknown",
+            "Data": None,
+        }
     items = _items(raw_items, ("id", "rw"))
     if answer == "refused":
         return REFUSED
@@ -83,8 +93,9 @@ def solve_dispute(state: SimState, entity_name: str, raw_items: Any,
     return {"Result": True, "Data": {"Reemitted": reemitted, "Deleted": deleted}}
 
 
-def solve_order_dispute(state: SimState, raw_items: Any,
-                        answer: DisputeAnswer = "detailed") -> dict[str, Any]:
+def solve_order_dispute(
+    state: SimState, raw_items: Any, answer: DisputeAnswer = "detailed"
+) -> dict[str, Any]:
     items = _items(raw_items, ("id", "code"))
     if answer == "refused":
         return REFUSED
@@ -102,8 +113,10 @@ def solve_order_dispute(state: SimState, raw_items: Any,
             }
             results.append({k: v for k, v in result.items() if v is not None})
     if answer == "bare_list":
-        return {"Result": True, "Data": [{_BARE_KEYS.get(k, k): v for k, v in r.items()}
-                                         for r in results]}
+        return {
+            "Result": True,
+            "Data": [{_BARE_KEYS.get(k, k): v for k, v in r.items()} for r in results],
+        }
     if answer == "envelope_only":
         return {"Result": True, "Data": None}
     return {"Result": True, "Data": {"Results": results}}

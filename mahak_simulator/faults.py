@@ -26,7 +26,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .log import get_logger
-
 from .state import SimState
 
 Scope = dict[str, Any]
@@ -98,10 +97,18 @@ _HTML_PAGE = (
 )
 
 
-async def _respond(send: Any, status: int, body: bytes, content_type: str,
-                   extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-type", content_type.encode()),
-               (b"content-length", str(len(body)).encode()), *(extra or [])]
+async def _respond(
+    send: Any,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -114,8 +121,13 @@ async def _drop_connection(send: Any) -> None:
     cycle = getattr(send, "__self__", None)
     transport = getattr(cycle, "transport", None)
     if transport is None:  # another server: the closest we can do is an incomplete body
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"1000")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"1000")],
+            }
+        )
         await send({"type": "http.response.body", "body": b"", "more_body": True})
         return
     transport.abort()
@@ -150,7 +162,9 @@ async def _truncated(app: Any, scope: Scope, receive: Any, send: Any) -> None:
     cut = body[: max(1, len(body) // 2)]
     headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
     headers.append((b"content-length", str(len(cut)).encode()))
-    await send({"type": "http.response.start", "status": start.get("status", 200), "headers": headers})
+    await send(
+        {"type": "http.response.start", "status": start.get("status", 200), "headers": headers}
+    )
     await send({"type": "http.response.body", "body": cut})
 
 
@@ -168,7 +182,9 @@ async def apply_fault(spec: FaultSpec, app: Any, scope: Scope, receive: Any, sen
         await _truncated(app, scope, receive, send)
         return
     status = spec.status_code or 200
-    extra = [(b"retry-after", f"{spec.retry_after:g}".encode())] if spec.retry_after is not None else []
+    extra = (
+        [(b"retry-after", f"{spec.retry_after:g}".encode())] if spec.retry_after is not None else []
+    )
     if spec.malformed == "html":
         await _respond(send, status, _HTML_PAGE.encode(), "text/html; charset=utf-8", extra)
     elif spec.status_code is not None:
@@ -183,8 +199,9 @@ async def apply_fault(spec: FaultSpec, app: Any, scope: Scope, receive: Any, sen
 class FaultMiddleware:
     """Counts requests per endpoint and applies injected faults (see module docstring)."""
 
-    def __init__(self, app: Any, state: SimState, faults: FaultInjector, *,
-                 endpoint_of: Any) -> None:
+    def __init__(
+        self, app: Any, state: SimState, faults: FaultInjector, *, endpoint_of: Any
+    ) -> None:
         self.app = app
         self.state = state
         self.faults = faults
@@ -208,5 +225,7 @@ class FaultMiddleware:
             return
         with self.state.lock:
             self.state.faults_injected += 1
-        get_logger("mahak_simulator").info("fault injected", endpoint=name, fault=spec.model_dump(exclude_defaults=True))
+        get_logger("mahak_simulator").info(
+            "fault injected", endpoint=name, fault=spec.model_dump(exclude_defaults=True)
+        )
         await apply_fault(spec, self.app, scope, receive, send)

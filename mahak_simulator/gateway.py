@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import Request
@@ -49,8 +49,11 @@ class RefundLedger:
                 if (existing.payment_ref, existing.amount) != (request.payment_ref, request.amount):
                     raise ValueError("idempotency_key was already used for a different refund")
                 return existing, False
-            refund = Refund(**request.model_dump(), refund_id=f"rf_{uuid.uuid4().hex[:16]}",
-                            created_at=datetime.now(timezone.utc))
+            refund = Refund(
+                **request.model_dump(),
+                refund_id=f"rf_{uuid.uuid4().hex[:16]}",
+                created_at=datetime.now(UTC),
+            )
             self._by_key[request.idempotency_key] = refund
             return refund, True
 
@@ -64,8 +67,13 @@ async def create_refund(request: Request) -> Response:
     try:
         refund, created = ledger.refund(RefundRequest.model_validate_json(await request.body()))
     except ValidationError as exc:
-        return JSONResponse({"error": "invalid_request", "detail": exc.errors(include_url=False,
-                                                                              include_context=False)}, 422)
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "detail": exc.errors(include_url=False, include_context=False),
+            },
+            422,
+        )
     except ValueError as exc:
         return JSONResponse({"error": "idempotency_key_conflict", "detail": str(exc)}, 409)
     return JSONResponse(refund.model_dump(mode="json"), 201 if created else 200)

@@ -52,13 +52,18 @@ from .stock import adjust, available
 
 ALREADY_REGISTERED = "این سفارش قبلا در محک ثبت شده است و امکان ویرایش آن وجود ندارد"
 RECEIPT_REGISTERED = "سفارش این دریافت قبلا در محک ثبت شده است و امکان ویرایش دریافت وجود ندارد"
-ORDER_DELETED = ("این سفارش حذف شده است و قابل تغییر نیست "
-                 "(the order is deleted in Mahak; a deleted order cannot be edited)")
+ORDER_DELETED = (
+    "این سفارش حذف شده است و قابل تغییر نیست "
+    "(the order is deleted in Mahak; a deleted order cannot be edited)"
+)
 # §11.6 strict: the line fields every production client sends (§4 table).
 STRICT_LINE_FIELDS = ("StoreId", "ItemType", "TaxPercent", "ChargePercent")
 # Settings codes of the default tax and charge % (SW).
 _DEFAULT_PERCENT = {"TaxPercent": 14001, "ChargePercent": 14000}
-PRODUCT_REQUIRED = ("IncomeId,ExpenseId,ProductDetailId", "ProductDetailId or IncomeId or ExpenseId is required ")
+PRODUCT_REQUIRED = (
+    "IncomeId,ExpenseId,ProductDetailId",
+    "ProductDetailId or IncomeId or ExpenseId is required ",
+)
 SALE_INVOICE = 201
 ORDER_TYPES = frozenset({201, 202, 203, 204, 299})
 # Columns the server assigns; a client's value for them is ignored.
@@ -93,7 +98,9 @@ class _Save:
         else:
             raise RecordError("PersonId", "PersonId is required")
         if row is None:
-            raise RecordError("PersonId", f"شخص یافت نشد (person {person_id or client_id} not found)")
+            raise RecordError(
+                "PersonId", f"شخص یافت نشد (person {person_id or client_id} not found)"
+            )
         return row
 
     def visitor(self, values: dict[str, Any], *, required: bool) -> int | None:
@@ -103,22 +110,31 @@ class _Save:
                 raise RecordError("VisitorId", "VisitorId is required")
             return self.visitor_id
         if self.state.live("Visitors", visitor_id) is None or (
-                self.visitor_id is not None and visitor_id != self.visitor_id):
-            raise RecordError("VisitorId", f"بازاریاب نامعتبر است (visitor {visitor_id} is not this user's)")
+            self.visitor_id is not None and visitor_id != self.visitor_id
+        ):
+            raise RecordError(
+                "VisitorId", f"بازاریاب نامعتبر است (visitor {visitor_id} is not this user's)"
+            )
         return visitor_id
 
     def order(self, values: dict[str, Any]) -> dict[str, Any]:
         order_id, client_id = values.get("OrderId"), values.get("OrderClientId")
         if order_id is None and client_id is None:
             raise RecordError("OrderId", "OrderId or OrderClientId is required")
-        row = (self.state.get("Orders", order_id) if order_id is not None
-               else self.state.by_client_id("Orders", client_id))
+        row = (
+            self.state.get("Orders", order_id)
+            if order_id is not None
+            else self.state.by_client_id("Orders", client_id)
+        )
         if row is None:
-            raise RecordError("OrderId", f"سفارش یافت نشد (order {order_id or client_id} not found)")
+            raise RecordError(
+                "OrderId", f"سفارش یافت نشد (order {order_id or client_id} not found)"
+            )
         return row
 
-    def existing(self, collection: str, values: dict[str, Any], id_field: str,
-                 client_field: str) -> dict[str, Any] | None:
+    def existing(
+        self, collection: str, values: dict[str, Any], id_field: str, client_field: str
+    ) -> dict[str, Any] | None:
         """The row a record updates: by server id (which must exist) or by client id."""
         if values.get(id_field) is not None:
             row = self.state.get(collection, values[id_field])
@@ -130,12 +146,20 @@ class _Save:
             raise RecordError(client_field, f"{client_field} is required")
         return row
 
-    def write(self, collection: str, existing: dict[str, Any] | None, values: dict[str, Any],
-              **server: Any) -> dict[str, Any]:
+    def write(
+        self,
+        collection: str,
+        existing: dict[str, Any] | None,
+        values: dict[str, Any],
+        **server: Any,
+    ) -> dict[str, Any]:
         """Insert or update with the client's non-null values; the server's own win."""
         id_field = BY_NAME[collection].id_field
-        given = {k: v for k, v in values.items()
-                 if v is not None and k not in _SERVER_COLUMNS and k != id_field}
+        given = {
+            k: v
+            for k, v in values.items()
+            if v is not None and k not in _SERVER_COLUMNS and k != id_field
+        }
         if existing is not None:
             return self.state.put(collection, {**existing, **given, **server})
         return self.state.create(collection, {"CreateDate": mahak_time(), **given, **server})
@@ -146,24 +170,40 @@ def _save_person(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     group_id = _merge(existing, values).get("PersonGroupId")
     if not group_id and ctx.config.person_without_group == "default_group":
         # §11.7's other answer: the server files the person under its first live group.
-        group_id = next((g["PersonGroupId"] for g in ctx.state.rows("PersonGroups")
-                         if not g.get("Deleted")), None)
+        group_id = next(
+            (g["PersonGroupId"] for g in ctx.state.rows("PersonGroups") if not g.get("Deleted")),
+            None,
+        )
     if group_id is None:
         raise RecordError("PersonGroupId", "گروه اشخاص الزامی است (PersonGroupId is required)")
     group = ctx.state.live("PersonGroups", group_id)
     if group is None:
-        raise RecordError("PersonGroupId", f"گروه اشخاص یافت نشد (person group {group_id} not found)")
-    return ctx.write("People", existing, values, PersonGroupId=group["PersonGroupId"],
-                     PersonGroupCode=group.get("PersonGroupCode"))
+        raise RecordError(
+            "PersonGroupId", f"گروه اشخاص یافت نشد (person group {group_id} not found)"
+        )
+    return ctx.write(
+        "People",
+        existing,
+        values,
+        PersonGroupId=group["PersonGroupId"],
+        PersonGroupCode=group.get("PersonGroupCode"),
+    )
 
 
 def _save_visitor_person(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     visitor_id = ctx.visitor(values, required=True)
     person = ctx.person(values)
     links = ctx.state.find("VisitorPeople", VisitorId=visitor_id, PersonId=person["PersonId"])
-    return ctx.write("VisitorPeople", links[0] if links else None, values, VisitorId=visitor_id,
-                     PersonId=person["PersonId"], PersonClientId=person.get("PersonClientId"),
-                     PersonCode=person.get("PersonCode"), Deleted=bool(values.get("Deleted")))
+    return ctx.write(
+        "VisitorPeople",
+        links[0] if links else None,
+        values,
+        VisitorId=visitor_id,
+        PersonId=person["PersonId"],
+        PersonClientId=person.get("PersonClientId"),
+        PersonCode=person.get("PersonCode"),
+        Deleted=bool(values.get("Deleted")),
+    )
 
 
 def _save_order(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
@@ -188,10 +228,18 @@ def _save_order(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     order_type = merged.get("OrderType") or SALE_INVOICE
     if order_type not in ORDER_TYPES:
         raise RecordError("OrderType", f"نوع سفارش نامعتبر است (order type {order_type})")
-    return ctx.write("Orders", existing, values, VisitorId=visitor_id, PersonId=person["PersonId"],
-                     PersonClientId=person.get("PersonClientId"), PersonCode=person.get("PersonCode"),
-                     OrderType=order_type, OrderDate=merged.get("OrderDate") or mahak_time(),
-                     Deleted=bool(merged.get("Deleted")))
+    return ctx.write(
+        "Orders",
+        existing,
+        values,
+        VisitorId=visitor_id,
+        PersonId=person["PersonId"],
+        PersonClientId=person.get("PersonClientId"),
+        PersonCode=person.get("PersonCode"),
+        OrderType=order_type,
+        OrderDate=merged.get("OrderDate") or mahak_time(),
+        Deleted=bool(merged.get("Deleted")),
+    )
 
 
 def _default_store(ctx: _Save) -> dict[str, Any] | None:
@@ -202,8 +250,14 @@ def _default_store(ctx: _Save) -> dict[str, Any] | None:
 
 
 def _setting(ctx: _Save, code: int) -> int | float:
-    row = next((r for r in ctx.state.rows("Settings")
-                if r.get("SettingCode") == code and not r.get("Deleted")), None)
+    row = next(
+        (
+            r
+            for r in ctx.state.rows("Settings")
+            if r.get("SettingCode") == code and not r.get("Deleted")
+        ),
+        None,
+    )
     try:
         return number(float((row or {}).get("Value") or 0))
     except ValueError:
@@ -239,7 +293,9 @@ def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
     if detail_id is not None:
         detail = ctx.state.live("ProductDetails", detail_id)
         if detail is None:
-            raise RecordError("ProductDetailId", f"کالا یافت نشد (ProductDetailId {detail_id} not found)")
+            raise RecordError(
+                "ProductDetailId", f"کالا یافت نشد (ProductDetailId {detail_id} not found)"
+            )
     if merged.get("StoreId") is not None:
         store = ctx.state.live("Stores", merged["StoreId"])
         if store is None:
@@ -265,18 +321,30 @@ def _save_order_detail(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
             if old is not None and old[:2] == new[:2]:
                 have += old[2]
             if count1 > have:
-                raise RecordError("Count1", (
-                    f"موجودی کالا در انبار کافی نیست: موجودی {have:g}، درخواست {count1:g} "
-                    f"(insufficient stock of ProductDetailId {detail_id} in StoreId {store['StoreId']})"))
+                raise RecordError(
+                    "Count1",
+                    (
+                        f"موجودی کالا در انبار کافی نیست: موجودی {have:g}، درخواست {count1:g} "
+                        f"(insufficient stock of ProductDetailId {detail_id} in StoreId {store['StoreId']})"
+                    ),
+                )
         if old is not None:
             adjust(ctx.state, old[0], old[1], old[2], old[3])
         if new is not None:
             adjust(ctx.state, detail_id, store["StoreId"], -count1, -count2)
     row = ctx.write(
-        "OrderDetails", existing, values, OrderId=order["OrderId"],
-        OrderClientId=order.get("OrderClientId"), OrderCode=order.get("OrderCode"),
-        ItemType=merged.get("ItemType") or 1, StoreId=store["StoreId"], Count1=count1, Count2=count2,
-        ProductDetailCode=(detail or {}).get("ProductDetailCode"), Deleted=deleted,
+        "OrderDetails",
+        existing,
+        values,
+        OrderId=order["OrderId"],
+        OrderClientId=order.get("OrderClientId"),
+        OrderCode=order.get("OrderCode"),
+        ItemType=merged.get("ItemType") or 1,
+        StoreId=store["StoreId"],
+        Count1=count1,
+        Count2=count2,
+        ProductDetailCode=(detail or {}).get("ProductDetailCode"),
+        Deleted=deleted,
     )
     if new is None:
         moves.pop(row["OrderDetailId"], None)
@@ -293,16 +361,28 @@ def _save_receipt(ctx: _Save, values: dict[str, Any]) -> dict[str, Any]:
         if order is not None and order["OrderId"] in ctx.state.orders.imported:
             raise RecordError("ReceiptId", RECEIPT_REGISTERED)
     if merged.get("CashCode") is None and merged.get("BankId") is None:
-        raise RecordError("CashCode,BankId",
-                          "صندوق یا بانک دریافت الزامی است (CashCode or BankId is required)")
+        raise RecordError(
+            "CashCode,BankId", "صندوق یا بانک دریافت الزامی است (CashCode or BankId is required)"
+        )
     visitor_id = ctx.visitor(merged, required=False)
     person = ctx.person(merged)
-    if merged.get("OrderClientId") is not None and ctx.state.by_client_id(
-            "Orders", merged["OrderClientId"]) is None:
-        raise RecordError("OrderClientId", f"سفارش یافت نشد (order {merged['OrderClientId']} not found)")
-    return ctx.write("Receipts", existing, values, VisitorId=visitor_id, PersonId=person["PersonId"],
-                     PersonClientId=person.get("PersonClientId"), PersonCode=person.get("PersonCode"),
-                     Date=merged.get("Date") or mahak_time())
+    if (
+        merged.get("OrderClientId") is not None
+        and ctx.state.by_client_id("Orders", merged["OrderClientId"]) is None
+    ):
+        raise RecordError(
+            "OrderClientId", f"سفارش یافت نشد (order {merged['OrderClientId']} not found)"
+        )
+    return ctx.write(
+        "Receipts",
+        existing,
+        values,
+        VisitorId=visitor_id,
+        PersonId=person["PersonId"],
+        PersonClientId=person.get("PersonClientId"),
+        PersonCode=person.get("PersonCode"),
+        Date=merged.get("Date") or mahak_time(),
+    )
 
 
 # In processing order, parents before children; the request's list names are these in
@@ -335,17 +415,22 @@ def _save_one(ctx: _Save, collection: str, index: int, record: Any) -> dict[str,
         if not isinstance(record, dict):
             raise RecordError(collection, "record must be an object")
         ctx.state.note_unknown(collection, unknown_keys(collection, record))
-        row = _HANDLERS[collection](ctx, bind(collection, record,
-                                                dated_offset=ctx.config.dated_offset))
+        row = _HANDLERS[collection](
+            ctx, bind(collection, record, dated_offset=ctx.config.dated_offset)
+        )
     except InvalidValue as exc:
         error: RecordError | None = RecordError(exc.prop, str(exc))
     except RecordError as exc:
         error = exc
     else:
         spec = BY_NAME[collection]
-        result = {"Result": True, "Index": index, "EntityId": row[spec.id_field],
-                  "EntityClientId": row.get(spec.client_id_field),
-                  "RowVersion": row["RowVersion"]}
+        result = {
+            "Result": True,
+            "Index": index,
+            "EntityId": row[spec.id_field],
+            "EntityClientId": row.get(spec.client_id_field),
+            "RowVersion": row["RowVersion"],
+        }
         return {k: v for k, v in result.items() if v is not None}
     failure: dict[str, Any] = {"Result": False, "Index": index}
     if ctx.config.echo_client_id_on_failure and client_id is not None:
@@ -354,8 +439,9 @@ def _save_one(ctx: _Save, collection: str, index: int, record: Any) -> dict[str,
     return failure
 
 
-def save_all_data(state: SimState, config: SimulatorConfig, body: dict[str, Any], *,
-                  visitor_id: int | None) -> tuple[bool, dict[str, Any]]:
+def save_all_data(
+    state: SimState, config: SimulatorConfig, body: dict[str, Any], *, visitor_id: int | None
+) -> tuple[bool, dict[str, Any]]:
     """Return (Result, Objects). Other lists a client sends are accepted and ignored."""
     lists = {fold(k): v for k, v in body.items() if isinstance(k, str)}
     state.note_unknown("SaveAllData", unknown_lists(body))

@@ -94,8 +94,6 @@ COLLECTIONS: tuple[Collection, ...] = (
 BY_NAME: dict[str, Collection] = {c.name: c for c in COLLECTIONS}
 
 
-
-
 # Every spelling a caller may use for a collection: `ProductDetails`, `product_details`,
 # `ProductDetail` (SolveDispute's `entityName`), `visitorPerson`, `companies`, ...
 # The control API's snake_case names count too, so underscores are dropped here (not on the wire).
@@ -248,7 +246,9 @@ def coerce(prop: str, kind: str, value: Any, *, dated_offset: str = "drop") -> A
         if kind == "b":
             if isinstance(value, bool):
                 return value
-            if isinstance(value, (int, float)) or (isinstance(value, str) and value.strip() in ("0", "1")):
+            if isinstance(value, (int, float)) or (
+                isinstance(value, str) and value.strip() in ("0", "1")
+            ):
                 return bool(int(value))
             if isinstance(value, str) and value.strip().lower() in ("true", "false"):
                 return value.strip().lower() == "true"

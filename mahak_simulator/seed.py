@@ -57,22 +57,43 @@ def _hash(*parts: Any) -> str:
 def seed_base(state: SimState, config: SimulatorConfig) -> None:
     """The rows every account has: this site's visitor, settings, price levels, a customer group."""
     with state.lock:
-        state.put("Visitors", {
-            **blank_row("Visitors"),
-            "VisitorId": config.visitor_id, "VisitorCode": state.new_code("Visitors"),
-            "Name": _arabic("سایت فروشگاه "), "ExtraInfo": "{}", "Username": config.username,
-            "VisitorType": 1, "IsActive": True, "StoreCode": 1, "CashCode": 1, "BankCode": 1,
-        })
+        state.put(
+            "Visitors",
+            {
+                **blank_row("Visitors"),
+                "VisitorId": config.visitor_id,
+                "VisitorCode": state.new_code("Visitors"),
+                "Name": _arabic("سایت فروشگاه "),
+                "ExtraInfo": "{}",
+                "Username": config.username,
+                "VisitorType": 1,
+                "IsActive": True,
+                "StoreCode": 1,
+                "CashCode": 1,
+                "BankCode": 1,
+            },
+        )
         for code, value in _SETTINGS.items():
-            state.create("Settings", {"SettingCode": code, "VisitorId": config.visitor_id, "Value": value})
+            state.create(
+                "Settings", {"SettingCode": code, "VisitorId": config.visitor_id, "Value": value}
+            )
         for level in range(1, 11):
-            state.create("CostLevelNames", {
-                "CostLevelNameCode": level, "Name": _arabic(f"قیمت فروش {level}"),
-            })
-        state.create("PersonGroups", {
-            "PersonGroupCode": state.new_code("PersonGroups"), "Name": _arabic("مشتریان اینترنتی "),
-            "DiscountPercent": 0, "SellPriceLevel": 1,
-        })
+            state.create(
+                "CostLevelNames",
+                {
+                    "CostLevelNameCode": level,
+                    "Name": _arabic(f"قیمت فروش {level}"),
+                },
+            )
+        state.create(
+            "PersonGroups",
+            {
+                "PersonGroupCode": state.new_code("PersonGroups"),
+                "Name": _arabic("مشتریان اینترنتی "),
+                "DiscountPercent": 0,
+                "SellPriceLevel": 1,
+            },
+        )
 
 
 def seed_catalog(state: SimState, config: SimulatorConfig, request: SeedRequest) -> SeedResult:
@@ -81,25 +102,46 @@ def seed_catalog(state: SimState, config: SimulatorConfig, request: SeedRequest)
     with state.lock:
         for _ in range(request.stores):
             code = state.new_code("Stores")
-            out.stores.append(state.create("Stores", {
-                "StoreCode": code, "Name": _arabic(f"انبار مرکزی {code}") + (" " if code % 2 else ""),
-                "Stock": 1, "Comment": "",
-            })["StoreId"])
+            out.stores.append(
+                state.create(
+                    "Stores",
+                    {
+                        "StoreCode": code,
+                        "Name": _arabic(f"انبار مرکزی {code}") + (" " if code % 2 else ""),
+                        "Stock": 1,
+                        "Comment": "",
+                    },
+                )["StoreId"]
+            )
         stores = out.stores or [r["StoreId"] for r in state.rows("Stores") if not r["Deleted"]]
 
         for _ in range(request.categories):
             code = state.new_code("ProductCategories")
-            out.categories.append(state.create("ProductCategories", {
-                "ProductCategoryCode": code, "Name": _arabic(f"دسته کالای {code} "),
-                "Color": "#3366FF", "Icon": "",
-            })["ProductCategoryId"])
+            out.categories.append(
+                state.create(
+                    "ProductCategories",
+                    {
+                        "ProductCategoryCode": code,
+                        "Name": _arabic(f"دسته کالای {code} "),
+                        "Color": "#3366FF",
+                        "Icon": "",
+                    },
+                )["ProductCategoryId"]
+            )
         categories = out.categories or [
-            r["ProductCategoryId"] for r in state.rows("ProductCategories") if not r["Deleted"]]
+            r["ProductCategoryId"] for r in state.rows("ProductCategories") if not r["Deleted"]
+        ]
         if request.products and not categories:
             code = state.new_code("ProductCategories")
-            categories = [state.create("ProductCategories", {
-                "ProductCategoryCode": code, "Name": _arabic("کالاهای عمومی"),
-            })["ProductCategoryId"]]
+            categories = [
+                state.create(
+                    "ProductCategories",
+                    {
+                        "ProductCategoryCode": code,
+                        "Name": _arabic("کالاهای عمومی"),
+                    },
+                )["ProductCategoryId"]
+            ]
             out.categories.extend(categories)
 
         for n in range(request.products):
@@ -108,74 +150,170 @@ def seed_catalog(state: SimState, config: SimulatorConfig, request: SeedRequest)
         group = next((r for r in state.rows("PersonGroups") if not r["Deleted"]), None)
         for _ in range(request.people):
             code = state.new_code("People")
-            person = state.create("People", {
-                "PersonCode": code, "PersonGroupId": group and group["PersonGroupId"],
-                "PersonGroupCode": group and group["PersonGroupCode"], "PersonType": 0,
-                "FirstName": _arabic("علی "), "LastName": _arabic(f"مشتری {code}"),
-                "Mobile": f"0912{code:07d}", "Credit": 0, "Balance": 0, "DiscountPercent": 0,
-                "SellPriceLevel": 1,
-            })
+            person = state.create(
+                "People",
+                {
+                    "PersonCode": code,
+                    "PersonGroupId": group and group["PersonGroupId"],
+                    "PersonGroupCode": group and group["PersonGroupCode"],
+                    "PersonType": 0,
+                    "FirstName": _arabic("علی "),
+                    "LastName": _arabic(f"مشتری {code}"),
+                    "Mobile": f"0912{code:07d}",
+                    "Credit": 0,
+                    "Balance": 0,
+                    "DiscountPercent": 0,
+                    "SellPriceLevel": 1,
+                },
+            )
             out.people.append(person["PersonId"])
-            state.create("VisitorPeople", {
-                "PersonId": person["PersonId"], "VisitorId": config.visitor_id,
-                "PersonCode": code, "VisitorCode": 1,
-            })
+            state.create(
+                "VisitorPeople",
+                {
+                    "PersonId": person["PersonId"],
+                    "VisitorId": config.visitor_id,
+                    "PersonCode": code,
+                    "VisitorCode": 1,
+                },
+            )
     return out
 
 
-def _seed_product(state: SimState, config: SimulatorConfig, request: SeedRequest, out: SeedResult,
-                  category_id: int, stores: list[int], now: str) -> None:
+def _seed_product(
+    state: SimState,
+    config: SimulatorConfig,
+    request: SeedRequest,
+    out: SeedResult,
+    category_id: int,
+    stores: list[int],
+    now: str,
+) -> None:
     code = state.new_code("Products")
     category = state.require("ProductCategories", category_id)
     # Every third name ends in spaces, every product name uses Arabic letters (as LIVE).
     name = _arabic(f"کالای نمونه شماره {code} کیفیت یک") + ("  " if code % 3 == 0 else "")
-    product = state.create("Products", {
-        "ProductCode": code, "ProductCategoryId": category_id, "Name": name,
-        "UnitName": _arabic("عدد"), "UnitName2": "", "UnitCode": 1, "UnitCode2": 0, "Tags": "",
-        "UnitRatio": 1, "Min": 0, "TaxPercent": -1 if code % 4 == 0 else 0, "ChargePercent": 0,
-        "Width": 0, "Height": 0, "Length": 0, "Weight": 0, "Type": 1, "Description": "",
-        "ProductTIN": "", "UnitTIN": "", "DataHash": _hash("product", code, name),
-        "CreateDate": now, "UpdateDate": now, "CreateSyncId": config.sync_id,
-        "UpdateSyncId": config.sync_id, "ProductCategoryCode": category["ProductCategoryCode"],
-    })
+    product = state.create(
+        "Products",
+        {
+            "ProductCode": code,
+            "ProductCategoryId": category_id,
+            "Name": name,
+            "UnitName": _arabic("عدد"),
+            "UnitName2": "",
+            "UnitCode": 1,
+            "UnitCode2": 0,
+            "Tags": "",
+            "UnitRatio": 1,
+            "Min": 0,
+            "TaxPercent": -1 if code % 4 == 0 else 0,
+            "ChargePercent": 0,
+            "Width": 0,
+            "Height": 0,
+            "Length": 0,
+            "Weight": 0,
+            "Type": 1,
+            "Description": "",
+            "ProductTIN": "",
+            "UnitTIN": "",
+            "DataHash": _hash("product", code, name),
+            "CreateDate": now,
+            "UpdateDate": now,
+            "CreateSyncId": config.sync_id,
+            "UpdateSyncId": config.sync_id,
+            "ProductCategoryCode": category["ProductCategoryCode"],
+        },
+    )
     out.products.append(product["ProductId"])
 
     for variant in range(request.details_per_product):
         base = 150_000 * code + 10_000 * variant
         prices = {f"Price{level}": base - 5_000 * (level - 1) for level in range(1, 11)}
-        properties = [] if request.details_per_product == 1 else [{"C": 1, "V": _arabic(f"رنگ {variant + 1}")}]
-        detail = state.create("ProductDetails", {
-            "ProductDetailCode": state.new_code("ProductDetails"), "ProductId": product["ProductId"],
-            "Properties": json.dumps(properties, ensure_ascii=False), "Properties2": "",
-            "Barcode": f"626{code:08d}{variant}", **prices, "Discount": 0, "Discount1": 0,
-            "Discount2": 0, "Discount3": 0, "Discount4": 0, "DefaultDiscountLevel": 0,
-            "DiscountType": 0, "DefaultSellPriceLevel": 1, "CustomerPrice": 0, "Serials": "",
-            "DataHash": _hash("detail", code, variant, base), "CreateDate": now,
-            "ProductCode": code,
-        })
+        properties = (
+            []
+            if request.details_per_product == 1
+            else [{"C": 1, "V": _arabic(f"رنگ {variant + 1}")}]
+        )
+        detail = state.create(
+            "ProductDetails",
+            {
+                "ProductDetailCode": state.new_code("ProductDetails"),
+                "ProductId": product["ProductId"],
+                "Properties": json.dumps(properties, ensure_ascii=False),
+                "Properties2": "",
+                "Barcode": f"626{code:08d}{variant}",
+                **prices,
+                "Discount": 0,
+                "Discount1": 0,
+                "Discount2": 0,
+                "Discount3": 0,
+                "Discount4": 0,
+                "DefaultDiscountLevel": 0,
+                "DiscountType": 0,
+                "DefaultSellPriceLevel": 1,
+                "CustomerPrice": 0,
+                "Serials": "",
+                "DataHash": _hash("detail", code, variant, base),
+                "CreateDate": now,
+                "ProductCode": code,
+            },
+        )
         detail_id = detail["ProductDetailId"]
         out.product_details.append(detail_id)
         for store_id in stores:
-            out.product_detail_store_assets.append(state.create("ProductDetailStoreAssets", {
-                "ProductDetailId": detail_id, "StoreId": store_id, "Count1": request.stock,
-                "Count2": 0, "CreateDate": now,
-            })["ProductDetailStoreAssetId"])
+            out.product_detail_store_assets.append(
+                state.create(
+                    "ProductDetailStoreAssets",
+                    {
+                        "ProductDetailId": detail_id,
+                        "StoreId": store_id,
+                        "Count1": request.stock,
+                        "Count2": 0,
+                        "CreateDate": now,
+                    },
+                )["ProductDetailStoreAssetId"]
+            )
         if request.link_visitor:
-            out.visitor_products.append(state.create("VisitorProducts", {
-                "ProductDetailId": detail_id, "VisitorId": config.visitor_id,
-                "Count1": request.stock * len(stores), "Count2": 0, "Price": prices["Price1"],
-                "Serials": "", "ProductDetailCode": detail["ProductDetailCode"], "VisitorCode": 1,
-            })["VisitorProductId"])
+            out.visitor_products.append(
+                state.create(
+                    "VisitorProducts",
+                    {
+                        "ProductDetailId": detail_id,
+                        "VisitorId": config.visitor_id,
+                        "Count1": request.stock * len(stores),
+                        "Count2": 0,
+                        "Price": prices["Price1"],
+                        "Serials": "",
+                        "ProductDetailCode": detail["ProductDetailCode"],
+                        "VisitorCode": 1,
+                    },
+                )["VisitorProductId"]
+            )
 
     for order in range(request.pictures_per_product):
         file_name = f"{uuid.uuid4()}.jpg"
-        picture = state.create("Pictures", {
-            "PictureCode": state.new_code("Pictures"), "FileName": file_name, "DisplayOrder": order,
-            "Title": name.strip(), "Url": f"/Files/{config.database_id}/Pictures/{file_name}",
-            "FileSize": 48_213 + code, "Width": 800, "Height": 800, "Format": "jpg",
-        })
+        picture = state.create(
+            "Pictures",
+            {
+                "PictureCode": state.new_code("Pictures"),
+                "FileName": file_name,
+                "DisplayOrder": order,
+                "Title": name.strip(),
+                "Url": f"/Files/{config.database_id}/Pictures/{file_name}",
+                "FileSize": 48_213 + code,
+                "Width": 800,
+                "Height": 800,
+                "Format": "jpg",
+            },
+        )
         out.pictures.append(picture["PictureId"])
-        out.photo_galleries.append(state.create("PhotoGalleries", {
-            "PictureId": picture["PictureId"], "EntityType": 102, "ItemCode": product["ProductId"],
-            "ItemType": 1,
-        })["PhotoGalleryId"])
+        out.photo_galleries.append(
+            state.create(
+                "PhotoGalleries",
+                {
+                    "PictureId": picture["PictureId"],
+                    "EntityType": 102,
+                    "ItemCode": product["ProductId"],
+                    "ItemType": 1,
+                },
+            )["PhotoGalleryId"]
+        )

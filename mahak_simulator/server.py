@@ -10,10 +10,9 @@ from types import TracebackType
 import httpx
 import uvicorn
 
-from .log import get_logger
-
 from .app import create_app
 from .config import SimulatorConfig
+from .log import get_logger
 
 
 class SimulatorServer:
@@ -56,13 +55,26 @@ class SimulatorServer:
             sock.close()
             raise
         self._port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(
-            create_app(self.config), log_level="warning", access_log=False, lifespan="off",
-            proxy_headers=False, http="h11", ws="none", loop="asyncio",
-            timeout_graceful_shutdown=2, timeout_keep_alive=30,
-        ))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
-                                        name=f"mahak-simulator-{self._port}", daemon=True)
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(self.config),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                proxy_headers=False,
+                http="h11",
+                ws="none",
+                loop="asyncio",
+                timeout_graceful_shutdown=2,
+                timeout_keep_alive=30,
+            )
+        )
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name=f"mahak-simulator-{self._port}",
+            daemon=True,
+        )
         self._thread.start()
         self._wait_ready(timeout)
         get_logger("mahak_simulator").info("simulator started", url=self.base_url)
@@ -98,6 +110,10 @@ class SimulatorServer:
     def __enter__(self) -> SimulatorServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -115,7 +115,9 @@ class SimState:
 
     # --- rows ----------------------------------------------------------------------------
 
-    def put(self, collection: str, row: dict[str, Any], row_version: int | None = None) -> dict[str, Any]:
+    def put(
+        self, collection: str, row: dict[str, Any], row_version: int | None = None
+    ) -> dict[str, Any]:
         """Write (insert or replace) a row with a fresh RowVersion, or the given one.
 
         A row whose id is not an integer (an injected malformed row) is kept under a key of
@@ -133,8 +135,11 @@ class SimState:
                 self._row_version = max(self._row_version, row_version)
             stored = {**row, "RowVersion": row_version}
             row_id = stored.get(spec.id_field)
-            key: Any = row_id if isinstance(row_id, int) and not isinstance(row_id, bool) else (
-                "raw", next(self._raw_keys))
+            key: Any = (
+                row_id
+                if isinstance(row_id, int) and not isinstance(row_id, bool)
+                else ("raw", next(self._raw_keys))
+            )
             self._rows[collection].pop(key, None)
             self._rows[collection][key] = stored
             self._seq[collection][key] = next(self._write_seq)
@@ -199,8 +204,11 @@ class SimState:
         with self.lock:
             for key in keys:
                 self.unknown_fields[(entity, str(key))] += 1
-        _log.warning("simulated request carried unknown fields", entity=entity,
-                     fields=[str(k) for k in keys][:20])
+        _log.warning(
+            "simulated request carried unknown fields",
+            entity=entity,
+            fields=[str(k) for k in keys][:20],
+        )
 
     # --- late commits (§11.3) --------------------------------------------------------------
 
@@ -227,8 +235,11 @@ class SimState:
 
     def find(self, collection: str, **match: Any) -> list[dict[str, Any]]:
         with self.lock:
-            return [r for r in self._rows[collection].values()
-                    if all(r.get(k) == v for k, v in match.items())]
+            return [
+                r
+                for r in self._rows[collection].values()
+                if all(r.get(k) == v for k, v in match.items())
+            ]
 
     def query(
         self,
@@ -253,8 +264,9 @@ class SimState:
             if order_types and row.get("OrderType") not in order_types:
                 continue
             version = _version_key(row)
-            if from_version > 0 and (version < from_version or (
-                    boundary == "exclusive" and version == from_version)):
+            if from_version > 0 and (
+                version < from_version or (boundary == "exclusive" and version == from_version)
+            ):
                 stray = row  # rows() is ascending: the last one excluded is the newest
                 continue
             selected.append(row)
@@ -262,10 +274,14 @@ class SimState:
             selected.insert(0, stray)
         if page_order == "id":
             id_field = BY_NAME[collection].id_field
-            selected.sort(key=lambda r: (not isinstance(r.get(id_field), int), r.get(id_field)
-                                         if isinstance(r.get(id_field), int) else 0))
+            selected.sort(
+                key=lambda r: (
+                    not isinstance(r.get(id_field), int),
+                    r.get(id_field) if isinstance(r.get(id_field), int) else 0,
+                )
+            )
         caps = [c for c in (page_size, server_cap) if c]
-        return selected[:min(caps)] if caps else selected
+        return selected[: min(caps)] if caps else selected
 
 
 def _version_key(row: dict[str, Any]) -> int:

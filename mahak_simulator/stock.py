@@ -9,7 +9,9 @@ from .state import SimState
 
 
 def asset(state: SimState, product_detail_id: int, store_id: int) -> dict[str, Any] | None:
-    rows = state.find("ProductDetailStoreAssets", ProductDetailId=product_detail_id, StoreId=store_id)
+    rows = state.find(
+        "ProductDetailStoreAssets", ProductDetailId=product_detail_id, StoreId=store_id
+    )
     return rows[0] if rows else None
 
 
@@ -21,8 +23,13 @@ def available(state: SimState, product_detail_id: int, store_id: int) -> float:
     return count if isinstance(count, (int, float)) else 0
 
 
-def set_count(state: SimState, product_detail_id: int, store_id: int, count1: float,
-              count2: float | None = None) -> dict[str, Any]:
+def set_count(
+    state: SimState,
+    product_detail_id: int,
+    store_id: int,
+    count1: float,
+    count2: float | None = None,
+) -> dict[str, Any]:
     """Set the stock of a detail in a store (creating the row), with a new RowVersion."""
     with state.lock:
         row = asset(state, product_detail_id, store_id)
@@ -30,17 +37,29 @@ def set_count(state: SimState, product_detail_id: int, store_id: int, count1: fl
         if count2 is not None:
             changes["Count2"] = number(float(count2))
         if row is None:
-            return state.create("ProductDetailStoreAssets", {
-                "ProductDetailId": product_detail_id, "StoreId": store_id, "Count2": 0,
-                "CreateDate": mahak_time(), **changes,
-            })
+            return state.create(
+                "ProductDetailStoreAssets",
+                {
+                    "ProductDetailId": product_detail_id,
+                    "StoreId": store_id,
+                    "Count2": 0,
+                    "CreateDate": mahak_time(),
+                    **changes,
+                },
+            )
         return state.update("ProductDetailStoreAssets", row["ProductDetailStoreAssetId"], **changes)
 
 
-def adjust(state: SimState, product_detail_id: int, store_id: int, delta1: float,
-           delta2: float = 0) -> dict[str, Any]:
+def adjust(
+    state: SimState, product_detail_id: int, store_id: int, delta1: float, delta2: float = 0
+) -> dict[str, Any]:
     with state.lock:
         row = asset(state, product_detail_id, store_id)
         count2 = (row or {}).get("Count2") or 0
-        return set_count(state, product_detail_id, store_id,
-                         available(state, product_detail_id, store_id) + delta1, count2 + delta2)
+        return set_count(
+            state,
+            product_detail_id,
+            store_id,
+            available(state, product_detail_id, store_id) + delta1,
+            count2 + delta2,
+        )

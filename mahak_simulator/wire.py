@@ -45,8 +45,15 @@ def wall_clock(value: str) -> datetime:
     if m is None:
         raise ValueError(f"not a date: {value[:40]!r}")
     fraction = (m["f"] or "0")[:6].ljust(6, "0")
-    return datetime(int(m["y"]), int(m["m"]), int(m["d"]), int(m["H"] or 0), int(m["M"] or 0),
-                    int(m["S"] or 0), int(fraction))
+    return datetime(
+        int(m["y"]),
+        int(m["m"]),
+        int(m["d"]),
+        int(m["H"] or 0),
+        int(m["M"] or 0),
+        int(m["S"] or 0),
+        int(fraction),
+    )
 
 
 class OffsetRefused(ValueError):
@@ -86,8 +93,10 @@ def camel_keys(data: Any) -> Any:
     """An answer with every object key in camelCase (`RowVersion` -> `rowVersion`), the
     casing Swagger shows; values (JSON strings included) are left alone."""
     if isinstance(data, dict):
-        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): camel_keys(v)
-                for k, v in data.items()}
+        return {
+            (k[:1].lower() + k[1:] if isinstance(k, str) else k): camel_keys(v)
+            for k, v in data.items()
+        }
     if isinstance(data, list):
         return [camel_keys(v) for v in data]
     return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mahak_client import (
@@ -52,21 +52,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = group.add_subparsers(dest="mahak_command", metavar="SUBCOMMAND", required=True)
 
     check = commands.add_parser("check", help="log in and probe every core entity")
-    check.add_argument("--paging", type=int, nargs="?", const=PROBE_PAGE_SIZE, default=None,
-                       metavar="N",
-                       help="also read each entity from 0 with pageSize N (default "
-                            f"{PROBE_PAGE_SIZE}) and without, and say whether capped lists "
-                            "hold the lowest RowVersions (reads every entity whole)")
+    check.add_argument(
+        "--paging",
+        type=int,
+        nargs="?",
+        const=PROBE_PAGE_SIZE,
+        default=None,
+        metavar="N",
+        help="also read each entity from 0 with pageSize N (default "
+        f"{PROBE_PAGE_SIZE}) and without, and say whether capped lists "
+        "hold the lowest RowVersions (reads every entity whole)",
+    )
     check.set_defaults(func=_check)
 
     pull = commands.add_parser("pull", help="stream one entity's rows as JSON lines")
-    pull.add_argument("entity", type=_entity, metavar="ENTITY",
-                      help=f"one of: {', '.join(sorted(ENTITIES))} (or as Mahak spells it, "
-                           "e.g. ProductDetails)")
-    pull.add_argument("--from", dest="from_version", type=int, default=0,
-                      help="RowVersion cursor: rows newer than this (default 0: all)")
-    pull.add_argument("--page-size", type=page_size_arg, default=None,
-                      help="rows per request, 0 for none (default MAHAK_PAGE_SIZE)")
+    pull.add_argument(
+        "entity",
+        type=_entity,
+        metavar="ENTITY",
+        help=f"one of: {', '.join(sorted(ENTITIES))} (or as Mahak spells it, e.g. ProductDetails)",
+    )
+    pull.add_argument(
+        "--from",
+        dest="from_version",
+        type=int,
+        default=0,
+        help="RowVersion cursor: rows newer than this (default 0: all)",
+    )
+    pull.add_argument(
+        "--page-size",
+        type=page_size_arg,
+        default=None,
+        help="rows per request, 0 for none (default MAHAK_PAGE_SIZE)",
+    )
     pull.set_defaults(func=_pull)
 
 
@@ -85,8 +103,11 @@ def _fail(message: str, code: int) -> int:
 
 def _login_failure(exc: MahakError, settings: Settings) -> int:
     if isinstance(exc, MahakAuthError):
-        return _fail(f"Mahak refused the credentials of {settings.mahak_username!r}: "
-                     f"{exc.mahak_message or exc}", EXIT_BAD_CREDENTIALS)
+        return _fail(
+            f"Mahak refused the credentials of {settings.mahak_username!r}: "
+            f"{exc.mahak_message or exc}",
+            EXIT_BAD_CREDENTIALS,
+        )
     return _fail(f"cannot reach Mahak at {settings.mahak_base_url}: {exc}", EXIT_UNREACHABLE)
 
 
@@ -103,8 +124,10 @@ async def _check(args: argparse.Namespace, settings: Settings | None = None) -> 
         print(f"visitor    {login.visitor_id if login.visitor_id is not None else '-'}")
         print(f"server     {_server_clock(login.server_time)}")
         data = "GetAllDataV2/SaveAllDataV2" if settings.mahak_use_v2 else "GetAllData/SaveAllData"
-        print(f"api        {settings.mahak_login_endpoint} + {data} (MAHAK_LOGIN_ENDPOINT, "
-              f"MAHAK_USE_V2), app id {settings.mahak_app_id!r} (MAHAK_APP_ID)")
+        print(
+            f"api        {settings.mahak_login_endpoint} + {data} (MAHAK_LOGIN_ENDPOINT, "
+            f"MAHAK_USE_V2), app id {settings.mahak_app_id!r} (MAHAK_APP_ID)"
+        )
         print(f"token      {_token_expiry(login.user_token, settings)}")
         failed = 0
         for name in CORE_ENTITIES:
@@ -117,8 +140,9 @@ async def _check(args: argparse.Namespace, settings: Settings | None = None) -> 
             sample = "has rows" if batch.rows or batch.rejected else "empty"
             print(f"  {name:<28} ok      {sample}")
         if failed:
-            return _fail(f"{failed} of {len(CORE_ENTITIES)} entities unreachable",
-                         EXIT_ENTITY_FAILED)
+            return _fail(
+                f"{failed} of {len(CORE_ENTITIES)} entities unreachable", EXIT_ENTITY_FAILED
+            )
         if getattr(args, "paging", None):
             return await _check_paging(client, args.paging, settings)
         return 0
@@ -147,24 +171,30 @@ async def _check_paging(client: MahakClient, size: int, settings: Settings) -> i
             return _fail(f"paging probe of {name} failed: {exc}", EXIT_ENTITY_FAILED)
         probes.append(probe)
         print(f"  {name:<28} {probe.capped:>6} of {probe.whole:<8} {_VERDICTS[probe.verdict]}")
-    current = (f"MAHAK_PAGE_SIZE={settings.mahak_page_size}" if settings.mahak_page_size
-               else "MAHAK_PAGE_SIZE unset (no pageSize)")
+    current = (
+        f"MAHAK_PAGE_SIZE={settings.mahak_page_size}"
+        if settings.mahak_page_size
+        else "MAHAK_PAGE_SIZE unset (no pageSize)"
+    )
     if any(p.trusted is False for p in probes):
         print(f"verdict    leave MAHAK_PAGE_SIZE unset: a page size would skip rows ({current})")
         return EXIT_PAGING_UNSAFE if settings.mahak_page_size else 0
     if any(p.trusted for p in probes):
-        print(f"verdict    capped lists held the lowest RowVersions: a page size is safe on "
-              f"this evidence ({current})")
+        print(
+            f"verdict    capped lists held the lowest RowVersions: a page size is safe on "
+            f"this evidence ({current})"
+        )
     else:
         print(f"verdict    no entity had enough rows to tell ({current})")
     return 0
+
 
 def _server_clock(server_time: datetime | None) -> str:
     """The server's time and how far it is from ours: a large offset means dates are read in
     another zone somewhere (shared/mahak-api.md §1.1)."""
     if server_time is None:
         return "- (login reported no server time)"
-    offset = (server_time - datetime.now(timezone.utc)).total_seconds()
+    offset = (server_time - datetime.now(UTC)).total_seconds()
     return f"{server_time.isoformat()} (offset from this machine's clock: {offset:+.0f} s)"
 
 
@@ -173,10 +203,12 @@ def _token_expiry(token: str, settings: Settings) -> str:
     exp = (jwt_claims(token) or {}).get("exp")
     if not isinstance(exp, (int, float)):
         return "no readable expiry: renewed when Mahak answers 401"
-    when = datetime.fromtimestamp(exp, timezone.utc).isoformat(timespec="seconds")
-    return (f"expires {when} (JWT exp), renewed "
-            f"{settings.mahak_token_refresh_margin_seconds:g} s before "
-            "(MAHAK_TOKEN_REFRESH_MARGIN_SECONDS) or on a 401")
+    when = datetime.fromtimestamp(exp, UTC).isoformat(timespec="seconds")
+    return (
+        f"expires {when} (JWT exp), renewed "
+        f"{settings.mahak_token_refresh_margin_seconds:g} s before "
+        "(MAHAK_TOKEN_REFRESH_MARGIN_SECONDS) or on a 401"
+    )
 
 
 def _json_line(value: Any) -> str:

@@ -22,13 +22,16 @@ import json
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
+from workflows.order_types import DISPUTE_ACTIONS
+
 from .config import get_settings
 from .orders_api import order_sync_status, resolve_order_dispute, start_order_sync
-from workflows.order_types import DISPUTE_ACTIONS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    hook = subparsers.add_parser("webhook", help="run the payment callback (POST /payments/callback)")
+    hook = subparsers.add_parser(
+        "webhook", help="run the payment callback (POST /payments/callback)"
+    )
     hook.add_argument("--host", default="127.0.0.1")
     hook.add_argument("--port", type=int, default=8080)
     hook.set_defaults(func=_webhook)
@@ -46,8 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resolve.add_argument("--action", required=True, choices=DISPUTE_ACTIONS)
     resolve.add_argument("--note", default=None)
     resolve.set_defaults(func=_resolve)
-    sweep = sub.add_parser("sweep", help="start (or attach to) the safety-net sweep that syncs "
-                                         "paid orders whose callback was lost")
+    sweep = sub.add_parser(
+        "sweep",
+        help="start (or attach to) the safety-net sweep that syncs "
+        "paid orders whose callback was lost",
+    )
     sweep.set_defaults(func=_sweep)
 
 

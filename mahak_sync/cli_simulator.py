@@ -18,8 +18,9 @@ READY_LINE = "mahak simulator listening on {base_url}"
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("simulator", help="run a simulated Mahak Sync API",
-                              description=__doc__.splitlines()[0])
+    p = subparsers.add_parser(
+        "simulator", help="run a simulated Mahak Sync API", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 (default): a free port")
     p.add_argument("--username", default="shop")
@@ -27,11 +28,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--database-id", type=int, default=1234567)
     p.add_argument("--package-no", default="7654321")
     p.add_argument("--visitor-id", type=int, default=10101)
-    p.add_argument("--seed-products", type=int, default=0,
-                   help="products (with details, stock, pictures) every reset creates")
+    p.add_argument(
+        "--seed-products",
+        type=int,
+        default=0,
+        help="products (with details, stock, pictures) every reset creates",
+    )
     p.add_argument("--token-lifetime", type=int, default=604_800, metavar="SECONDS")
-    p.add_argument("--boundary", choices=("inclusive", "exclusive"), default="inclusive",
-                   help="GetAllData from-version semantics")
+    p.add_argument(
+        "--boundary",
+        choices=("inclusive", "exclusive"),
+        default="inclusive",
+        help="GetAllData from-version semantics",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,9 +48,15 @@ def run(args: argparse.Namespace) -> int:
     from mahak_simulator import SimulatorConfig, SimulatorServer
 
     config = SimulatorConfig(
-        host=args.host, port=args.port, username=args.username, password=SecretStr(args.password),
-        database_id=args.database_id, package_no=args.package_no, visitor_id=args.visitor_id,
-        seed_products=args.seed_products, token_lifetime_seconds=args.token_lifetime,
+        host=args.host,
+        port=args.port,
+        username=args.username,
+        password=SecretStr(args.password),
+        database_id=args.database_id,
+        package_no=args.package_no,
+        visitor_id=args.visitor_id,
+        seed_products=args.seed_products,
+        token_lifetime_seconds=args.token_lifetime,
         boundary=args.boundary,
     )
     stop = threading.Event()

@@ -17,6 +17,7 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 
+from mahak_client.models import INCOMING_ORDER, entity_name
 from workflows.incoming_types import (
     ALL_ENTITIES,
     CycleSummary,
@@ -24,7 +25,6 @@ from workflows.incoming_types import (
     ResetCursorRequest,
     SyncStatus,
 )
-from mahak_client.models import INCOMING_ORDER, entity_name
 
 from .config import chosen_page_size, get_settings, page_size_arg
 from .temporal import connect
@@ -35,34 +35,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = group.add_subparsers(dest="sync_command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("start", help="start (or attach to) the incoming sync workflow")
-    p.add_argument("--interval", type=float, help="seconds between cycles "
-                   "(default INCOMING_SYNC_INTERVAL_SECONDS)")
-    p.add_argument("--page-size", type=page_size_arg,
-                   help="rows per entity per page, 0 for none (default MAHAK_PAGE_SIZE)")
+    p.add_argument(
+        "--interval",
+        type=float,
+        help="seconds between cycles (default INCOMING_SYNC_INTERVAL_SECONDS)",
+    )
+    p.add_argument(
+        "--page-size",
+        type=page_size_arg,
+        help="rows per entity per page, 0 for none (default MAHAK_PAGE_SIZE)",
+    )
     p.add_argument("--paused", action="store_true", help="start paused (send `resume` later)")
     p.set_defaults(func=_start)
 
     p = sub.add_parser("once", help="run one sync cycle now, in this process (no Temporal)")
-    p.add_argument("--page-size", type=page_size_arg,
-                   help="rows per page, 0 for none (default MAHAK_PAGE_SIZE)")
+    p.add_argument(
+        "--page-size",
+        type=page_size_arg,
+        help="rows per page, 0 for none (default MAHAK_PAGE_SIZE)",
+    )
     p.set_defaults(func=_once)
 
     p = sub.add_parser("status", help="the incoming sync workflow's status, as JSON")
     p.set_defaults(func=_status)
 
     for name, signal_name, help_text in (
-            ("pause", "pause", "stop cycles until resumed"),
-            ("resume", "resume", "resume cycles"),
-            ("now", "sync_now", "wake the workflow for a cycle now (signal sync_now)"),
-            ("reconcile", "reconcile_now", "a full read of every entity from RowVersion 0 now "
-                                           "(signal reconcile_now); results in the sync log")):
+        ("pause", "pause", "stop cycles until resumed"),
+        ("resume", "resume", "resume cycles"),
+        ("now", "sync_now", "wake the workflow for a cycle now (signal sync_now)"),
+        (
+            "reconcile",
+            "reconcile_now",
+            "a full read of every entity from RowVersion 0 now "
+            "(signal reconcile_now); results in the sync log",
+        ),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.set_defaults(func=_signal, signal_name=signal_name)
 
     p = sub.add_parser("reset-cursor", help="re-sync an entity (or all) from a row version")
-    p.add_argument("entity", type=_incoming_entity, metavar="ENTITY",
-                   help=f"one of: {', '.join(INCOMING_ORDER)} (or as Mahak spells it, "
-                        f"e.g. ProductDetails), or '{ALL_ENTITIES}' for all")
+    p.add_argument(
+        "entity",
+        type=_incoming_entity,
+        metavar="ENTITY",
+        help=f"one of: {', '.join(INCOMING_ORDER)} (or as Mahak spells it, "
+        f"e.g. ProductDetails), or '{ALL_ENTITIES}' for all",
+    )
     p.add_argument("--row-version", type=int, default=0, help="default 0: everything")
     p.set_defaults(func=_reset_cursor)
 
@@ -112,13 +130,13 @@ def _handle(client: Client) -> WorkflowHandle[Any, Any]:
 _ENTITY_ACTIVITIES = ("incoming.sync_entity", "incoming.reconcile_entity")
 
 
-async def current_progress(client: Client, handle: WorkflowHandle[Any, Any]
-                           ) -> EntityProgress | None:
+async def current_progress(
+    client: Client, handle: WorkflowHandle[Any, Any]
+) -> EntityProgress | None:
     """Page-level progress of the running entity, from its activity's last heartbeat."""
     description = await handle.describe()
     for pending in description.raw_description.pending_activities:
-        if (pending.activity_type.name in _ENTITY_ACTIVITIES
-                and pending.heartbeat_details.payloads):
+        if pending.activity_type.name in _ENTITY_ACTIVITIES and pending.heartbeat_details.payloads:
             [progress] = await client.data_converter.decode(
                 pending.heartbeat_details.payloads, [EntityProgress]
             )
@@ -143,8 +161,9 @@ async def _start(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     config = incoming_config(settings, interval_seconds=args.interval, page_size=args.page_size)
-    handle, started = await start_incoming(await connect(settings), settings, config=config,
-                                           paused=args.paused)
+    handle, started = await start_incoming(
+        await connect(settings), settings, config=config, paused=args.paused
+    )
     verb = "started" if started else "already running"
     print(f"{handle.id} {verb} (run {handle.run_id or (await handle.describe()).run_id})")
     return 0
@@ -156,8 +175,10 @@ async def _signal(args: argparse.Namespace) -> int:
     client = await connect(get_settings())
     handle = _handle(client)
     if await running_handle(client, handle.id) is None:
-        print(f"error: {handle.id} is not running; start it with `mahak-sync sync start`",
-              file=sys.stderr)
+        print(
+            f"error: {handle.id} is not running; start it with `mahak-sync sync start`",
+            file=sys.stderr,
+        )
         return 1
     await handle.signal(args.signal_name)
     print(f"{args.signal_name} sent")

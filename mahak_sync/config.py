@@ -38,7 +38,7 @@ def page_size_arg(text: str) -> int:
     return value
 
 
-def chosen_page_size(arg: int | None, settings: "Settings") -> int | None:
+def chosen_page_size(arg: int | None, settings: Settings) -> int | None:
     """A `--page-size` given (0: no pageSize) over `MAHAK_PAGE_SIZE`."""
     return settings.mahak_page_size if arg is None else (arg or None)
 
@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     database_pool_max_size: int = Field(10, ge=1, validation_alias="DATABASE_POOL_MAX_SIZE")
     migrate_on_start: bool = Field(True, validation_alias="MIGRATE_ON_START")
     # Which Price<n> of a product detail is the shop price (business configuration).
-    shop_price_level: int = Field(DEFAULT_SHOP_PRICE_LEVEL, ge=1, le=10,
-                                  validation_alias="SHOP_PRICE_LEVEL")
+    shop_price_level: int = Field(
+        DEFAULT_SHOP_PRICE_LEVEL, ge=1, le=10, validation_alias="SHOP_PRICE_LEVEL"
+    )
     data_dir: str = Field(".data", validation_alias="MAHAK_SYNC_DATA_DIR")
 
     # --- Temporal ----------------------------------------------------------------------
@@ -97,7 +98,8 @@ class Settings(BaseSettings):
     # The worker waits for PostgreSQL and Temporal with exponential backoff (1 s doubling)
     # up to this long between tries; it never gives up on its own.
     startup_retry_max_seconds: float = Field(
-        30.0, gt=0, validation_alias="STARTUP_RETRY_MAX_SECONDS")
+        30.0, gt=0, validation_alias="STARTUP_RETRY_MAX_SECONDS"
+    )
 
     # --- Schedules ---------------------------------------------------------------------
     incoming_sync_interval_seconds: float = Field(
@@ -115,20 +117,24 @@ class Settings(BaseSettings):
     # Transient failures (Mahak down, 5xx, timeouts) are retried this long before an
     # operator is asked to decide; the order is never dropped.
     order_send_retry_seconds: float = Field(
-        7 * 24 * 3600, gt=0, validation_alias="ORDER_SEND_RETRY_SECONDS")
+        7 * 24 * 3600, gt=0, validation_alias="ORDER_SEND_RETRY_SECONDS"
+    )
     # A dispute without an operator decision this long is escalated to staff.
     order_dispute_escalation_seconds: float = Field(
-        24 * 3600, gt=0, validation_alias="ORDER_DISPUTE_ESCALATION_SECONDS")
+        24 * 3600, gt=0, validation_alias="ORDER_DISPUTE_ESCALATION_SECONDS"
+    )
     # Stale references (unknown product detail, store, person): refresh and resend this often.
     order_max_stale_refreshes: int = Field(3, ge=0, validation_alias="ORDER_MAX_STALE_REFRESHES")
     # Late commits (shared/mahak-api.md §10 (f)): each incoming read of an entity starts this
     # many RowVersions below its cursor (0: from the cursor).
     incoming_lookback_rowversions: int = Field(
-        DEFAULT_LOOKBACK_ROWVERSIONS, ge=0, validation_alias="INCOMING_LOOKBACK_ROWVERSIONS")
+        DEFAULT_LOOKBACK_ROWVERSIONS, ge=0, validation_alias="INCOMING_LOOKBACK_ROWVERSIONS"
+    )
     # A periodic full read from RowVersion 0 (shared/mahak-api.md §10 (a)): this long after
     # the last one (0: only when an operator asks, signal `reconcile_now`).
     incoming_reconcile_every_seconds: float = Field(
-        86400.0, ge=0, validation_alias="INCOMING_RECONCILE_EVERY_SECONDS")
+        86400.0, ge=0, validation_alias="INCOMING_RECONCILE_EVERY_SECONDS"
+    )
     # What public clients send with an order (shared/mahak-api.md §4, §10 (b) (d)).
     # New customers' person group; unset: the first non-deleted PersonGroups row in Mahak.
     mahak_person_group_id: int | None = Field(None, gt=0, validation_alias="MAHAK_PERSON_GROUP_ID")

@@ -14,8 +14,8 @@ import contextlib
 import json
 import os
 import secrets
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,11 @@ class DevStack:
     async def _start(self) -> None:
         from mahak_simulator.config import SimulatorConfig
         from mahak_simulator.server import SimulatorServer
+        from mahak_sync.launch import start_incoming, start_sweep
+        from mahak_sync.runtime import run_worker
         from mahak_sync.temporal import DevServer, connect, free_port
         from mahak_sync.webhook import create_app
         from shopdb.embedded import start_embedded
-        from mahak_sync.launch import start_incoming, start_sweep
-        from mahak_sync.runtime import run_worker
 
         opts = self.options
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,8 +113,9 @@ class DevStack:
         self.info["temporal_address"] = self.settings.temporal_address
 
         if not self.settings.mahak_username:
-            sim_config = SimulatorConfig(port=free_port(preferred=opts.simulator_port),
-                                         seed_products=opts.seed_products)
+            sim_config = SimulatorConfig(
+                port=free_port(preferred=opts.simulator_port), seed_products=opts.seed_products
+            )
             sim = SimulatorServer(sim_config)
             await asyncio.to_thread(sim.start)
             self._stack.push(lambda *_: sim.stop())
@@ -140,14 +141,21 @@ class DevStack:
 
         stop_worker = asyncio.Event()
         self._stoppers.append(stop_worker.set)
-        self._tasks.append(asyncio.create_task(
-            run_worker(self.settings, stop=stop_worker), name="worker"))
+        self._tasks.append(
+            asyncio.create_task(run_worker(self.settings, stop=stop_worker), name="worker")
+        )
 
         client = await connect(self.settings)
         webhook_port = free_port(preferred=opts.webhook_port)
-        webhook = _EmbeddedUvicorn(uvicorn.Config(
-            create_app(self.settings, client=client), host="127.0.0.1", port=webhook_port,
-            log_level="warning", access_log=False))
+        webhook = _EmbeddedUvicorn(
+            uvicorn.Config(
+                create_app(self.settings, client=client),
+                host="127.0.0.1",
+                port=webhook_port,
+                log_level="warning",
+                access_log=False,
+            )
+        )
         self._tasks.append(asyncio.create_task(webhook.serve(), name="webhook"))
         self._stoppers.append(lambda: setattr(webhook, "should_exit", True))
         self.info["webhook"] = f"http://127.0.0.1:{webhook_port}/payments/callback"

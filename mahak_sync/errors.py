@@ -57,10 +57,15 @@ class ErrorType:
 
 
 # Types a workflow treats as "try again later"; everything else is an answer to act on.
-RETRYABLE_TYPES: frozenset[str] = frozenset({
-    ErrorType.MAHAK_UNAVAILABLE, ErrorType.MAHAK_AUTH, ErrorType.MAHAK_BAD_RESPONSE,
-    ErrorType.DB_UNAVAILABLE, ErrorType.DB_ERROR,
-})
+RETRYABLE_TYPES: frozenset[str] = frozenset(
+    {
+        ErrorType.MAHAK_UNAVAILABLE,
+        ErrorType.MAHAK_AUTH,
+        ErrorType.MAHAK_BAD_RESPONSE,
+        ErrorType.DB_UNAVAILABLE,
+        ErrorType.DB_ERROR,
+    }
+)
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # Iranian mobiles and landlines (09xx…, +98…, 0098…), with or without separators.
@@ -70,8 +75,9 @@ CUSTOMER_DATA = "[customer data]"
 
 def scrub(text: str, values: Iterable[str | None] = ()) -> str:
     """Cut e-mail addresses, phone numbers and the given values (longest first) from text."""
-    for value in sorted({v.strip() for v in values if v and len(v.strip()) >= 3},
-                        key=len, reverse=True):
+    for value in sorted(
+        {v.strip() for v in values if v and len(v.strip()) >= 3}, key=len, reverse=True
+    ):
         text = re.sub(re.escape(value), CUSTOMER_DATA, text, flags=re.IGNORECASE)
     text = _EMAIL.sub(CUSTOMER_DATA, text)
     return _PHONE.sub(CUSTOMER_DATA, text)
@@ -92,8 +98,11 @@ def _postgres_text(err: BaseException) -> str:
     # The primary message names the failure; DETAIL (which quotes row values) is left out.
     state = getattr(err, "sqlstate", None)
     message = getattr(err, "message", None) or type(err).__name__
-    return f"PostgreSQL {type(err).__name__}" + (f" [{state}]" if state else "") + \
-        f": {scrub(str(message))[:300]}"
+    return (
+        f"PostgreSQL {type(err).__name__}"
+        + (f" [{state}]" if state else "")
+        + f": {scrub(str(message))[:300]}"
+    )
 
 
 def _connection_text(err: BaseException) -> str:
@@ -102,8 +111,10 @@ def _connection_text(err: BaseException) -> str:
 
 def _validation_text(err: BaseException) -> str:
     assert isinstance(err, pydantic.ValidationError)
-    problems = [f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}"
-                for e in err.errors(include_input=False, include_url=False)[:5]]
+    problems = [
+        f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}"
+        for e in err.errors(include_input=False, include_url=False)[:5]
+    ]
     return f"invalid {err.title}: " + "; ".join(problems)
 
 
@@ -136,12 +147,20 @@ RULES: tuple[Rule, ...] = (
     Rule(_is(MahakAuthError), ErrorType.MAHAK_AUTH, True, _mahak_text),
     Rule(_is(MahakProtocolError), ErrorType.MAHAK_BAD_RESPONSE, True, _mahak_text),
     Rule(_is(MahakPermanentError), ErrorType.MAHAK_REFUSED, False, _mahak_text),
-    Rule(lambda e: isinstance(e, asyncpg.PostgresError) and _is_connection_error(e),
-         ErrorType.DB_UNAVAILABLE, True, _postgres_text),
+    Rule(
+        lambda e: isinstance(e, asyncpg.PostgresError) and _is_connection_error(e),
+        ErrorType.DB_UNAVAILABLE,
+        True,
+        _postgres_text,
+    ),
     Rule(_is(asyncpg.PostgresError), ErrorType.DB_ERROR, True, _postgres_text),
     # The pool's own errors and socket errors: the server went away under us.
-    Rule(_is(asyncpg.InterfaceError, asyncpg.InternalClientError, ConnectionError, OSError),
-         ErrorType.DB_UNAVAILABLE, True, _connection_text),
+    Rule(
+        _is(asyncpg.InterfaceError, asyncpg.InternalClientError, ConnectionError, OSError),
+        ErrorType.DB_UNAVAILABLE,
+        True,
+        _connection_text,
+    ),
     Rule(_is(pydantic.ValidationError), ErrorType.INVALID_DATA, False, _validation_text),
 )
 
@@ -155,8 +174,9 @@ def _order_rules() -> tuple[Rule, ...]:
     )
 
 
-def classify(err: BaseException, *, details: Iterable[Any] = (),
-             customer_values: Iterable[str | None] = ()) -> ApplicationError:
+def classify(
+    err: BaseException, *, details: Iterable[Any] = (), customer_values: Iterable[str | None] = ()
+) -> ApplicationError:
     """The `ApplicationError` for `err` by the table; an unknown type is retried (a bug that
     a deploy fixes loses nothing that way) under its class name."""
     if isinstance(err, ApplicationError):
@@ -174,8 +194,9 @@ def classify(err: BaseException, *, details: Iterable[Any] = (),
     delay = None
     if isinstance(err, MahakTransientError) and err.retry_after:
         delay = timedelta(seconds=err.retry_after)
-    return ApplicationError(text, *details, type=rule.type, non_retryable=not rule.retryable,
-                            next_retry_delay=delay)
+    return ApplicationError(
+        text, *details, type=rule.type, non_retryable=not rule.retryable, next_retry_delay=delay
+    )
 
 
 class _ClassifyingInbound(ActivityInboundInterceptor):

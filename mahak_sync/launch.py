@@ -47,7 +47,11 @@ async def running_handle(client: Client, workflow_id: str) -> WorkflowHandle[Any
 
 
 async def start_incoming(
-    client: Client, settings: Settings, *, config: SyncConfig | None = None, paused: bool = False,
+    client: Client,
+    settings: Settings,
+    *,
+    config: SyncConfig | None = None,
+    paused: bool = False,
     workflow_id: str = WORKFLOW_ID,
 ) -> tuple[WorkflowHandle[Any, Any], bool]:
     """Start the incoming sync unless it runs; returns its handle and whether it was started."""
@@ -63,10 +67,12 @@ async def start_incoming(
         task_queue=settings.temporal_task_queue,
         # Two starters racing still end up with one workflow.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(SYNC_KIND, SYNC_KIND_VALUE),
-            SearchAttributePair(SYNC_PAUSED, paused),
-        ]),
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(SYNC_KIND, SYNC_KIND_VALUE),
+                SearchAttributePair(SYNC_PAUSED, paused),
+            ]
+        ),
         static_summary="Mahak -> shop incoming sync",
     )
     return handle, True

@@ -58,8 +58,12 @@ async def start_order_sync(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         )
-        log.info("order sync started or attached", order_id=order_id, workflow_id=workflow_id,
-                 run_id=handle.result_run_id)
+        log.info(
+            "order sync started or attached",
+            order_id=order_id,
+            workflow_id=workflow_id,
+            run_id=handle.result_run_id,
+        )
     except WorkflowAlreadyStartedError:
         # Completed before (synced or cancelled): never a second run.
         log.info("order sync already completed", order_id=order_id, workflow_id=workflow_id)
@@ -77,4 +81,5 @@ async def resolve_order_dispute(
     """The operator's decision on a disputed order, as an update (so a wrong one is refused)."""
     handle = client.get_workflow_handle(order_workflow_id(order_id))
     return await handle.execute_update(
-        OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action=action, note=note))
+        OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action=action, note=note)
+    )

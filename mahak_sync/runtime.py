@@ -53,8 +53,14 @@ WORKFLOWS: list[type] = [IncomingSyncWorkflow, OrderSyncWorkflow, OrderSweepWork
 INTERCEPTORS = [ErrorClassifier()]
 
 
-def build_worker(client: Client, settings: Settings, *, pool: asyncpg.Pool,
-                 mahak: MahakClient, gateway: httpx.AsyncClient) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    mahak: MahakClient,
+    gateway: httpx.AsyncClient,
+) -> Worker:
     """The one list of what this service runs; tests build their workers here too."""
     incoming = IncomingActivities(pool, mahak, settings)
     orders = OrderActivities(pool, mahak, settings)
@@ -91,20 +97,30 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
     try:
         async with contextlib.AsyncExitStack() as stack:
             client = await wait_for(
-                "temporal", lambda: connect_namespace(settings),
-                retry_if=temporal_is_starting, attempt_timeout=CONNECT_TIMEOUT_SECONDS, **backoff)
+                "temporal",
+                lambda: connect_namespace(settings),
+                retry_if=temporal_is_starting,
+                attempt_timeout=CONNECT_TIMEOUT_SECONDS,
+                **backoff,
+            )
             await verify_search_attributes(client, settings.temporal_namespace)
             # Migrations (MIGRATE_ON_START) run inside each try: a database that drops mid-way
             # is waited for again, and applied migrations are never repeated.
             pool = await wait_for(
-                "postgresql", lambda: stack.enter_async_context(open_database(settings)),
-                retry_if=postgres_is_starting, **backoff)
+                "postgresql",
+                lambda: stack.enter_async_context(open_database(settings)),
+                retry_if=postgres_is_starting,
+                **backoff,
+            )
             mahak = await stack.enter_async_context(MahakClient.from_settings(settings))
             gateway = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
             worker = build_worker(client, settings, pool=pool, mahak=mahak, gateway=gateway)
             async with worker:
-                log.info("worker_started", task_queue=settings.temporal_task_queue,
-                         namespace=settings.temporal_namespace)
+                log.info(
+                    "worker_started",
+                    task_queue=settings.temporal_task_queue,
+                    namespace=settings.temporal_namespace,
+                )
                 await stop.wait()
                 log.info("worker_stopping")
     except StartupAborted as exc:
@@ -126,8 +142,12 @@ async def main() -> int:
         await run_worker(settings, stop=stop)
     except SearchAttributesMissing as exc:
         get_logger(__name__).error(
-            "worker_not_started", reason="search_attributes_missing", namespace=exc.namespace,
-            problems=exc.problems, commands=exc.commands)
+            "worker_not_started",
+            reason="search_attributes_missing",
+            namespace=exc.namespace,
+            problems=exc.problems,
+            commands=exc.commands,
+        )
         print(exc, file=sys.stderr)  # the commands, copy-pasteable whatever LOG_FORMAT is
         return EXIT_CONFIG
     return 0

@@ -14,4 +14,9 @@ SYNC_PAUSED = SearchAttributeKey.for_bool("MahakSyncPaused")
 ORDER_ID = SearchAttributeKey.for_int("OrderId")
 ORDER_SYNC_STATUS = SearchAttributeKey.for_keyword("MahakSyncStatus")
 
-SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (SYNC_KIND, SYNC_PAUSED, ORDER_ID, ORDER_SYNC_STATUS)
+SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
+    SYNC_KIND,
+    SYNC_PAUSED,
+    ORDER_ID,
+    ORDER_SYNC_STATUS,
+)

@@ -95,19 +95,33 @@ async def wait_for(
             delay = backoff_delay(attempt, initial=initial, maximum=maximum)
             elapsed = time.monotonic() - started
             if give_up_after is not None and elapsed + delay > give_up_after:
-                log.error("dependency_unavailable", dependency=name, attempt=attempt,
-                          waited=round(elapsed, 2), error=describe_error(exc))
+                log.error(
+                    "dependency_unavailable",
+                    dependency=name,
+                    attempt=attempt,
+                    waited=round(elapsed, 2),
+                    error=describe_error(exc),
+                )
                 raise
-            log.warning("waiting_for_dependency", dependency=name, attempt=attempt,
-                        retry_in=round(delay, 2), error=describe_error(exc))
+            log.warning(
+                "waiting_for_dependency",
+                dependency=name,
+                attempt=attempt,
+                retry_in=round(delay, 2),
+                error=describe_error(exc),
+            )
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
             except TimeoutError:
                 continue
             raise StartupAborted(name) from None
         if attempt > 1:
-            log.info("dependency_ready", dependency=name, attempts=attempt,
-                     waited=round(time.monotonic() - started, 2))
+            log.info(
+                "dependency_ready",
+                dependency=name,
+                attempts=attempt,
+                waited=round(time.monotonic() - started, 2),
+            )
         return result
 
 

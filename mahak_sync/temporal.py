@@ -100,11 +100,14 @@ def search_attribute_type_name(value_type: int) -> str:
     return _DEV_SERVER_TYPE_NAMES.get(value_type, IndexedValueType.Name(value_type))
 
 
-def create_search_attribute_command(namespace: str, name: str, value_type: int,
-                                    address: str | None = None) -> str:
+def create_search_attribute_command(
+    namespace: str, name: str, value_type: int, address: str | None = None
+) -> str:
     """The exact command an operator runs to create one search attribute."""
-    cmd = (f"temporal operator search-attribute create --namespace {shlex.quote(namespace)} "
-           f"--name {name} --type {search_attribute_type_name(value_type)}")
+    cmd = (
+        f"temporal operator search-attribute create --namespace {shlex.quote(namespace)} "
+        f"--name {name} --type {search_attribute_type_name(value_type)}"
+    )
     return f"{cmd} --address {shlex.quote(address)}" if address else cmd
 
 
@@ -112,8 +115,9 @@ class SearchAttributesMissing(RuntimeError):
     """Custom search attributes the workflows need are missing (or of another type) in the
     namespace, and this client may not fix it. `commands` are what an operator runs."""
 
-    def __init__(self, namespace: str, problems: list[str], commands: list[str],
-                 reason: str) -> None:
+    def __init__(
+        self, namespace: str, problems: list[str], commands: list[str], reason: str
+    ) -> None:
         self.namespace = namespace
         self.problems = problems
         self.commands = commands
@@ -129,7 +133,8 @@ class SearchAttributesMissing(RuntimeError):
 
 async def _list_custom(client: Client, namespace: str) -> Mapping[str, int]:
     listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace), retry=True,
+        ListSearchAttributesRequest(namespace=namespace),
+        retry=True,
         timeout=timedelta(seconds=30),
     )
     return dict(listed.custom_attributes)
@@ -147,8 +152,9 @@ def _check(existing: Mapping[str, int]) -> tuple[dict[str, int], dict[str, int]]
     return missing, mistyped
 
 
-async def verify_search_attributes(client: Client, namespace: str, *,
-                                   address: str | None = None) -> list[str]:
+async def verify_search_attributes(
+    client: Client, namespace: str, *, address: str | None = None
+) -> list[str]:
     """Make sure every custom search attribute the workflows use exists in `namespace` with
     the right type; returns the names this call registered.
 
@@ -176,8 +182,9 @@ async def verify_search_attributes(client: Client, namespace: str, *,
         if not refusal:
             added = sorted(set(missing) - set(still_missing))
             if added:
-                get_logger(__name__).info("search_attributes_registered", added=added,
-                                          namespace=namespace)
+                get_logger(__name__).info(
+                    "search_attributes_registered", added=added, namespace=namespace
+                )
             if still_missing:
                 refusal = "registered, but not listed afterwards"
         missing = still_missing
@@ -193,15 +200,21 @@ async def verify_search_attributes(client: Client, namespace: str, *,
     if missing:
         reasons.append(f"registering them was refused: {refusal}")
     for name, wanted in sorted(mistyped.items()):
-        problems.append(f"{name} is {search_attribute_type_name(existing[name])}, "
-                        f"the workflows need {search_attribute_type_name(wanted)}")
-        remove = (f"temporal operator search-attribute remove --namespace "
-                  f"{shlex.quote(namespace)} --name {name} --yes")
+        problems.append(
+            f"{name} is {search_attribute_type_name(existing[name])}, "
+            f"the workflows need {search_attribute_type_name(wanted)}"
+        )
+        remove = (
+            f"temporal operator search-attribute remove --namespace "
+            f"{shlex.quote(namespace)} --name {name} --yes"
+        )
         commands.append(f"{remove} --address {shlex.quote(address)}" if address else remove)
         commands.append(create_search_attribute_command(namespace, name, wanted, address))
     if mistyped:
-        reasons.append("a search attribute's type cannot change in place; removing it drops "
-                       "its values from existing workflows' visibility records")
+        reasons.append(
+            "a search attribute's type cannot change in place; removing it drops "
+            "its values from existing workflows' visibility records"
+        )
     raise SearchAttributesMissing(namespace, problems, commands, "; ".join(reasons))
 
 
@@ -216,8 +229,12 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
         return await verify_search_attributes(client, namespace)
     except SearchAttributesMissing as exc:
         get_logger(__name__).warning(
-            "search_attributes_not_registered", namespace=namespace, problems=exc.problems,
-            error=exc.reason, commands=exc.commands)
+            "search_attributes_not_registered",
+            namespace=namespace,
+            problems=exc.problems,
+            error=exc.reason,
+            commands=exc.commands,
+        )
         return []
 
 
@@ -272,10 +289,15 @@ class DevServer:
 
     def command(self) -> list[str]:
         cmd = [
-            temporal_cli_path(), "server", "start-dev",
-            "--ip", self.ip,
-            "--port", str(self.port),
-            "--log-level", self.log_level,
+            temporal_cli_path(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.ip,
+            "--port",
+            str(self.port),
+            "--log-level",
+            self.log_level,
         ]
         if self.headless:
             cmd.append("--headless")
@@ -286,8 +308,10 @@ class DevServer:
         if self.db_filename:
             cmd += ["--db-filename", str(self.db_filename)]
         for key in SEARCH_ATTRIBUTES:
-            cmd += ["--search-attribute",
-                    f"{key.name}={_DEV_SERVER_TYPE_NAMES[key.indexed_value_type]}"]
+            cmd += [
+                "--search-attribute",
+                f"{key.name}={_DEV_SERVER_TYPE_NAMES[key.indexed_value_type]}",
+            ]
         return cmd
 
     def start(self) -> DevServer:
@@ -310,15 +334,18 @@ class DevServer:
         except BaseException:
             self.stop()
             raise
-        log.info("temporal_dev_server_started", address=self.address, ui=self.ui_url,
-                 pid=self._process.pid)
+        log.info(
+            "temporal_dev_server_started",
+            address=self.address,
+            ui=self.ui_url,
+            pid=self._process.pid,
+        )
         return self
 
     def _wait_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout
-        health = [temporal_cli_path(), "operator", "cluster", "health",
-                  "--address", self.address]
+        health = [temporal_cli_path(), "operator", "cluster", "health", "--address", self.address]
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(
@@ -326,8 +353,13 @@ class DevServer:
                     f"{self._server_log()}"
                 )
             if _port_open(self.ip, self.port):
-                probe = subprocess.run(health, capture_output=True, text=True, timeout=10,
-                                       env={**os.environ, "TEMPORAL_ADDRESS": self.address})
+                probe = subprocess.run(
+                    health,
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    env={**os.environ, "TEMPORAL_ADDRESS": self.address},
+                )
                 if probe.returncode == 0 and "SERVING" in probe.stdout.upper():
                     return
             time.sleep(0.2)
@@ -360,8 +392,12 @@ class DevServer:
     def __enter__(self) -> DevServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

@@ -64,8 +64,13 @@ def sign(secret: str, timestamp: int | str, body: bytes) -> str:
 
 
 def signature_problem(
-    secret: str, timestamp: str | None, signature: str | None, body: bytes, *,
-    max_skew: int, now: float | None = None,
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    *,
+    max_skew: int,
+    now: float | None = None,
 ) -> str | None:
     """Why the call is not authentic, or None when it is."""
     if not secret:
@@ -89,7 +94,9 @@ def _answer(http_status: int, **body: Any) -> JSONResponse:
 
 
 class _Deps:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool | None, client: Client | None) -> None:
+    def __init__(
+        self, settings: Settings, pool: asyncpg.Pool | None, client: Client | None
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.client = client
@@ -101,18 +108,26 @@ async def payment_callback(request: Request) -> JSONResponse:
     raw = await request.body()
     problem = signature_problem(
         settings.webhook_secret.get_secret_value(),
-        request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), raw,
+        request.headers.get(TIMESTAMP_HEADER),
+        request.headers.get(SIGNATURE_HEADER),
+        raw,
         max_skew=settings.webhook_max_skew_seconds,
     )
     if problem:
-        log.warning("payment callback refused", reason=problem,
-                    client=request.client.host if request.client else None)
+        log.warning(
+            "payment callback refused",
+            reason=problem,
+            client=request.client.host if request.client else None,
+        )
         return _answer(401, error="unauthorized")
     try:
         callback = PaymentCallback.model_validate_json(raw)
     except ValidationError as err:
-        return _answer(422, error="malformed body",
-                       details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors()])
+        return _answer(
+            422,
+            error="malformed body",
+            details=[{"loc": list(e["loc"]), "msg": e["msg"]} for e in err.errors()],
+        )
 
     bound = log.bind(order_id=callback.order_id)
     assert deps.pool is not None and deps.client is not None
@@ -145,7 +160,10 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def create_app(
-    settings: Settings, *, pool: asyncpg.Pool | None = None, client: Client | None = None,
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool | None = None,
+    client: Client | None = None,
 ) -> Starlette:
     """The ASGI app. Given a pool and a client it uses them (tests, embedding); otherwise it
     opens the shop database and connects to Temporal for its lifetime."""
@@ -179,7 +197,8 @@ async def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -
     """Run the webhook until interrupted."""
     if not settings.webhook_secret.get_secret_value():
         raise SystemExit("WEBHOOK_SECRET is not set: every callback would be refused")
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning",
-                            access_log=False)
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level="warning", access_log=False
+    )
     log.info("payment webhook listening", host=host, port=port)
     await uvicorn.Server(config).serve()

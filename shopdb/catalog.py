@@ -55,7 +55,8 @@ async def apply_page(
         raise ValueError("new_cursor must be >= 0")
     m = mirror(batch.entity)
     letters = [
-        NewDeadLetter(batch.entity, r.mahak_id, r.row_version, r.raw, r.error) for r in batch.rejected
+        NewDeadLetter(batch.entity, r.mahak_id, r.row_version, r.raw, r.error)
+        for r in batch.rejected
     ]
     rows, columns = _storable(m, batch.rows, price_level, letters)
 
@@ -65,8 +66,12 @@ async def apply_page(
             async with conn.transaction():  # savepoint: a refused bulk write falls back below
                 applied = await _bulk_apply(conn, m, types, columns)
         except _ROW_ERRORS as exc:
-            log.warning("bulk apply refused, applying row by row", entity=m.entity,
-                        run_id=run_id, error=str(exc)[:300] or type(exc).__name__)
+            log.warning(
+                "bulk apply refused, applying row by row",
+                entity=m.entity,
+                run_id=run_id,
+                error=str(exc)[:300] or type(exc).__name__,
+            )
             applied, failed = await _upsert_rows(conn, m, types, rows, columns)
             letters.extend(failed)
         await dead_letters.record_many(conn, letters, run_id)
@@ -74,11 +79,15 @@ async def apply_page(
         await _advance(conn, m.entity, new_cursor)
 
     rows_failed = len(letters) - len(batch.rejected)
-    counts = applied.model_copy(update={
-        "unchanged": len(batch.rows) - rows_failed - applied.total,
-        "dead_lettered": len(letters),
-    })
-    log.debug("page applied", entity=m.entity, run_id=run_id, cursor=new_cursor, **counts.model_dump())
+    counts = applied.model_copy(
+        update={
+            "unchanged": len(batch.rows) - rows_failed - applied.total,
+            "dead_lettered": len(letters),
+        }
+    )
+    log.debug(
+        "page applied", entity=m.entity, run_id=run_id, cursor=new_cursor, **counts.model_dump()
+    )
     return counts
 
 
@@ -124,7 +133,9 @@ def _take(columns: Columns, indexes: list[int]) -> Columns:
 
 def _letter(m: MirrorTable, row: Any, reason: str) -> NewDeadLetter:
     mahak_id, row_version = getattr(row, m.id_field, None), getattr(row, "row_version", None)
-    return NewDeadLetter(m.entity, _int64(mahak_id), _int64(row_version), row.model_dump(mode="json"), reason)
+    return NewDeadLetter(
+        m.entity, _int64(mahak_id), _int64(row_version), row.model_dump(mode="json"), reason
+    )
 
 
 def _int64(value: Any) -> int | None:
@@ -177,16 +188,21 @@ async def _bulk_apply(
     # or its statistics stale scans the whole table once per id (100 ms and up per page).
     # (LOCAL: until the transaction ends; in a caller's transaction that only costs planning.)
     await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-    stored = dict(await conn.fetch(
-        f"""
+    stored = dict(
+        await conn.fetch(
+            f"""
         SELECT s.id, t.row_version FROM unnest($1::{types[0]}[]) AS s (id)
         CROSS JOIN LATERAL (SELECT row_version FROM {m.table} t WHERE t.id = s.id OFFSET 0) t
         """,
-        ids,
-    ))
+            ids,
+        )
+    )
     fresh = [i for i, mahak_id in enumerate(ids) if mahak_id not in stored]
-    newer = [i for i, (mahak_id, version) in enumerate(zip(ids, versions, strict=True))
-             if mahak_id in stored and version > stored[mahak_id]]
+    newer = [
+        i
+        for i, (mahak_id, version) in enumerate(zip(ids, versions, strict=True))
+        if mahak_id in stored and version > stored[mahak_id]
+    ]
     numeric = [_is_numeric(t) for t in types]
     applied = ApplyCounts()
     if fresh:
@@ -200,8 +216,12 @@ async def _bulk_apply(
         # the commit truncates it, so dead rows never pile up (temp tables are not vacuumed).
         stage, cols = f"_stage_{m.table}", ", ".join(m.columns)
         typed = ", ".join(f"{c} {t}" for c, t in zip(m.columns, _param_types(types), strict=True))
-        await conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({typed}) ON COMMIT DELETE ROWS")
-        await conn.copy_records_to_table(stage, records=list(zip(*_take(columns, newer))), columns=m.columns)
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({typed}) ON COMMIT DELETE ROWS"
+        )
+        await conn.copy_records_to_table(
+            stage, records=list(zip(*_take(columns, newer))), columns=m.columns
+        )
         staged = f"s AS (DELETE FROM {stage} RETURNING {cols})"
         applied += ApplyCounts(**await conn.fetchrow(_upsert_sql(m, "SELECT * FROM s", staged)))
     return applied
@@ -211,11 +231,15 @@ _COPY_CHUNK = 500  # rows encoded while the server stores the previous ones
 
 
 async def _copy(
-    conn: asyncpg.Connection, table: str, names: Sequence[str], columns: Columns, numeric: list[bool]
+    conn: asyncpg.Connection,
+    table: str,
+    names: Sequence[str],
+    columns: Columns,
+    numeric: list[bool],
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for start in range(0, len(columns[0]), _COPY_CHUNK):
-            yield copy_text([values[start:start + _COPY_CHUNK] for values in columns], numeric)
+            yield copy_text([values[start : start + _COPY_CHUNK] for values in columns], numeric)
 
     await conn.copy_to_table(table, source=chunks(), columns=names)
 
@@ -240,7 +264,11 @@ def _upsert_sql(m: MirrorTable, source: str, ctes: str = "") -> str:
 
 
 async def _upsert_rows(
-    conn: asyncpg.Connection, m: MirrorTable, types: Sequence[str], rows: Sequence[Any], columns: Columns
+    conn: asyncpg.Connection,
+    m: MirrorTable,
+    types: Sequence[str],
+    rows: Sequence[Any],
+    columns: Columns,
 ) -> tuple[ApplyCounts, list[NewDeadLetter]]:
     """The slow path: each row in its own savepoint, refused rows dead-lettered."""
     params = ", ".join(f"${i}::{t}" for i, t in enumerate(_param_types(types), start=1))
@@ -265,7 +293,8 @@ async def _advance(conn: asyncpg.Connection, entity: str, row_version: int) -> N
         SET last_row_version = GREATEST(s.last_row_version, excluded.last_row_version),
             last_synced_at = now()
         """,
-        entity, row_version,
+        entity,
+        row_version,
     )
 
 
@@ -275,7 +304,9 @@ async def get_cursors(db: Executor) -> dict[str, int]:
 
 
 async def get_cursor(db: Executor, entity: str) -> int:
-    value = await db.fetchval("SELECT last_row_version FROM mahak_sync_state WHERE entity = $1", entity)
+    value = await db.fetchval(
+        "SELECT last_row_version FROM mahak_sync_state WHERE entity = $1", entity
+    )
     return int(value or 0)
 
 
@@ -286,7 +317,8 @@ async def set_cursor(db: Executor, entity: str, row_version: int) -> None:
         INSERT INTO mahak_sync_state (entity, last_row_version, last_synced_at) VALUES ($1, $2, NULL)
         ON CONFLICT (entity) DO UPDATE SET last_row_version = excluded.last_row_version
         """,
-        entity, row_version,
+        entity,
+        row_version,
     )
 
 

@@ -37,12 +37,16 @@ SET last_seen = now(),
 """
 
 
-async def record_many(conn: asyncpg.Connection, letters: list[NewDeadLetter], run_id: str | None) -> None:
+async def record_many(
+    conn: asyncpg.Connection, letters: list[NewDeadLetter], run_id: str | None
+) -> None:
     if letters:
         await conn.executemany(
             _UPSERT,
-            [(d.entity, d.mahak_id, d.row_version, to_json(d.payload), _text(d.reason), run_id)
-             for d in letters],
+            [
+                (d.entity, d.mahak_id, d.row_version, to_json(d.payload), _text(d.reason), run_id)
+                for d in letters
+            ],
         )
 
 
@@ -64,24 +68,30 @@ async def resolve_superseded(conn: asyncpg.Connection, entity: str, table: str) 
     return int(status.split()[-1])
 
 
-async def list_open(db: Executor, *, entity: str | None = None, limit: int = 100) -> list[DeadLetter]:
+async def list_open(
+    db: Executor, *, entity: str | None = None, limit: int = 100
+) -> list[DeadLetter]:
     rows = await db.fetch(
         """
         SELECT * FROM mahak_dead_letters
         WHERE NOT resolved AND ($1::text IS NULL OR entity = $1)
         ORDER BY last_seen DESC LIMIT $2
         """,
-        entity, limit,
+        entity,
+        limit,
     )
     return [DeadLetter.from_record(r) for r in rows]
 
 
-async def resolve(db: Executor, dead_letter_id: int, resolution: str = "resolved by operator") -> bool:
+async def resolve(
+    db: Executor, dead_letter_id: int, resolution: str = "resolved by operator"
+) -> bool:
     status = await db.execute(
         """
         UPDATE mahak_dead_letters SET resolved = true, resolved_at = now(), resolution = $2
         WHERE id = $1 AND NOT resolved
         """,
-        dead_letter_id, resolution,
+        dead_letter_id,
+        resolution,
     )
     return status.endswith(" 1")

@@ -92,7 +92,9 @@ async def ensure_database(server_dsn: str, database: str) -> str:
     return with_database(server_dsn, database)
 
 
-async def start_embedded(data_dir: Path, database: str = "mahak_sync") -> tuple[EmbeddedPostgres, str]:
+async def start_embedded(
+    data_dir: Path, database: str = "mahak_sync"
+) -> tuple[EmbeddedPostgres, str]:
     """Start the dev server off the event loop and make sure the app database exists."""
     server = EmbeddedPostgres(data_dir)
     server_dsn = await asyncio.to_thread(server.start)

@@ -70,7 +70,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-async def migrate(pool_or_dsn: asyncpg.Pool | asyncpg.Connection | str, *, target: str | None = None) -> list[str]:
+async def migrate(
+    pool_or_dsn: asyncpg.Pool | asyncpg.Connection | str, *, target: str | None = None
+) -> list[str]:
     """Apply pending migrations (up to `target` when given); returns the versions applied."""
     if isinstance(pool_or_dsn, str):
         conn = await asyncpg.connect(pool_or_dsn)
@@ -89,8 +91,10 @@ async def _migrate(conn: asyncpg.Connection, target: str | None) -> list[str]:
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
         await conn.execute(_BOOKKEEPING)
-        done = {r["version"]: r["checksum"] for r in await conn.fetch(
-            "SELECT version, checksum FROM schema_migrations")}
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         applied: list[str] = []
         for mig in migrations:
             if mig.version in done:
@@ -104,7 +108,9 @@ async def _migrate(conn: asyncpg.Connection, target: str | None) -> list[str]:
                 await conn.execute(mig.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    mig.version, mig.name, mig.checksum,
+                    mig.version,
+                    mig.name,
+                    mig.checksum,
                 )
             log.info("migration applied", version=mig.version, migration=mig.name)
             applied.append(mig.version)
@@ -118,5 +124,7 @@ async def applied_migrations(conn: asyncpg.Connection | asyncpg.Pool) -> list[Ap
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return []
-    rows = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations ORDER BY version")
+    rows = await conn.fetch(
+        "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+    )
     return [AppliedMigration(r["version"], r["name"], r["applied_at"]) for r in rows]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
@@ -46,7 +46,9 @@ class MirrorTable:
         """The rows' values, one list per column: each row's fields in one C call, straight
         from the model's `__dict__`, then transposed."""
         fields = [list(column) for column in zip(*map(self._get, map(vars, rows)))]
-        return (fields or [[] for _ in self.fields]) + [fn(rows, price_level) for fn in self.computed]
+        return (fields or [[] for _ in self.fields]) + [
+            fn(rows, price_level) for fn in self.computed
+        ]
 
     def record(self, row: Any, price_level: int) -> tuple[Any, ...]:
         return tuple(column[0] for column in self.values((row,), price_level))
@@ -64,7 +66,9 @@ def _table(entity: str, table: str, *columns: str | tuple[str, str | Computed]) 
         else:
             computed.append((name, source))
     names += [name for name, _fn in computed]
-    return MirrorTable(entity, table, tuple(fields), tuple(names), tuple(fn for _name, fn in computed))
+    return MirrorTable(
+        entity, table, tuple(fields), tuple(names), tuple(fn for _name, fn in computed)
+    )
 
 
 def _shop_price(rows: Sequence[Any], level: int) -> list[float]:
@@ -79,51 +83,178 @@ def _shop_price_level(rows: Sequence[Any], level: int) -> list[int]:
 MIRRORS: dict[str, MirrorTable] = {
     m.entity: m
     for m in (
-        _table("stores", "mahak_stores", ("client_id", "store_client_id"), ("code", "store_code"),
-               "name", "stock", "comment"),
-        _table("product_categories", "mahak_categories",
-               ("client_id", "product_category_client_id"), ("code", "product_category_code"),
-               "name", "color", "icon"),
-        _table("products", "mahak_products", ("client_id", "product_client_id"),
-               ("code", "product_code"), ("category_id", "product_category_id"), "name",
-               "unit_name", "unit_name2", "unit_ratio", ("min_quantity", "min"), "tax_percent",
-               "charge_percent", "width", "height", "length", "weight", ("product_type", "type"),
-               "tags", "description", "data_hash", ("mahak_created_at", "create_date"),
-               ("mahak_updated_at", "update_date")),
-        _table("product_details", "mahak_product_details",
-               ("client_id", "product_detail_client_id"), ("code", "product_detail_code"),
-               "product_id", "properties", "barcode",
-               *(f"price{n}" for n in range(1, 11)),
-               "discount", "default_sell_price_level", "customer_price",
-               ("shop_price", _shop_price), ("shop_price_level", _shop_price_level),
-               "data_hash", ("mahak_created_at", "create_date")),
-        _table("visitor_products", "mahak_visitor_products", "product_detail_id", "visitor_id",
-               "count1", "count2", "price"),
-        _table("product_detail_store_assets", "mahak_stock", "product_detail_id", "store_id",
-               "count1", "count2", ("mahak_created_at", "create_date")),
-        _table("pictures", "mahak_pictures", ("client_id", "picture_client_id"),
-               ("code", "picture_code"), "file_name", "display_order", "title", "url",
-               "file_size", "width", "height", "format"),
-        _table("photo_galleries", "mahak_photo_galleries", "picture_id", "entity_type",
-               "item_code", "item_type"),
-        _table("people", "mahak_people", ("client_id", "person_client_id"), ("code", "person_code"),
-               ("group_id", "person_group_id"), "person_type", "first_name", "last_name",
-               "organization", "national_code", "email", "mobile", "phone", "address", "city",
-               "state", "postal_code"),
-        _table("visitor_people", "mahak_visitor_people", "person_id", "person_client_id",
-               "visitor_id"),
-        _table("orders", "mahak_orders", ("client_id", "order_client_id"), ("code", "order_code"),
-               "person_id", "person_client_id", "visitor_id", "receipt_client_id", "order_type",
-               "order_date", "delivery_date", "discount", "discount_type", "send_cost",
-               "other_cost", "settlement_type", "description", "shipping_address",
-               ("mahak_created_at", "create_date")),
-        _table("order_details", "mahak_order_details", ("client_id", "order_detail_client_id"),
-               "order_id", "order_client_id", "item_type", "product_detail_id", "store_id",
-               "price", "count1", "count2", "discount", "discount_type", "tax_percent",
-               "charge_percent", "description"),
-        _table("receipts", "mahak_receipts", ("client_id", "receipt_client_id"),
-               "order_client_id", "person_id", "person_client_id", "visitor_id", "cash_amount",
-               ("receipt_date", "date"), "description"),
+        _table(
+            "stores",
+            "mahak_stores",
+            ("client_id", "store_client_id"),
+            ("code", "store_code"),
+            "name",
+            "stock",
+            "comment",
+        ),
+        _table(
+            "product_categories",
+            "mahak_categories",
+            ("client_id", "product_category_client_id"),
+            ("code", "product_category_code"),
+            "name",
+            "color",
+            "icon",
+        ),
+        _table(
+            "products",
+            "mahak_products",
+            ("client_id", "product_client_id"),
+            ("code", "product_code"),
+            ("category_id", "product_category_id"),
+            "name",
+            "unit_name",
+            "unit_name2",
+            "unit_ratio",
+            ("min_quantity", "min"),
+            "tax_percent",
+            "charge_percent",
+            "width",
+            "height",
+            "length",
+            "weight",
+            ("product_type", "type"),
+            "tags",
+            "description",
+            "data_hash",
+            ("mahak_created_at", "create_date"),
+            ("mahak_updated_at", "update_date"),
+        ),
+        _table(
+            "product_details",
+            "mahak_product_details",
+            ("client_id", "product_detail_client_id"),
+            ("code", "product_detail_code"),
+            "product_id",
+            "properties",
+            "barcode",
+            *(f"price{n}" for n in range(1, 11)),
+            "discount",
+            "default_sell_price_level",
+            "customer_price",
+            ("shop_price", _shop_price),
+            ("shop_price_level", _shop_price_level),
+            "data_hash",
+            ("mahak_created_at", "create_date"),
+        ),
+        _table(
+            "visitor_products",
+            "mahak_visitor_products",
+            "product_detail_id",
+            "visitor_id",
+            "count1",
+            "count2",
+            "price",
+        ),
+        _table(
+            "product_detail_store_assets",
+            "mahak_stock",
+            "product_detail_id",
+            "store_id",
+            "count1",
+            "count2",
+            ("mahak_created_at", "create_date"),
+        ),
+        _table(
+            "pictures",
+            "mahak_pictures",
+            ("client_id", "picture_client_id"),
+            ("code", "picture_code"),
+            "file_name",
+            "display_order",
+            "title",
+            "url",
+            "file_size",
+            "width",
+            "height",
+            "format",
+        ),
+        _table(
+            "photo_galleries",
+            "mahak_photo_galleries",
+            "picture_id",
+            "entity_type",
+            "item_code",
+            "item_type",
+        ),
+        _table(
+            "people",
+            "mahak_people",
+            ("client_id", "person_client_id"),
+            ("code", "person_code"),
+            ("group_id", "person_group_id"),
+            "person_type",
+            "first_name",
+            "last_name",
+            "organization",
+            "national_code",
+            "email",
+            "mobile",
+            "phone",
+            "address",
+            "city",
+            "state",
+            "postal_code",
+        ),
+        _table(
+            "visitor_people", "mahak_visitor_people", "person_id", "person_client_id", "visitor_id"
+        ),
+        _table(
+            "orders",
+            "mahak_orders",
+            ("client_id", "order_client_id"),
+            ("code", "order_code"),
+            "person_id",
+            "person_client_id",
+            "visitor_id",
+            "receipt_client_id",
+            "order_type",
+            "order_date",
+            "delivery_date",
+            "discount",
+            "discount_type",
+            "send_cost",
+            "other_cost",
+            "settlement_type",
+            "description",
+            "shipping_address",
+            ("mahak_created_at", "create_date"),
+        ),
+        _table(
+            "order_details",
+            "mahak_order_details",
+            ("client_id", "order_detail_client_id"),
+            "order_id",
+            "order_client_id",
+            "item_type",
+            "product_detail_id",
+            "store_id",
+            "price",
+            "count1",
+            "count2",
+            "discount",
+            "discount_type",
+            "tax_percent",
+            "charge_percent",
+            "description",
+        ),
+        _table(
+            "receipts",
+            "mahak_receipts",
+            ("client_id", "receipt_client_id"),
+            "order_client_id",
+            "person_id",
+            "person_client_id",
+            "visitor_id",
+            "cash_amount",
+            ("receipt_date", "date"),
+            "description",
+        ),
     )
 }
 
@@ -132,10 +263,14 @@ def mirror(entity: str) -> MirrorTable:
     try:
         return MIRRORS[entity]
     except KeyError:
-        raise ValueError(f"entity {entity!r} is not mirrored; known: {', '.join(MIRRORS)}") from None
+        raise ValueError(
+            f"entity {entity!r} is not mirrored; known: {', '.join(MIRRORS)}"
+        ) from None
 
 
-def to_record(m: MirrorTable, row: Any, price_level: int) -> tuple[tuple[Any, ...] | None, str | None]:
+def to_record(
+    m: MirrorTable, row: Any, price_level: int
+) -> tuple[tuple[Any, ...] | None, str | None]:
     """The row's column values, or why it cannot be stored. Values the database refuses
     (NUL in text, out-of-range numbers) are caught by `apply_page`'s row-by-row fallback."""
     try:
@@ -160,7 +295,9 @@ def copy_text(columns: Columns, numeric: Sequence[bool]) -> bytes:
     significant digits, exactly what the server's own float8 -> numeric cast stores (0.1,
     not 0.1000000000000000055511151231257827). NUL is left in text: the server refuses it
     and `apply_page` dead-letters the row."""
-    encoded = [_encode(values, is_numeric) for values, is_numeric in zip(columns, numeric, strict=True)]
+    encoded = [
+        _encode(values, is_numeric) for values, is_numeric in zip(columns, numeric, strict=True)
+    ]
     return ("\n".join(map("\t".join, zip(*encoded))) + "\n").encode()
 
 
@@ -170,7 +307,7 @@ def _escape(text: str) -> str:
 
 def _timestamp(value: datetime) -> str:
     # Naive values are local time, as asyncpg's binary encoder takes them.
-    return value.astimezone(timezone.utc).isoformat()
+    return value.astimezone(UTC).isoformat()
 
 
 def _any(value: Any, numeric: bool) -> str:
@@ -180,7 +317,7 @@ def _any(value: Any, numeric: bool) -> str:
     if isinstance(value, bool):
         return _BOOL(value)
     if isinstance(value, float):
-        return "%.15g" % value if numeric else repr(value)
+        return f"{value:.15g}" if numeric else repr(value)
     if isinstance(value, datetime):
         return _timestamp(value)
     return _escape(str(value))

@@ -42,7 +42,9 @@ def _storable(value: Any) -> Any:
 
 
 # jsonb columns arrive as text from a connection without a json codec.
-JsonObject = Annotated[dict[str, Any], BeforeValidator(lambda v: json.loads(v) if isinstance(v, str) else v)]
+JsonObject = Annotated[
+    dict[str, Any], BeforeValidator(lambda v: json.loads(v) if isinstance(v, str) else v)
+]
 
 
 class _Row(BaseModel):
@@ -67,7 +69,9 @@ class ApplyCounts(_Row):
         return self.inserted + self.updated + self.unchanged + self.deleted + self.dead_lettered
 
     def __add__(self, other: ApplyCounts) -> ApplyCounts:
-        return ApplyCounts(**{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields})
+        return ApplyCounts(
+            **{k: getattr(self, k) + getattr(other, k) for k in type(self).model_fields}
+        )
 
 
 class SyncLogEntry(_Row):

@@ -26,21 +26,29 @@ async def enqueue_notification(
             raise ValueError("a dedup_key is required for a notification without an order")
         dedup_key = f"{kind}:{order_id}"
     if customer_id is None and order_id is not None:
-        customer_id = await db.fetchval("SELECT customer_id FROM shop_orders WHERE id = $1", order_id)
+        customer_id = await db.fetchval(
+            "SELECT customer_id FROM shop_orders WHERE id = $1", order_id
+        )
     status = await db.execute(
         """
         INSERT INTO notification_outbox (kind, customer_id, recipient, order_id, payload, dedup_key)
         VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
         ON CONFLICT (dedup_key) DO NOTHING
         """,
-        kind, customer_id, recipient, order_id, to_json(payload or {}), dedup_key,
+        kind,
+        customer_id,
+        recipient,
+        order_id,
+        to_json(payload or {}),
+        dedup_key,
     )
     return status.endswith(" 1")
 
 
 async def pending_notifications(db: Executor, limit: int = 100) -> list[Notification]:
     rows = await db.fetch(
-        "SELECT * FROM notification_outbox WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1", limit
+        "SELECT * FROM notification_outbox WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1",
+        limit,
     )
     return [Notification.from_record(r) for r in rows]
 
@@ -57,5 +65,6 @@ async def mark_sent(db: Executor, notification_id: int) -> bool:
 async def mark_failed(db: Executor, notification_id: int, error: str) -> None:
     await db.execute(
         "UPDATE notification_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
-        notification_id, error[:2000],
+        notification_id,
+        error[:2000],
     )

@@ -26,12 +26,31 @@ from .notifications import enqueue_notification
 from .pool import Executor, transaction
 
 __all__ = [
-    "AlreadyPaidError", "AmountMismatchError", "OrderError", "OrderNotFoundError",
-    "OrderStateError", "PaymentError", "ShopOrder", "ShopOrderLine", "cancel_and_restock",
-    "create_customer", "create_order", "enqueue_notification", "get_order",
-    "inventory_conflicts", "mark_paid", "mark_refunded", "paid_orders_without_sync",
-    "record_attempt", "record_mahak_ids", "transition_status", "uncovered_holdings",
-    "begin_send", "begin_compensation", "record_leftovers", "SENDABLE",
+    "AlreadyPaidError",
+    "AmountMismatchError",
+    "OrderError",
+    "OrderNotFoundError",
+    "OrderStateError",
+    "PaymentError",
+    "ShopOrder",
+    "ShopOrderLine",
+    "cancel_and_restock",
+    "create_customer",
+    "create_order",
+    "enqueue_notification",
+    "get_order",
+    "inventory_conflicts",
+    "mark_paid",
+    "mark_refunded",
+    "paid_orders_without_sync",
+    "record_attempt",
+    "record_mahak_ids",
+    "transition_status",
+    "uncovered_holdings",
+    "begin_send",
+    "begin_compensation",
+    "record_leftovers",
+    "SENDABLE",
 ]
 
 # Statuses an order may be (re)sent from; `cancelled` and `synced` are final.
@@ -42,10 +61,18 @@ SENDABLE: frozenset[str] = frozenset({"pending", "sending", "dispute", "failed"}
 CANCELLABLE: frozenset[str] = frozenset({"pending", "sending", "dispute", "failed"})
 
 # Columns a status transition may set alongside the status.
-_TRANSITION_FIELDS = frozenset({
-    "last_mahak_error", "mahak_order_id", "synced_to_mahak", "mahak_synced_at", "cancel_reason",
-    "cancelled_at", "sync_attempts", "mahak_leftovers",
-})
+_TRANSITION_FIELDS = frozenset(
+    {
+        "last_mahak_error",
+        "mahak_order_id",
+        "synced_to_mahak",
+        "mahak_synced_at",
+        "cancel_reason",
+        "cancelled_at",
+        "sync_attempts",
+        "mahak_leftovers",
+    }
+)
 
 
 class OrderError(Exception):
@@ -108,8 +135,17 @@ async def create_order(db: Executor, order: NewOrder) -> ShopOrder:
             INSERT INTO shop_order_lines (order_id, product_detail_id, store_id, quantity, unit_price, discount)
             VALUES ($1, $2, $3, $4, $5, $6)
             """,
-            [(order_id, ln.product_detail_id, ln.store_id, ln.quantity, ln.unit_price, ln.discount)
-             for ln in order.lines],
+            [
+                (
+                    order_id,
+                    ln.product_detail_id,
+                    ln.store_id,
+                    ln.quantity,
+                    ln.unit_price,
+                    ln.discount,
+                )
+                for ln in order.lines
+            ],
         )
         loaded = await _load(conn, "o.id = $1", order_id)
     return loaded[0]
@@ -128,7 +164,9 @@ async def _require(db: Executor, order_id: int) -> ShopOrder:
     return order
 
 
-async def _load(db: Executor, where: str, *args: Any, suffix: str = "ORDER BY o.id") -> list[ShopOrder]:
+async def _load(
+    db: Executor, where: str, *args: Any, suffix: str = "ORDER BY o.id"
+) -> list[ShopOrder]:
     orders = await db.fetch(f"SELECT o.* FROM shop_orders o WHERE {where} {suffix}", *args)
     if not orders:
         return []
@@ -151,7 +189,9 @@ async def _load(db: Executor, where: str, *args: Any, suffix: str = "ORDER BY o.
         by_order.setdefault(ln["order_id"], []).append(ShopOrderLine.from_record(ln))
     by_id = {c["id"]: ShopCustomer.from_record(c) for c in customers}
     return [
-        ShopOrder.from_record(o, lines=by_order.get(o["id"], []), customer=by_id.get(o["customer_id"]))
+        ShopOrder.from_record(
+            o, lines=by_order.get(o["id"], []), customer=by_id.get(o["customer_id"])
+        )
         for o in orders
     ]
 
@@ -159,13 +199,16 @@ async def _load(db: Executor, where: str, *args: Any, suffix: str = "ORDER BY o.
 # --- Payment -----------------------------------------------------------------------------------
 
 
-async def mark_paid(db: Executor, order_id: int, amount: Decimal | int | str, payment_ref: str) -> ShopOrder:
+async def mark_paid(
+    db: Executor, order_id: int, amount: Decimal | int | str, payment_ref: str
+) -> ShopOrder:
     """Record the gateway's payment. Idempotent for the same `payment_ref`; a different
     reference on a paid order, a refunded order or a wrong amount raise a `PaymentError`."""
     paid = Decimal(str(amount))
     async with transaction(db) as conn:
         row = await conn.fetchrow(
-            "SELECT amount, payment_status, payment_ref FROM shop_orders WHERE id = $1 FOR UPDATE", order_id
+            "SELECT amount, payment_status, payment_ref FROM shop_orders WHERE id = $1 FOR UPDATE",
+            order_id,
         )
         if row is None:
             raise OrderNotFoundError(order_id)
@@ -179,7 +222,8 @@ async def mark_paid(db: Executor, order_id: int, amount: Decimal | int | str, pa
         else:
             await conn.execute(
                 "UPDATE shop_orders SET payment_status = 'paid', payment_ref = $2, paid_at = now() WHERE id = $1",
-                order_id, payment_ref,
+                order_id,
+                payment_ref,
             )
         return await _require(conn, order_id)
 
@@ -243,7 +287,8 @@ async def begin_send(db: Executor, order_id: int) -> bool:
           AND compensation_started_at IS NULL
         RETURNING id
         """,
-        order_id, list(SENDABLE),
+        order_id,
+        list(SENDABLE),
     )
     return row is not None
 
@@ -260,9 +305,13 @@ async def begin_compensation(db: Executor, order_id: int, reason: str) -> bool:
         WHERE id = $1 AND sync_status <> 'synced'
         RETURNING id
         """,
-        order_id, reason[:1000],
+        order_id,
+        reason[:1000],
     )
-    if row is None and await db.fetchval("SELECT 1 FROM shop_orders WHERE id = $1", order_id) is None:
+    if (
+        row is None
+        and await db.fetchval("SELECT 1 FROM shop_orders WHERE id = $1", order_id) is None
+    ):
         raise OrderNotFoundError(order_id)
     return row is not None
 
@@ -273,12 +322,18 @@ async def record_leftovers(db: Executor, order_id: int, leftovers: str | None) -
     await db.execute(
         "UPDATE shop_orders SET mahak_leftovers = $2::text, synced_to_mahak = ($2::text IS NOT NULL) "
         "WHERE id = $1",
-        order_id, leftovers[:4000] if leftovers else None)
+        order_id,
+        leftovers[:4000] if leftovers else None,
+    )
 
 
 async def record_mahak_ids(
-    db: Executor, order_id: int, mahak_order_id: int, line_ids: Mapping[int, int] | None = None,
-    *, receipt_id: int | None = None,
+    db: Executor,
+    order_id: int,
+    mahak_order_id: int,
+    line_ids: Mapping[int, int] | None = None,
+    *,
+    receipt_id: int | None = None,
 ) -> ShopOrder:
     """Store the ids Mahak assigned and mark the order as held by Mahak.
 
@@ -294,7 +349,9 @@ async def record_mahak_ids(
                 mahak_receipt_id = coalesce($3, mahak_receipt_id)
             WHERE id = $1 RETURNING id
             """,
-            order_id, mahak_order_id, receipt_id,
+            order_id,
+            mahak_order_id,
+            receipt_id,
         )
         if found is None:
             raise OrderNotFoundError(order_id)
@@ -305,13 +362,16 @@ async def record_mahak_ids(
                 FROM unnest($2::bigint[], $3::bigint[]) AS m(client_id, mahak_id)
                 WHERE l.order_id = $1 AND l.order_detail_client_id = m.client_id
                 """,
-                order_id, list(line_ids.keys()), list(line_ids.values()),
+                order_id,
+                list(line_ids.keys()),
+                list(line_ids.values()),
             )
         return await _require(conn, order_id)
 
 
-async def record_attempt(db: Executor, order_id: int, error: str | None, *,
-                         attempt: int | None = None) -> int:
+async def record_attempt(
+    db: Executor, order_id: int, error: str | None, *, attempt: int | None = None
+) -> int:
     """Count one send attempt and keep its error (None clears it); returns the attempt count.
 
     With `attempt` (the caller's own count) recording is idempotent: repeating the call for
@@ -324,7 +384,9 @@ async def record_attempt(db: Executor, order_id: int, error: str | None, *,
             last_mahak_error = $2
         WHERE id = $1 RETURNING sync_attempts
         """,
-        order_id, error[:4000] if error else None, attempt,
+        order_id,
+        error[:4000] if error else None,
+        attempt,
     )
     if attempts is None:
         raise OrderNotFoundError(order_id)
@@ -340,7 +402,9 @@ async def cancel_and_restock(
     raises `OrderStateError` when its status is not in `allowed_from`.
     """
     async with transaction(db) as conn:
-        status = await conn.fetchval("SELECT sync_status FROM shop_orders WHERE id = $1 FOR UPDATE", order_id)
+        status = await conn.fetchval(
+            "SELECT sync_status FROM shop_orders WHERE id = $1 FOR UPDATE", order_id
+        )
         if status is None:
             raise OrderNotFoundError(order_id)
         if status == "cancelled":
@@ -352,7 +416,8 @@ async def cancel_and_restock(
             UPDATE shop_orders SET sync_status = 'cancelled', cancelled_at = now(), cancel_reason = $2
             WHERE id = $1
             """,
-            order_id, reason,
+            order_id,
+            reason,
         )
         await conn.execute(
             """
@@ -389,8 +454,10 @@ async def paid_orders_without_sync(
     The WHERE clause repeats the predicate of the partial index `shop_orders_unsynced_idx`
     (`paid_at, id`), so the index serves every page.
     """
-    where = ("o.payment_status = 'paid' AND NOT o.synced_to_mahak AND o.sync_status <> 'cancelled'"
-             " AND o.compensation_started_at IS NULL")
+    where = (
+        "o.payment_status = 'paid' AND NOT o.synced_to_mahak AND o.sync_status <> 'cancelled'"
+        " AND o.compensation_started_at IS NULL"
+    )
     args: list[Any] = [limit]
     if among is not None:
         args.append(list(among))
@@ -400,15 +467,26 @@ async def paid_orders_without_sync(
         return await _load(db, where, *args, suffix=order_by)
     paid_at, last_id = after
     if paid_at is None:  # inside the tail of orders paid without a timestamp
-        return await _load(db, f"{where} AND o.paid_at IS NULL AND o.id > ${len(args) + 1}",
-                           *args, last_id, suffix="ORDER BY o.id LIMIT $1")
+        return await _load(
+            db,
+            f"{where} AND o.paid_at IS NULL AND o.id > ${len(args) + 1}",
+            *args,
+            last_id,
+            suffix="ORDER BY o.id LIMIT $1",
+        )
     found = await _load(
-        db, f"{where} AND (o.paid_at, o.id) > (${len(args) + 1}, ${len(args) + 2})",
-        *args, paid_at, last_id, suffix=order_by)
+        db,
+        f"{where} AND (o.paid_at, o.id) > (${len(args) + 1}, ${len(args) + 2})",
+        *args,
+        paid_at,
+        last_id,
+        suffix=order_by,
+    )
     if len(found) < limit:  # the row comparison skips NULL paid_at: they sort last
         args[0] = limit - len(found)
-        found += await _load(db, f"{where} AND o.paid_at IS NULL", *args,
-                             suffix="ORDER BY o.id LIMIT $1")
+        found += await _load(
+            db, f"{where} AND o.paid_at IS NULL", *args, suffix="ORDER BY o.id LIMIT $1"
+        )
     return found
 
 
@@ -478,9 +556,11 @@ async def uncovered_holdings(db: Executor) -> list[UncoveredHolding]:
     left: dict[tuple[int, int], Decimal] = {}
     uncovered: list[UncoveredHolding] = []
     for lines in lines_by_order.values():
-        short = [ln for ln in lines
-                 if ln.quantity > left.setdefault((ln.product_detail_id, ln.store_id),
-                                                  ln.mahak_count1)]
+        short = [
+            ln
+            for ln in lines
+            if ln.quantity > left.setdefault((ln.product_detail_id, ln.store_id), ln.mahak_count1)
+        ]
         if short:
             uncovered.extend(short)
             continue

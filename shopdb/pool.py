@@ -23,7 +23,9 @@ from .embedded import start_embedded
 Executor: TypeAlias = asyncpg.Pool | asyncpg.Connection
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs: Any
+) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, **kwargs)
     assert pool is not None
     return pool
@@ -55,7 +57,9 @@ async def database_dsn(settings: Settings) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[asyncpg.Pool]:
+async def open_database(
+    settings: Settings, *, migrate: bool | None = None
+) -> AsyncIterator[asyncpg.Pool]:
     """The shop database pool for this process; migrated first when configured to
     (`MIGRATE_ON_START`, or `migrate` when given)."""
     from .migrate import migrate as run_migrations

@@ -12,8 +12,9 @@ _FIELDS = tuple(SyncLogEntry.model_fields)
 _PAGING = ("reread", "dropped")
 
 
-async def record(db: Executor, entry: SyncLogEntry, *, reread: int | None = None,
-                 dropped: int | None = None) -> None:
+async def record(
+    db: Executor, entry: SyncLogEntry, *, reread: int | None = None, dropped: int | None = None
+) -> None:
     """Insert, or replace the figures of, this run's row for this entity (so a run may
     record its progress after each page and again when it finishes). `reread`/`dropped`
     (None: left as they are) are the paging guards' counts."""
@@ -40,6 +41,7 @@ async def recent(db: Executor, limit: int = 50, *, entity: str | None = None) ->
         WHERE $2::text IS NULL OR entity = $2
         ORDER BY started_at DESC, id DESC LIMIT $1
         """,
-        limit, entity,
+        limit,
+        entity,
     )
     return [SyncLogEntry.from_record(r) for r in rows]

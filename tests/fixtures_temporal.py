@@ -6,9 +6,9 @@ Both come from the venv's bundled binaries; nothing is downloaded.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 import pytest_asyncio

@@ -27,23 +27,42 @@ async def make_order(
         "SELECT setval('shop_orders_id_seq', $1) WHERE (SELECT last_value FROM shop_orders_id_seq) < 1000",
         random.randrange(1_000_000, 1_000_000_000_000),
     )
-    customer = await orders.create_customer(pool, NewCustomer(
-        first_name="Sara", last_name="Ahmadi", mobile="09120000000", email="sara@example.com",
-        mahak_person_id=mahak_person_id,
-    ))
-    return await orders.create_order(pool, NewOrder(
-        customer_id=customer.id,
-        lines=[NewOrderLine(product_detail_id=d, store_id=s, quantity=Decimal(q),
-                            unit_price=Decimal(p)) for d, s, q, p in lines],
-        shipping_address="Tehran, Valiasr St. 1", shipping_phone="02100000000",
-    ))
+    customer = await orders.create_customer(
+        pool,
+        NewCustomer(
+            first_name="Sara",
+            last_name="Ahmadi",
+            mobile="09120000000",
+            email="sara@example.com",
+            mahak_person_id=mahak_person_id,
+        ),
+    )
+    return await orders.create_order(
+        pool,
+        NewOrder(
+            customer_id=customer.id,
+            lines=[
+                NewOrderLine(
+                    product_detail_id=d, store_id=s, quantity=Decimal(q), unit_price=Decimal(p)
+                )
+                for d, s, q, p in lines
+            ],
+            shipping_address="Tehran, Valiasr St. 1",
+            shipping_phone="02100000000",
+        ),
+    )
 
 
 async def db_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
     """Every row a callback or a sync may touch, as comparable plain data."""
     out: dict[str, Any] = {}
-    for table in ("shop_orders", "shop_order_lines", "shop_stock_movements", "notification_outbox",
-                  "mahak_mapping"):
+    for table in (
+        "shop_orders",
+        "shop_order_lines",
+        "shop_stock_movements",
+        "notification_outbox",
+        "mahak_mapping",
+    ):
         rows = await pool.fetch(f"SELECT * FROM {table} ORDER BY 1")
         out[table] = [dict(r) for r in rows]
     return out

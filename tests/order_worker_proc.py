@@ -19,20 +19,32 @@ from activities.orders import OrderActivities
 from activities.payments import PaymentActivities
 from mahak_client.client import MahakClient
 from mahak_sync.config import Settings
+from mahak_sync.runtime import INTERCEPTORS
 from shopdb.pool import create_pool
 from workflows.order_sync import OrderSyncWorkflow
-from mahak_sync.runtime import INTERCEPTORS
 
 
 async def main(address: str, queue: str, dsn: str, mahak_url: str, gateway_url: str) -> None:
     client = await Client.connect(address, data_converter=pydantic_data_converter)
     pool = await create_pool(dsn)
-    settings = Settings(_env_file=None, TEMPORAL_TASK_QUEUE=queue,  # type: ignore[call-arg]
-                        MAHAK_BASE_URL=mahak_url, MAHAK_USERNAME="shop", MAHAK_PASSWORD="secret")
+    settings = Settings(
+        _env_file=None,
+        TEMPORAL_TASK_QUEUE=queue,  # type: ignore[call-arg]
+        MAHAK_BASE_URL=mahak_url,
+        MAHAK_USERNAME="shop",
+        MAHAK_PASSWORD="secret",
+    )
     async with MahakClient(mahak_url, "shop", "secret") as mahak, httpx.AsyncClient() as http:
-        worker = Worker(client, task_queue=queue, workflows=[OrderSyncWorkflow], interceptors=INTERCEPTORS, activities=[
-            *OrderActivities(pool, mahak, settings).all(), *PaymentActivities(pool, http, gateway_url).all(),
-        ])
+        worker = Worker(
+            client,
+            task_queue=queue,
+            workflows=[OrderSyncWorkflow],
+            interceptors=INTERCEPTORS,
+            activities=[
+                *OrderActivities(pool, mahak, settings).all(),
+                *PaymentActivities(pool, http, gateway_url).all(),
+            ],
+        )
         async with worker:
             print("ready", flush=True)
             await asyncio.Event().wait()

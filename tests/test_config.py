@@ -43,7 +43,10 @@ def test_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.mahak_page_size == 250
     assert s.database_url is not None and s.database_url.get_secret_value().endswith("/shop")
     assert (s.temporal_address, s.temporal_namespace, s.temporal_task_queue) == (
-        "temporal:7233", "shop", "mahak-sync-b")
+        "temporal:7233",
+        "shop",
+        "mahak-sync-b",
+    )
     # Secrets never show in the settings' repr (which ends up in tracebacks and logs).
     assert "s3cret-pass" not in repr(s) and "u:p@db" not in repr(s)
 

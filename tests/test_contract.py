@@ -38,9 +38,19 @@ from mahak_sync.temporal import free_port
 PASSWORD = "secret"
 VISITOR_ID = 10101
 DATABASE_ID = 1234567
-CORE = ("stores", "product_categories", "products", "product_details",
-        "product_detail_store_assets", "visitor_products", "pictures", "photo_galleries",
-        "orders", "order_details", "people")
+CORE = (
+    "stores",
+    "product_categories",
+    "products",
+    "product_details",
+    "product_detail_store_assets",
+    "visitor_products",
+    "pictures",
+    "photo_galleries",
+    "orders",
+    "order_details",
+    "people",
+)
 ORDER_BASE = 8_000_000_000_000_000
 LINE_BASE = 8_100_000_000_000_000
 
@@ -58,8 +68,7 @@ async def client(simulator: SimulatorServer, sim: SimControl) -> AsyncIterator[M
         yield c
 
 
-async def drain_all(client: MahakClient, entity: str, start: int = 0, size: int = 100
-                    ) -> list[Any]:
+async def drain_all(client: MahakClient, entity: str, start: int = 0, size: int = 100) -> list[Any]:
     return [row async for batch in iter_pages(client, entity, start, size) for row in batch.rows]
 
 
@@ -70,17 +79,37 @@ def id_of(entity: str, row: Any) -> Any:
     return getattr(row, ENTITIES[entity].id_field)
 
 
-def order_request(client_id: int, person_id: int, lines: list[tuple[int, int, float]],
-                  ) -> SaveAllDataRequest:
+def order_request(
+    client_id: int,
+    person_id: int,
+    lines: list[tuple[int, int, float]],
+) -> SaveAllDataRequest:
     return SaveAllDataRequest(
-        orders=[Order(order_client_id=client_id, visitor_id=VISITOR_ID, person_id=person_id,
-                      order_type=201, settlement_type=1, discount=0, discount_type=0,
-                      description="سفارش وب")],
+        orders=[
+            Order(
+                order_client_id=client_id,
+                visitor_id=VISITOR_ID,
+                person_id=person_id,
+                order_type=201,
+                settlement_type=1,
+                discount=0,
+                discount_type=0,
+                description="سفارش وب",
+            )
+        ],
         order_details=[
-            OrderDetail(order_detail_client_id=LINE_BASE + (client_id - ORDER_BASE) * 100 + i,
-                        order_client_id=client_id, item_type=1, product_detail_id=detail,
-                        store_id=store, price=150_000, count1=count, count2=0, discount=0,
-                        discount_type=0)
+            OrderDetail(
+                order_detail_client_id=LINE_BASE + (client_id - ORDER_BASE) * 100 + i,
+                order_client_id=client_id,
+                item_type=1,
+                product_detail_id=detail,
+                store_id=store,
+                price=150_000,
+                count1=count,
+                count2=0,
+                discount=0,
+                discount_type=0,
+            )
             for i, (detail, store, count) in enumerate(lines, 1)
         ],
     )
@@ -90,8 +119,9 @@ def order_request(client_id: int, person_id: int, lines: list[tuple[int, int, fl
 
 
 @pytest.mark.parametrize("endpoint", ["Login", "LoginV2"])
-async def test_login_both_endpoints(simulator: SimulatorServer, sim: SimControl,
-                                    endpoint: str) -> None:
+async def test_login_both_endpoints(
+    simulator: SimulatorServer, sim: SimControl, endpoint: str
+) -> None:
     async with new_client(simulator, login_endpoint=endpoint) as c:
         login = await c.login()
     assert login.visitor_id == VISITOR_ID and login.database_id == DATABASE_ID
@@ -99,12 +129,16 @@ async def test_login_both_endpoints(simulator: SimulatorServer, sim: SimControl,
     assert (await sim.stats()).requests.get(endpoint) == 1
 
 
-@pytest.mark.parametrize(("kwargs", "text"), [
-    ({"password": "wrong"}, "رمز عبور"),
-    ({"database_id": 999}, "پایگاه داده"),
-])
-async def test_refused_login_is_an_auth_error(simulator: SimulatorServer, sim: SimControl,
-                                              kwargs: dict[str, Any], text: str) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "text"),
+    [
+        ({"password": "wrong"}, "رمز عبور"),
+        ({"database_id": 999}, "پایگاه داده"),
+    ],
+)
+async def test_refused_login_is_an_auth_error(
+    simulator: SimulatorServer, sim: SimControl, kwargs: dict[str, Any], text: str
+) -> None:
     async with new_client(simulator, **kwargs) as c:
         with pytest.raises(MahakAuthError) as info:
             await c.login()
@@ -117,7 +151,8 @@ async def test_refused_login_is_an_auth_error(simulator: SimulatorServer, sim: S
 
 @pytest.mark.parametrize("use_v2", [True, False], ids=["V2", "V1"])
 async def test_get_all_data_matches_the_simulator_row_by_row(
-        simulator: SimulatorServer, sim: SimControl, use_v2: bool) -> None:
+    simulator: SimulatorServer, sim: SimControl, use_v2: bool
+) -> None:
     await sim.seed(products=4, stores=2, categories=2, pictures_per_product=1, people=2)
     async with new_client(simulator, use_v2=use_v2) as c:
         batches = await c.get_all_data({name: 0 for name in CORE}, page_size=1000)
@@ -128,9 +163,12 @@ async def test_get_all_data_matches_the_simulator_row_by_row(
         batch = batches[name]
         assert batch.rejected == [], (name, batch.rejected[:1])
         assert [(id_of(name, r), r.row_version) for r in batch.rows] == [
-            (id_of(name, r), r["RowVersion"]) for r in truth], name
+            (id_of(name, r), r["RowVersion"]) for r in truth
+        ], name
         if truth:
-            assert batch.max_row_version == max(r["RowVersion"] for r in truth) > 2**31  # above int32, as on LIVE
+            assert (
+                batch.max_row_version == max(r["RowVersion"] for r in truth) > 2**31
+            )  # above int32, as on LIVE
     # Seeded names carry Arabic ي/ك and stray spaces; the models hand out clean Persian.
     for store in batches["stores"].rows:
         assert store.name == store.name.strip() and "ي" not in store.name and "ك" not in store.name
@@ -138,7 +176,8 @@ async def test_get_all_data_matches_the_simulator_row_by_row(
 
 
 async def test_logical_delete_and_changes_come_back_with_new_versions(
-        client: MahakClient, sim: SimControl) -> None:
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=3)
     cursor = (await client.get_all_data({"product_details": 0}))["product_details"]
     assert cursor.max_row_version is not None
@@ -147,15 +186,19 @@ async def test_logical_delete_and_changes_come_back_with_new_versions(
     await sim.delete("ProductDetails", seeded.product_details[2])
     rows = await drain_all(client, "product_details", cursor.max_row_version)
     assert [(r.product_detail_id, r.deleted) for r in rows] == [
-        (detail_id, False), (seeded.product_details[2], True)]
+        (detail_id, False),
+        (seeded.product_details[2], True),
+    ]
     assert rows[0].price1 == 990_000
 
 
-async def test_a_malformed_row_is_quarantined_not_fatal(client: MahakClient,
-                                                        sim: SimControl) -> None:
+async def test_a_malformed_row_is_quarantined_not_fatal(
+    client: MahakClient, sim: SimControl
+) -> None:
     await sim.seed(products=2)
-    bad = await sim.inject_row("ProductDetails", {"ProductDetailId": "not-a-number",
-                                                  "ProductId": 1, "Price1": "abc"})
+    bad = await sim.inject_row(
+        "ProductDetails", {"ProductDetailId": "not-a-number", "ProductId": 1, "Price1": "abc"}
+    )
     batch = (await client.get_all_data({"product_details": 0}))["product_details"]
     assert len(batch.rows) == 2
     [rejected] = batch.rejected
@@ -165,7 +208,8 @@ async def test_a_malformed_row_is_quarantined_not_fatal(client: MahakClient,
 
 @pytest.mark.parametrize("boundary", ["inclusive", "exclusive"])
 async def test_paging_with_equal_versions_across_page_boundaries(
-        client: MahakClient, sim: SimControl, boundary: str) -> None:
+    client: MahakClient, sim: SimControl, boundary: str
+) -> None:
     await sim.configure(boundary=boundary)
     await sim.seed(products=0, stores=3)
     # A run of four stores sharing one RowVersion straddles the 3-row pages, then a run of
@@ -196,8 +240,9 @@ async def test_paging_with_equal_versions_across_page_boundaries(
 # --- Tokens ----------------------------------------------------------------------------------
 
 
-async def test_token_revoked_mid_run_costs_one_relogin(client: MahakClient,
-                                                       sim: SimControl) -> None:
+async def test_token_revoked_mid_run_costs_one_relogin(
+    client: MahakClient, sim: SimControl
+) -> None:
     await sim.seed(products=2)
     await client.get_all_data({"products": 0})
     assert await sim.expire_tokens() == 1
@@ -207,8 +252,9 @@ async def test_token_revoked_mid_run_costs_one_relogin(client: MahakClient,
     assert stats.requests["LoginV2"] == 2 and stats.requests["GetAllDataV2"] == 3
 
 
-async def test_short_lived_token_is_renewed_before_it_expires(simulator: SimulatorServer,
-                                                              sim: SimControl) -> None:
+async def test_short_lived_token_is_renewed_before_it_expires(
+    simulator: SimulatorServer, sim: SimControl
+) -> None:
     await sim.configure(token_lifetime_seconds=2)
     async with new_client(simulator, refresh_margin=300) as c:
         first = (await c.login()).user_token
@@ -220,8 +266,9 @@ async def test_short_lived_token_is_renewed_before_it_expires(simulator: Simulat
     assert stats.requests["LoginV2"] == 2 and stats.requests["GetAllDataV2"] == 1
 
 
-async def test_persistent_401_is_transient_after_one_relogin(client: MahakClient,
-                                                             sim: SimControl) -> None:
+async def test_persistent_401_is_transient_after_one_relogin(
+    client: MahakClient, sim: SimControl
+) -> None:
     await client.login()
     await sim.add_fault(status_code=401, endpoints=["GetAllDataV2"])
     with pytest.raises(MahakTransientError) as info:
@@ -248,10 +295,11 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(("fault", "kind", "status"), FAULTS,
-                         ids=[json.dumps(f[0]) for f in FAULTS])
+@pytest.mark.parametrize(
+    ("fault", "kind", "status"), FAULTS, ids=[json.dumps(f[0]) for f in FAULTS]
+)
 async def test_injected_faults_map_to_the_taxonomy(
-        client: MahakClient, sim: SimControl, fault: dict[str, Any], kind: type, status: int | None
+    client: MahakClient, sim: SimControl, fault: dict[str, Any], kind: type, status: int | None
 ) -> None:
     await sim.seed(products=2)
     await client.login()
@@ -268,8 +316,9 @@ async def test_injected_faults_map_to_the_taxonomy(
     assert len((await client.get_all_data({"products": 0}))["products"].rows) == 2
 
 
-async def test_a_slow_server_is_a_transient_timeout(simulator: SimulatorServer,
-                                                    sim: SimControl) -> None:
+async def test_a_slow_server_is_a_transient_timeout(
+    simulator: SimulatorServer, sim: SimControl
+) -> None:
     async with new_client(simulator, timeout=0.3) as c:
         await c.login()
         await sim.add_fault(count=1, latency_ms=1500, endpoints=["GetAllDataV2"])
@@ -278,7 +327,9 @@ async def test_a_slow_server_is_a_transient_timeout(simulator: SimulatorServer,
 
 
 async def test_unreachable_server_is_transient() -> None:
-    async with MahakClient(f"http://127.0.0.1:{free_port()}/API/v3", "shop", SecretStr(PASSWORD)) as c:
+    async with MahakClient(
+        f"http://127.0.0.1:{free_port()}/API/v3", "shop", SecretStr(PASSWORD)
+    ) as c:
         with pytest.raises(MahakTransientError, match="connection failed"):
             await c.login()
 
@@ -286,55 +337,85 @@ async def test_unreachable_server_is_transient() -> None:
 # --- SaveAllData -----------------------------------------------------------------------------
 
 
-async def test_save_order_with_new_customer_and_read_it_back(client: MahakClient,
-                                                             sim: SimControl) -> None:
+async def test_save_order_with_new_customer_and_read_it_back(
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=2, stock=10)
     person_client_id = 7_000_000_000_000_001
     # Every new person carries a group (issue 12): the first live one, read through GetAllData.
     groups = (await client.get_all_data({"person_groups": 0}))["person_groups"].rows
     group_id = next(g.person_group_id for g in groups if not g.deleted)
-    people = await client.save_all_data(SaveAllDataRequest(
-        people=[Person(person_client_id=person_client_id, first_name="مريم ", last_name="كريمی",
-                       mobile="09120000000", person_type=0, person_group_id=group_id)],
-        visitor_people=[VisitorPerson(visitor_person_client_id=7_100_000_000_000_001,
-                                      person_client_id=person_client_id, visitor_id=VISITOR_ID)],
-    ))
+    people = await client.save_all_data(
+        SaveAllDataRequest(
+            people=[
+                Person(
+                    person_client_id=person_client_id,
+                    first_name="مريم ",
+                    last_name="كريمی",
+                    mobile="09120000000",
+                    person_type=0,
+                    person_group_id=group_id,
+                )
+            ],
+            visitor_people=[
+                VisitorPerson(
+                    visitor_person_client_id=7_100_000_000_000_001,
+                    person_client_id=person_client_id,
+                    visitor_id=VISITOR_ID,
+                )
+            ],
+        )
+    )
     assert people.result and people.failures() == []
     person = people.for_client_id("People", person_client_id)
     assert person is not None and person.entity_id
 
     store = seeded.stores[0]
-    request = order_request(ORDER_BASE + 1, person.entity_id,
-                            [(seeded.product_details[0], store, 2),
-                             (seeded.product_details[1], store, 1)])
+    request = order_request(
+        ORDER_BASE + 1,
+        person.entity_id,
+        [(seeded.product_details[0], store, 2), (seeded.product_details[1], store, 1)],
+    )
     result = await client.save_all_data(request)
     assert result.result and result.failures() == []
     saved = result.for_client_id("Orders", ORDER_BASE + 1)
-    assert saved is not None and saved.entity_id and saved.row_version > 2**31  # above int32, as on LIVE
+    assert (
+        saved is not None and saved.entity_id and saved.row_version > 2**31
+    )  # above int32, as on LIVE
 
     order = await sim.order(ORDER_BASE + 1)
     assert order is not None and order.order_id == saved.entity_id and order.submissions == 1
     assert sorted(d["OrderDetailClientId"] for d in order.details) == [
-        d.order_detail_client_id for d in request.order_details or []]
+        d.order_detail_client_id for d in request.order_details or []
+    ]
     # The accepted sale invoice took its stock, and GetAllData shows the order to the shop.
-    back = await client.get_all_data({"orders": 0, "order_details": 0,
-                                      "product_detail_store_assets": 0})
+    back = await client.get_all_data(
+        {"orders": 0, "order_details": 0, "product_detail_store_assets": 0}
+    )
     assert [o.order_client_id for o in back["orders"].rows] == [ORDER_BASE + 1]
     assert len(back["order_details"].rows) == 2
-    stock = {a.product_detail_id: a.count1 for a in back["product_detail_store_assets"].rows
-             if a.store_id == store}
+    stock = {
+        a.product_detail_id: a.count1
+        for a in back["product_detail_store_assets"].rows
+        if a.store_id == store
+    }
     assert stock[seeded.product_details[0]] == 8 and stock[seeded.product_details[1]] == 9
 
 
 async def test_partial_failure_is_structured_and_keeps_the_good_records(
-        client: MahakClient, sim: SimControl) -> None:
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=2, stock=3)
     store = seeded.stores[0]
-    request = order_request(ORDER_BASE + 2, seeded.people[0], [
-        (seeded.product_details[0], store, 1),      # fine
-        (seeded.product_details[1], store, 50),     # more than the store holds
-        (999_999, store, 1),                        # no such product detail
-    ])
+    request = order_request(
+        ORDER_BASE + 2,
+        seeded.people[0],
+        [
+            (seeded.product_details[0], store, 1),  # fine
+            (seeded.product_details[1], store, 50),  # more than the store holds
+            (999_999, store, 1),  # no such product detail
+        ],
+    )
     result = await client.save_all_data(request)
     assert result.result is False
     failures = result.failures()
@@ -349,11 +430,13 @@ async def test_partial_failure_is_structured_and_keeps_the_good_records(
     assert [d["OrderDetailClientId"] for d in order.details] == [LINE_BASE + 200 + 1]
 
 
-async def test_resending_an_imported_order_is_already_registered(client: MahakClient,
-                                                                 sim: SimControl) -> None:
+async def test_resending_an_imported_order_is_already_registered(
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=1, stock=10)
-    request = order_request(ORDER_BASE + 3, seeded.people[0],
-                            [(seeded.product_details[0], seeded.stores[0], 1)])
+    request = order_request(
+        ORDER_BASE + 3, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]
+    )
     first = await client.save_all_data(request)
     assert first.result
     imported = await sim.mark_imported(ORDER_BASE + 3)
@@ -370,22 +453,29 @@ async def test_resending_an_imported_order_is_already_registered(client: MahakCl
     assert order is not None and order.order_id == imported.order_id and len(order.details) == 1
 
 
-async def test_save_all_data_is_sent_once_even_when_it_fails(client: MahakClient,
-                                                             sim: SimControl) -> None:
+async def test_save_all_data_is_sent_once_even_when_it_fails(
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=1)
     await client.login()
     await sim.add_fault(count=1, drop_connection=True, endpoints=["SaveAllDataV2"])
     with pytest.raises(MahakTransientError):
-        await client.save_all_data(order_request(
-            ORDER_BASE + 4, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]))
+        await client.save_all_data(
+            order_request(
+                ORDER_BASE + 4, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]
+            )
+        )
     assert (await sim.stats()).requests["SaveAllDataV2"] == 1
 
 
 async def test_save_all_data_v1_path(simulator: SimulatorServer, sim: SimControl) -> None:
     seeded = await sim.seed(products=1)
     async with new_client(simulator, use_v2=False, login_endpoint="Login") as c:
-        result = await c.save_all_data(order_request(
-            ORDER_BASE + 5, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]))
+        result = await c.save_all_data(
+            order_request(
+                ORDER_BASE + 5, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]
+            )
+        )
     assert result.result
     stats = await sim.stats()
     assert stats.requests["SaveAllData"] == 1 and "SaveAllDataV2" not in stats.requests
@@ -394,21 +484,27 @@ async def test_save_all_data_v1_path(simulator: SimulatorServer, sim: SimControl
 # --- Disputes --------------------------------------------------------------------------------
 
 
-async def test_solve_order_dispute_reports_registration_and_import(client: MahakClient,
-                                                                   sim: SimControl) -> None:
+async def test_solve_order_dispute_reports_registration_and_import(
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=2, stock=10)
     for n in (6, 7):
-        await client.save_all_data(order_request(
-            ORDER_BASE + n, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]))
+        await client.save_all_data(
+            order_request(
+                ORDER_BASE + n, seeded.people[0], [(seeded.product_details[0], seeded.stores[0], 1)]
+            )
+        )
     imported = await sim.mark_imported(ORDER_BASE + 6)
     pending = await sim.order(ORDER_BASE + 7)
     assert pending is not None
 
-    outcome = await client.solve_order_dispute([
-        OrderDisputeItem(id=imported.order_id, code=imported.order_code),
-        OrderDisputeItem(id=pending.order_id, code=0),
-        OrderDisputeItem(id=123_456_789, code=0),
-    ])
+    outcome = await client.solve_order_dispute(
+        [
+            OrderDisputeItem(id=imported.order_id, code=imported.order_code),
+            OrderDisputeItem(id=pending.order_id, code=0),
+            OrderDisputeItem(id=123_456_789, code=0),
+        ]
+    )
     assert outcome.result
     done = outcome.for_order(imported.order_id)
     assert done is not None and done.is_registered and done.imported
@@ -431,7 +527,9 @@ async def test_solve_dispute_re_emits_what_differs(client: MahakClient, sim: Sim
     changed = await drain_all(client, "product_details", batch.max_row_version or 0)
     # The stale row comes back as it is; the one Mahak never had as a deleted tombstone.
     assert sorted((r.product_detail_id, r.deleted) for r in changed) == [
-        (stale_id, False), (gone_id, True)]
+        (stale_id, False),
+        (gone_id, True),
+    ]
     assert {r.product_detail_id: r.price1 for r in changed}[stale_id] > 0
     assert await client.solve_dispute("NoSuchEntity", items) is False
 
@@ -439,11 +537,21 @@ async def test_solve_dispute_re_emits_what_differs(client: MahakClient, sim: Sim
 # --- CLI -------------------------------------------------------------------------------------
 
 
-async def _run_cli(monkeypatch: pytest.MonkeyPatch, base_url: str, *argv: str,
-                   password: str = PASSWORD, keep_page_size: bool = False) -> int:
+async def _run_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    base_url: str,
+    *argv: str,
+    password: str = PASSWORD,
+    keep_page_size: bool = False,
+) -> int:
     """Parse like `mahak-sync` does and await the handler on the test's own event loop."""
-    env = {"MAHAK_BASE_URL": base_url, "MAHAK_USERNAME": "shop", "MAHAK_PASSWORD": password,
-           "MAHAK_DATABASE_ID": str(DATABASE_ID), "MAHAK_PACKAGE_NO": "7654321"}
+    env = {
+        "MAHAK_BASE_URL": base_url,
+        "MAHAK_USERNAME": "shop",
+        "MAHAK_PASSWORD": password,
+        "MAHAK_DATABASE_ID": str(DATABASE_ID),
+        "MAHAK_PACKAGE_NO": "7654321",
+    }
     if not keep_page_size:
         env["MAHAK_PAGE_SIZE"] = "2"
     for key, value in env.items():
@@ -457,8 +565,11 @@ async def _run_cli(monkeypatch: pytest.MonkeyPatch, base_url: str, *argv: str,
 
 
 async def test_cli_check_reports_account_and_entities(
-        simulator: SimulatorServer, sim: SimControl, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    simulator: SimulatorServer,
+    sim: SimControl,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     await sim.seed(products=1)
     assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "check") == 0
     out = capsys.readouterr().out
@@ -473,15 +584,24 @@ async def test_cli_check_reports_account_and_entities(
         assert any(line.split()[:2] == [name, "ok"] for line in out.splitlines()), name
 
 
-@pytest.mark.parametrize(("page_order", "page_size", "code", "verdict"), [
-    ("row_version", "2", 0, "capped lists held the lowest RowVersions"),
-    ("id", "2", 5, "leave MAHAK_PAGE_SIZE unset"),
-    ("id", "0", 0, "leave MAHAK_PAGE_SIZE unset"),  # unset already: nothing to fix
-])
+@pytest.mark.parametrize(
+    ("page_order", "page_size", "code", "verdict"),
+    [
+        ("row_version", "2", 0, "capped lists held the lowest RowVersions"),
+        ("id", "2", 5, "leave MAHAK_PAGE_SIZE unset"),
+        ("id", "0", 0, "leave MAHAK_PAGE_SIZE unset"),  # unset already: nothing to fix
+    ],
+)
 async def test_cli_check_paging_says_whether_a_page_size_is_safe(
-        simulator: SimulatorServer, sim: SimControl, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], page_order: str, page_size: str, code: int,
-        verdict: str) -> None:
+    simulator: SimulatorServer,
+    sim: SimControl,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    page_order: str,
+    page_size: str,
+    code: int,
+    verdict: str,
+) -> None:
     await sim.seed(products=30)
     await sim.configure(page_order=page_order)
     # Ids running against RowVersions: in id order a capped list is not the lowest ones.
@@ -489,19 +609,28 @@ async def test_cli_check_paging_says_whether_a_page_size_is_safe(
     for i in range(40):
         await sim.inject_row("Stores", {"StoreId": 9000 + i, "Name": f"s{i}"}, top - i)
     monkeypatch.setenv("MAHAK_PAGE_SIZE", page_size)
-    assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "check", "--paging",
-                          keep_page_size=True) == code
+    assert (
+        await _run_cli(
+            monkeypatch, simulator.base_url, "mahak", "check", "--paging", keep_page_size=True
+        )
+        == code
+    )
     out = capsys.readouterr().out
     assert f"verdict    {verdict}" in out, out
-    stores = next(line for line in out.split("paging ")[1].splitlines()
-                  if line.split()[:1] == ["stores"])
-    assert ("20 of" in stores) and (("lowest RowVersions, ascending" in stores)
-                                    == (page_order == "row_version")), stores
+    stores = next(
+        line for line in out.split("paging ")[1].splitlines() if line.split()[:1] == ["stores"]
+    )
+    assert ("20 of" in stores) and (
+        ("lowest RowVersions, ascending" in stores) == (page_order == "row_version")
+    ), stores
 
 
 async def test_cli_check_fails_clearly(
-        simulator: SimulatorServer, sim: SimControl, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    simulator: SimulatorServer,
+    sim: SimControl,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "check", password="nope") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refused the credentials" in err[0] and "nope" not in err[0]
@@ -513,8 +642,11 @@ async def test_cli_check_fails_clearly(
 
 
 async def test_cli_pull_streams_json_lines(
-        simulator: SimulatorServer, sim: SimControl, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    simulator: SimulatorServer,
+    sim: SimControl,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     seeded = await sim.seed(products=5)
     assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details") == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -523,8 +655,20 @@ async def test_cli_pull_streams_json_lines(
 
     cursor = lines[2]["row_version"]
     before = (await sim.stats()).requests["GetAllDataV2"]
-    assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
-                          "--from", str(cursor), "--page-size", "10") == 0
+    assert (
+        await _run_cli(
+            monkeypatch,
+            simulator.base_url,
+            "mahak",
+            "pull",
+            "product_details",
+            "--from",
+            str(cursor),
+            "--page-size",
+            "10",
+        )
+        == 0
+    )
     rest = [json.loads(line)["product_detail_id"] for line in capsys.readouterr().out.splitlines()]
     assert rest == seeded.product_details[3:]
     # Pages of 10 (the first one teaches the pager the simulator's inclusive boundary), not
@@ -533,16 +677,24 @@ async def test_cli_pull_streams_json_lines(
 
     # 0: no pageSize (over MAHAK_PAGE_SIZE=2): every row, without a capped request.
     before = (await sim.stats()).requests["GetAllDataV2"]
-    assert await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
-                          "--page-size", "0") == 0
-    everything = [json.loads(line)["product_detail_id"]
-                  for line in capsys.readouterr().out.splitlines()]
+    assert (
+        await _run_cli(
+            monkeypatch, simulator.base_url, "mahak", "pull", "product_details", "--page-size", "0"
+        )
+        == 0
+    )
+    everything = [
+        json.loads(line)["product_detail_id"] for line in capsys.readouterr().out.splitlines()
+    ]
     assert everything == seeded.product_details
     assert (await sim.stats()).requests["GetAllDataV2"] - before <= 2
 
     with pytest.raises(SystemExit) as bad:
-        await _run_cli(monkeypatch, simulator.base_url, "mahak", "pull", "product_details",
-                       "--page-size", "-3")
+        await _run_cli(
+            monkeypatch, simulator.base_url, "mahak", "pull", "product_details", "--page-size", "-3"
+        )
     assert bad.value.code == 2
-    assert "--page-size: a page size is 1 to 10000 rows, or 0 for no pageSize" in \
-        capsys.readouterr().err
+    assert (
+        "--page-size: a page size is 1 to 10000 rows, or 0 for no pageSize"
+        in capsys.readouterr().err
+    )

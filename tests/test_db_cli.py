@@ -22,14 +22,18 @@ async def run_cli(argv: list[str], dsn: str, monkeypatch: pytest.MonkeyPatch) ->
     return await args.func(args)
 
 
-async def test_db_migrate_then_status(empty_db_dsn: str, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+async def test_db_migrate_then_status(
+    empty_db_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     versions = [m.version for m in available_migrations()]
     assert await run_cli(["db", "status"], empty_db_dsn, monkeypatch) == 1  # pending migrations
     assert "PENDING" in capsys.readouterr().out
 
     assert await run_cli(["db", "migrate"], empty_db_dsn, monkeypatch) == 0
-    assert capsys.readouterr().out.strip() == f"applied {len(versions)} migration(s): {', '.join(versions)}"
+    assert (
+        capsys.readouterr().out.strip()
+        == f"applied {len(versions)} migration(s): {', '.join(versions)}"
+    )
     assert await run_cli(["db", "migrate"], empty_db_dsn, monkeypatch) == 0
     assert capsys.readouterr().out.strip() == "applied 0 migration(s)"
 
@@ -43,4 +47,6 @@ async def test_db_migrate_then_status(empty_db_dsn: str, monkeypatch: pytest.Mon
 
 async def test_open_database_migrates_when_configured(empty_db_dsn: str) -> None:
     async with open_database(settings_for(empty_db_dsn, MIGRATE_ON_START=True)) as pool:
-        assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == len(available_migrations())
+        assert await pool.fetchval("SELECT count(*) FROM schema_migrations") == len(
+            available_migrations()
+        )

@@ -8,15 +8,36 @@ import asyncpg
 import pytest
 
 from shopdb import migrate as migrate_mod
-from shopdb.migrate import Migration, MigrationError, applied_migrations, available_migrations, migrate
+from shopdb.migrate import (
+    Migration,
+    MigrationError,
+    applied_migrations,
+    available_migrations,
+    migrate,
+)
 
 # The public table names (contract C): the shop's own application reads these.
 CONTRACT_TABLES = {
-    "mahak_stores", "mahak_categories", "mahak_products", "mahak_product_details",
-    "mahak_visitor_products", "mahak_stock", "mahak_pictures", "mahak_photo_galleries",
-    "mahak_orders", "mahak_order_details", "mahak_people", "mahak_sync_state", "mahak_mapping",
-    "mahak_sync_log", "mahak_dead_letters", "shop_orders", "shop_order_lines", "shop_customers",
-    "shop_stock_movements", "notification_outbox",
+    "mahak_stores",
+    "mahak_categories",
+    "mahak_products",
+    "mahak_product_details",
+    "mahak_visitor_products",
+    "mahak_stock",
+    "mahak_pictures",
+    "mahak_photo_galleries",
+    "mahak_orders",
+    "mahak_order_details",
+    "mahak_people",
+    "mahak_sync_state",
+    "mahak_mapping",
+    "mahak_sync_log",
+    "mahak_dead_letters",
+    "shop_orders",
+    "shop_order_lines",
+    "shop_customers",
+    "shop_stock_movements",
+    "notification_outbox",
 }
 
 
@@ -29,13 +50,19 @@ async def _schema(conn: asyncpg.Connection) -> set[tuple[str, ...]]:
     """Every table column, view definition and index of the public schema."""
     columns = await conn.fetch(
         "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'public'")
+        "WHERE table_schema = 'public'"
+    )
     views = await conn.fetch(
-        "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'")
+        "SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'"
+    )
     indexes = await conn.fetch(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")
-    return ({("column", *r.values()) for r in columns} | {("view", *r.values()) for r in views}
-            | {("index", *r.values()) for r in indexes})
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+    )
+    return (
+        {("column", *r.values()) for r in columns}
+        | {("view", *r.values()) for r in views}
+        | {("index", *r.values()) for r in indexes}
+    )
 
 
 async def test_every_migration_applies_in_turn_from_empty(empty_db_dsn: str) -> None:
@@ -96,7 +123,10 @@ async def test_a_failing_migration_leaves_nothing_behind(
     try:
         tables = await _tables(conn)
         assert "half_done" not in tables and CONTRACT_TABLES <= tables
-        assert await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE version = '9999'") == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM schema_migrations WHERE version = '9999'")
+            == 0
+        )
         # The lock was released: another migrator is not blocked.
         assert await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
     finally:
@@ -106,7 +136,9 @@ async def test_a_failing_migration_leaves_nothing_behind(
 async def test_an_edited_applied_migration_is_refused(db_dsn: str) -> None:
     conn = await asyncpg.connect(db_dsn)
     try:
-        await conn.execute("UPDATE schema_migrations SET checksum = 'tampered' WHERE version = '0001'")
+        await conn.execute(
+            "UPDATE schema_migrations SET checksum = 'tampered' WHERE version = '0001'"
+        )
         with pytest.raises(MigrationError, match="edited"):
             await migrate(conn)
     finally:
@@ -114,7 +146,9 @@ async def test_an_edited_applied_migration_is_refused(db_dsn: str) -> None:
 
 
 async def test_client_ids_are_derived_from_the_row_ids(db_pool: asyncpg.Pool) -> None:
-    customer = await db_pool.fetchval("INSERT INTO shop_customers (first_name) VALUES ('a') RETURNING id")
+    customer = await db_pool.fetchval(
+        "INSERT INTO shop_customers (first_name) VALUES ('a') RETURNING id"
+    )
     order = await db_pool.fetchrow(
         "INSERT INTO shop_orders (customer_id, amount) VALUES ($1, 10) RETURNING id, order_client_id, sync_status",
         customer,
@@ -128,4 +162,6 @@ async def test_client_ids_are_derived_from_the_row_ids(db_pool: asyncpg.Pool) ->
     )
     assert line["order_detail_client_id"] == 8_100_000_000_000_000 + line["id"]
     with pytest.raises(asyncpg.CheckViolationError):
-        await db_pool.execute("UPDATE shop_orders SET sync_status = 'bogus' WHERE id = $1", order["id"])
+        await db_pool.execute(
+            "UPDATE shop_orders SET sync_status = 'bogus' WHERE id = $1", order["id"]
+        )

@@ -20,14 +20,19 @@ def test_docker_compose_file_is_valid() -> None:
         pytest.skip("docker-compose not installed")
     proc = subprocess.run(
         [exe, "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr
 
 
 def test_image_contains_every_package() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]]
+    packages = [
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
     dockerfile = (ROOT / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.M))
     assert set(packages) <= copied, f"Dockerfile misses {set(packages) - copied}"
@@ -38,9 +43,19 @@ def test_image_contains_every_package() -> None:
 
 def test_compose_passes_the_contract_environment() -> None:
     compose = (ROOT / "docker-compose.yml").read_text()
-    for name in ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TASK_QUEUE",
-                 "MAHAK_BASE_URL", "MAHAK_USERNAME", "MAHAK_PASSWORD", "MAHAK_DATABASE_ID",
-                 "MAHAK_PACKAGE_NO", "MAHAK_PAGE_SIZE", "WEBHOOK_SECRET"):
+    for name in (
+        "DATABASE_URL",
+        "TEMPORAL_ADDRESS",
+        "TEMPORAL_NAMESPACE",
+        "TEMPORAL_TASK_QUEUE",
+        "MAHAK_BASE_URL",
+        "MAHAK_USERNAME",
+        "MAHAK_PASSWORD",
+        "MAHAK_DATABASE_ID",
+        "MAHAK_PACKAGE_NO",
+        "MAHAK_PAGE_SIZE",
+        "WEBHOOK_SECRET",
+    ):
         assert re.search(rf"^\s+{name}:", compose, re.M), name
 
 

@@ -40,16 +40,38 @@ async def _until(predicate, *, timeout: float, what: str):
 @pytest.fixture
 def dev_stack(tmp_path: Path):
     data = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MAHAK_", "DATABASE_URL", "TEMPORAL_", "WEBHOOK_"))}
-    env |= {"MAHAK_SYNC_DATA_DIR": str(data), "INCOMING_SYNC_INTERVAL_SECONDS": "300",
-            "LOG_FORMAT": "json"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MAHAK_", "DATABASE_URL", "TEMPORAL_", "WEBHOOK_"))
+    }
+    env |= {
+        "MAHAK_SYNC_DATA_DIR": str(data),
+        "INCOMING_SYNC_INTERVAL_SECONDS": "300",
+        "LOG_FORMAT": "json",
+    }
     exe = Path(sys.executable).with_name("mahak-sync")
     log = (tmp_path / "dev.log").open("w+")
     proc = subprocess.Popen(
-        [str(exe), "dev", "--temporal-port", "0", "--ui-port", "0", "--webhook-port", "0",
-         "--simulator-port", "0", "--seed-products", str(SEEDED_PRODUCTS)],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            str(exe),
+            "dev",
+            "--temporal-port",
+            "0",
+            "--ui-port",
+            "0",
+            "--webhook-port",
+            "0",
+            "--simulator-port",
+            "0",
+            "--seed-products",
+            str(SEEDED_PRODUCTS),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     ready = data / "dev-ready.json"
     try:
         deadline = time.monotonic() + 90
@@ -79,30 +101,53 @@ async def test_dev_stack_syncs_both_ways_and_stops_cleanly(dev_stack) -> None:
         async def details_mirrored():
             n = await pool.fetchval("SELECT count(*) FROM mahak_product_details")
             return n == SEEDED_PRODUCTS and await pool.fetchval("SELECT count(*) FROM mahak_stock")
+
         await _until(details_mirrored, timeout=60, what="the incoming sync")
 
         # Outgoing: a paid order reaches Mahak through the signed callback.
         async with SimControl(info["simulator"]) as sim:
-            stock = [s for s in await sim.entities("product_detail_store_assets") if s["Count1"] >= 1]
-            customer = await orders.create_customer(pool, NewCustomer(first_name="Dev", last_name="Test"))
-            order = await orders.create_order(pool, NewOrder(customer_id=customer.id, lines=[
-                NewOrderLine(product_detail_id=stock[0]["ProductDetailId"],
-                             store_id=stock[0]["StoreId"], quantity=Decimal(1),
-                             unit_price=Decimal(120000))]))
-            body = json.dumps({"order_id": order.id, "amount": str(order.amount),
-                               "payment_ref": "dev-pay-1"}).encode()
+            stock = [
+                s for s in await sim.entities("product_detail_store_assets") if s["Count1"] >= 1
+            ]
+            customer = await orders.create_customer(
+                pool, NewCustomer(first_name="Dev", last_name="Test")
+            )
+            order = await orders.create_order(
+                pool,
+                NewOrder(
+                    customer_id=customer.id,
+                    lines=[
+                        NewOrderLine(
+                            product_detail_id=stock[0]["ProductDetailId"],
+                            store_id=stock[0]["StoreId"],
+                            quantity=Decimal(1),
+                            unit_price=Decimal(120000),
+                        )
+                    ],
+                ),
+            )
+            body = json.dumps(
+                {"order_id": order.id, "amount": str(order.amount), "payment_ref": "dev-pay-1"}
+            ).encode()
             secret = Path(info["webhook_secret_file"]).read_text().strip()
             ts = int(time.time())
             async with httpx.AsyncClient() as http:
-                answer = await http.post(info["webhook"], content=body, headers={
-                    "Content-Type": "application/json", TIMESTAMP_HEADER: str(ts),
-                    SIGNATURE_HEADER: sign(secret, ts, body)})
+                answer = await http.post(
+                    info["webhook"],
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        TIMESTAMP_HEADER: str(ts),
+                        SIGNATURE_HEADER: sign(secret, ts, body),
+                    },
+                )
             assert answer.status_code == 202, answer.text
             assert answer.json()["workflow_id"] == f"order-sync-{order.id}"
 
             async def synced():
                 row = await orders.get_order(pool, order.id)
                 return row if row.sync_status == "synced" else None
+
             row = await _until(synced, timeout=60, what="the order to reach Mahak")
             held = await sim.order(order.order_client_id)
             assert held is not None and held.order_id == row.mahak_order_id

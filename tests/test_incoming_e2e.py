@@ -21,13 +21,6 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowHandle
 
 from activities.incoming import IncomingSync
-from workflows.incoming_types import (
-    CycleSummary,
-    EntityCounts,
-    ResetCursorRequest,
-    SyncConfig,
-    SyncStatus,
-)
 from activities.order_request import order_request
 from mahak_client.client import MahakClient
 from mahak_client.models import ENTITIES, INCOMING_ORDER
@@ -35,14 +28,21 @@ from mahak_simulator.control import SimControl
 from mahak_simulator.server import SimulatorServer
 from mahak_sync.cli_sync import current_progress
 from mahak_sync.config import Settings
+from mahak_sync.launch import start_incoming
+from mahak_sync.runtime import build_worker
 from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
 from shopdb import catalog, orders
 from shopdb.mirror import mirror, to_record
 from shopdb.models import ShopOrder
-from mahak_sync.launch import start_incoming
 from tests.order_helpers import make_order
-from mahak_sync.runtime import build_worker
 from workflows.incoming_sync import IncomingSyncWorkflow
+from workflows.incoming_types import (
+    CycleSummary,
+    EntityCounts,
+    ResetCursorRequest,
+    SyncConfig,
+    SyncStatus,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +52,14 @@ PAGE_SIZE = 4  # small, so every entity of a seeded catalog takes several pages
 def fast_config(**overrides: Any) -> SyncConfig:
     values: dict[str, Any] = {
         # Cycles come from the test (start, sync_now, run_cycle), never from the timer.
-        "interval_seconds": 3600, "page_size": PAGE_SIZE,
+        "interval_seconds": 3600,
+        "page_size": PAGE_SIZE,
         # Retry timers of a dev server fire at about 1 s granularity, whatever the interval.
-        "entity_timeout_seconds": 10, "attempt_timeout_seconds": 5,
-        "heartbeat_timeout_seconds": 3, "retry_initial_seconds": 0.1, "retry_max_seconds": 0.3,
+        "entity_timeout_seconds": 10,
+        "attempt_timeout_seconds": 5,
+        "heartbeat_timeout_seconds": 3,
+        "retry_initial_seconds": 0.1,
+        "retry_max_seconds": 0.3,
     }
     values.update(overrides)
     return SyncConfig(**values)
@@ -86,25 +90,43 @@ class Sync:
 
 
 @pytest_asyncio.fixture
-async def start_sync(temporal_client: Client, task_queue: str, db_pool: asyncpg.Pool,
-                     sim: SimControl, simulator: SimulatorServer) -> AsyncIterator[Any]:
+async def start_sync(
+    temporal_client: Client,
+    task_queue: str,
+    db_pool: asyncpg.Pool,
+    sim: SimControl,
+    simulator: SimulatorServer,
+) -> AsyncIterator[Any]:
     """Runs the real worker; the returned coroutine function starts the workflow."""
-    settings = Settings(TEMPORAL_TASK_QUEUE=task_queue, MAHAK_BASE_URL=simulator.base_url,
-                        MAHAK_USERNAME="shop", MAHAK_PASSWORD="secret")
+    settings = Settings(
+        TEMPORAL_TASK_QUEUE=task_queue,
+        MAHAK_BASE_URL=simulator.base_url,
+        MAHAK_USERNAME="shop",
+        MAHAK_PASSWORD="secret",
+    )
     workflow_id = f"mahak-incoming-sync-{uuid.uuid4().hex[:8]}"
     async with MahakClient.from_settings(settings) as mahak, httpx.AsyncClient() as gateway:
-        async with build_worker(temporal_client, settings, pool=db_pool, mahak=mahak,
-                                gateway=gateway):
+        async with build_worker(
+            temporal_client, settings, pool=db_pool, mahak=mahak, gateway=gateway
+        ):
+
             async def start(config: SyncConfig | None = None, *, paused: bool = False) -> Sync:
                 handle, started = await start_incoming(
-                    temporal_client, settings, config=config or fast_config(), paused=paused,
-                    workflow_id=workflow_id)
+                    temporal_client,
+                    settings,
+                    config=config or fast_config(),
+                    paused=paused,
+                    workflow_id=workflow_id,
+                )
                 assert started
                 again, started_again = await start_incoming(
-                    temporal_client, settings, config=config, workflow_id=workflow_id)
+                    temporal_client, settings, config=config, workflow_id=workflow_id
+                )
                 assert not started_again and again.run_id == handle.run_id, "starting attaches"
-                return Sync(temporal_client, temporal_client.get_workflow_handle(workflow_id),
-                            db_pool, sim)
+                return Sync(
+                    temporal_client, temporal_client.get_workflow_handle(workflow_id), db_pool, sim
+                )
+
             try:
                 yield start
             finally:
@@ -158,7 +180,9 @@ def _id_key(spec: Any) -> str:
 
 
 async def test_initial_sync_mirrors_the_catalog_and_a_second_cycle_fetches_nothing(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     await sim.seed(9, stores=2, categories=2, details_per_product=2, pictures_per_product=1)
     await sim.sale(*(await _a_detail_and_store(sim)), count=1)  # a Mahak-side order + line
@@ -173,7 +197,8 @@ async def test_initial_sync_mirrors_the_catalog_and_a_second_cycle_fetches_nothi
         assert first.entities[name].counts.inserted == sizes[name], name
     log = await db_pool.fetch(
         "SELECT entity, fetched, inserted, finished_at, error FROM mahak_sync_log WHERE run_id = $1",
-        first.run_id)
+        first.run_id,
+    )
     assert {r["entity"] for r in log} == set(INCOMING_ORDER)
     assert all(r["finished_at"] is not None and r["error"] is None for r in log)
     assert {r["entity"]: r["inserted"] for r in log} == sizes
@@ -194,7 +219,9 @@ async def _a_detail_and_store(sim: SimControl) -> tuple[int, int]:
 
 
 async def test_changes_deletes_and_stock_moves_arrive_after_sync_now(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     seeded = await sim.seed(5, stores=2)
     sync = await start_sync()
@@ -212,21 +239,30 @@ async def test_changes_deletes_and_stock_moves_arrive_after_sync_now(
 
     assert status.last_cycle is not None and status.last_cycle.trigger == "sync_now"
     await assert_mirrors_simulator(db_pool, sim)
-    price = await db_pool.fetchval(
-        "SELECT price1 FROM mahak_product_details WHERE id = $1", detail)
+    price = await db_pool.fetchval("SELECT price1 FROM mahak_product_details WHERE id = $1", detail)
     assert float(price) == 987_654
-    assert await db_pool.fetchval("SELECT deleted FROM mahak_products WHERE id = $1",
-                                  seeded.products[1])
-    assert float(await db_pool.fetchval(
-        "SELECT count1 FROM mahak_stock WHERE product_detail_id = $1 AND store_id = $2",
-        detail, store)) == 3
+    assert await db_pool.fetchval(
+        "SELECT deleted FROM mahak_products WHERE id = $1", seeded.products[1]
+    )
+    assert (
+        float(
+            await db_pool.fetchval(
+                "SELECT count1 FROM mahak_stock WHERE product_detail_id = $1 AND store_id = $2",
+                detail,
+                store,
+            )
+        )
+        == 3
+    )
     counts = status.last_cycle.entities
     assert counts["products"].counts.deleted == 1
     assert counts["orders"].counts.inserted == 1 and counts["order_details"].counts.inserted == 1
 
 
 async def test_outage_mid_cycle_delays_but_never_corrupts(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     await sim.seed(16, stores=2, details_per_product=2)
     # Slow pages, so the cycle is surely in the middle of the catalog when Mahak goes down.
@@ -248,16 +284,17 @@ async def test_outage_mid_cycle_delays_but_never_corrupts(
     assert first is not None and not first.ok
     failed = next(name for name, r in first.entities.items() if r.error)
     assert "503" in (first.entities[failed].error or "")
-    assert first.skipped == list(INCOMING_ORDER[INCOMING_ORDER.index(failed) + 1:])
+    assert first.skipped == list(INCOMING_ORDER[INCOMING_ORDER.index(failed) + 1 :])
     # Whatever was committed is consistent: each cursor is exactly its stored rows' newest
     # version, and nothing stored is newer than what Mahak has.
     for name in INCOMING_ORDER:
         newest = await db_pool.fetchval(
-            f"SELECT coalesce(max(row_version), 0) FROM {mirror(name).table}")
+            f"SELECT coalesce(max(row_version), 0) FROM {mirror(name).table}"
+        )
         assert await catalog.get_cursor(db_pool, name) == newest, name
     assert await db_pool.fetchval(
-        "SELECT error FROM mahak_sync_log WHERE run_id = $1 AND entity = $2",
-        first.run_id, failed)
+        "SELECT error FROM mahak_sync_log WHERE run_id = $1 AND entity = $2", first.run_id, failed
+    )
 
     await sim.clear_faults()
     second = await sync.run_cycle()
@@ -266,7 +303,9 @@ async def test_outage_mid_cycle_delays_but_never_corrupts(
 
 
 async def test_transient_errors_are_retried_within_the_cycle(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     await sim.seed(6)
     await sim.add_fault(status_code=503, count=1)
@@ -279,7 +318,9 @@ async def test_transient_errors_are_retried_within_the_cycle(
 
 
 async def test_a_malformed_row_is_dead_lettered_and_the_cycle_goes_on(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     seeded = await sim.seed(3)
     bad = await sim.inject_row("products", {"ProductId": "not-a-number", "Name": "broken"})
@@ -291,14 +332,17 @@ async def test_a_malformed_row_is_dead_lettered_and_the_cycle_goes_on(
     assert products.counts.dead_lettered == 1 and products.counts.inserted == 3
     letters = await db_pool.fetch("SELECT entity, row_version, reason FROM mahak_dead_letters")
     assert [(r["entity"], r["row_version"]) for r in letters] == [("products", bad["RowVersion"])]
-    assert await catalog.get_cursor(db_pool, "products") == bad["RowVersion"], \
+    assert await catalog.get_cursor(db_pool, "products") == bad["RowVersion"], (
         "the cursor passes the quarantined row"
+    )
     assert await db_pool.fetchval("SELECT count(*) FROM mahak_products") == len(seeded.products)
     assert all(first.entities[name].ok for name in INCOMING_ORDER)
 
 
 async def test_a_malformed_page_is_retried_within_the_cycle(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     # A bad body is retried with backoff (mahak_sync.errors): one malformed answer costs a
     # retry, not the entity.
@@ -313,7 +357,9 @@ async def test_a_malformed_page_is_retried_within_the_cycle(
 
 
 async def test_a_malformed_page_that_persists_fails_its_entity_only(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     await sim.seed(3, stores=2)
     await sim.add_fault(malformed="truncated")  # every answer, until stores has given up
@@ -337,7 +383,9 @@ async def test_a_malformed_page_that_persists_fails_its_entity_only(
 
 
 async def test_reset_cursor_resyncs_an_entity(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     seeded = await sim.seed(5)
     sync = await start_sync()
@@ -345,7 +393,8 @@ async def test_reset_cursor_resyncs_an_entity(
     newest = await catalog.get_cursor(db_pool, "products")
 
     result = await sync.handle.execute_update(
-        IncomingSyncWorkflow.reset_cursor, ResetCursorRequest(entity="products", row_version=0))
+        IncomingSyncWorkflow.reset_cursor, ResetCursorRequest(entity="products", row_version=0)
+    )
     assert result.cursors == {"products": 0}
     assert await catalog.get_cursor(db_pool, "products") == 0
     again = await sync.run_cycle()
@@ -370,13 +419,19 @@ async def test_pause_is_visible_to_operators(start_sync: Any, sim: SimControl) -
     await sync.cycles(1)
     attrs = (await sync.handle.describe()).typed_search_attributes
     assert attrs.get(SYNC_PAUSED) is False
-    found = [w.id async for w in sync.client.list_workflows(
-        f"MahakSyncKind = 'incoming' AND WorkflowId = '{sync.handle.id}'")]
+    found = [
+        w.id
+        async for w in sync.client.list_workflows(
+            f"MahakSyncKind = 'incoming' AND WorkflowId = '{sync.handle.id}'"
+        )
+    ]
     assert found, "the Web UI filter finds the workflow"
 
 
 async def test_inventory_conflicts_are_recorded(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
 ) -> None:
     seeded = await sim.seed(2, stock=10)
     detail, store = seeded.product_details[0], seeded.stores[0]
@@ -393,13 +448,15 @@ async def test_inventory_conflicts_are_recorded(
     assert summary.inventory_conflicts == 1, "only the order the stock cannot cover"
     row = await db_pool.fetchrow(
         "SELECT fetched, error FROM mahak_sync_log WHERE run_id = $1 AND entity = 'inventory_conflicts'",
-        summary.run_id)
+        summary.run_id,
+    )
     assert row["fetched"] == 1 and f"detail {detail} in store {store}" in row["error"]
     assert f"(orders {second.id})" in row["error"]
 
 
-async def _paid(pool: asyncpg.Pool, lines: list[tuple[int, int, int, int]], *,
-                person: int | None = None) -> ShopOrder:
+async def _paid(
+    pool: asyncpg.Pool, lines: list[tuple[int, int, int, int]], *, person: int | None = None
+) -> ShopOrder:
     order = await make_order(pool, lines, mahak_person_id=person)
     await orders.mark_paid(pool, order.id, order.amount, f"PAY-{order.id}")
     found = await orders.get_order(pool, order.id)
@@ -412,17 +469,24 @@ async def _saved_answer_lost(simulator: SimulatorServer, order: ShopOrder, perso
     has not marked it synced."""
     async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
         await mahak.login()
-        await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
-                                                person_id=person))
+        await mahak.save_all_data(
+            order_request(order, visitor_id=mahak.visitor_id, person_id=person)
+        )
 
 
 async def _mahak_count1(sim: SimControl, detail: int, store: int) -> float:
-    return next(r["Count1"] for r in await sim.entities("product_detail_store_assets")
-                if r["ProductDetailId"] == detail and r["StoreId"] == store)
+    return next(
+        r["Count1"]
+        for r in await sim.entities("product_detail_store_assets")
+        if r["ProductDetailId"] == detail and r["StoreId"] == store
+    )
 
 
 async def test_an_order_mahak_saved_since_the_last_cycle_is_no_conflict(
-    start_sync: Any, sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+    start_sync: Any,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
 ) -> None:
     """Mahak had 5 and saved our order of 4 between two cycles, so it now has 1. The next
     cycle brings the lower stock AND the Mahak order; the check, run after both, sees the
@@ -441,11 +505,14 @@ async def test_an_order_mahak_saved_since_the_last_cycle_is_no_conflict(
     assert summary.inventory_conflicts == 0, "a good order would be cancelled"
     assert not await db_pool.fetchval(
         "SELECT count(*) FROM mahak_sync_log WHERE run_id = $1 AND entity = 'inventory_conflicts'",
-        summary.run_id)
+        summary.run_id,
+    )
 
 
 async def test_in_process_cycle_checks_conflicts_after_the_orders_too(
-    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
 ) -> None:
     """`mahak-sync sync once` (IncomingSync.run_cycle) follows the same rules."""
     seeded = await sim.seed(2, stock=5)
@@ -461,12 +528,15 @@ async def test_in_process_cycle_checks_conflicts_after_the_orders_too(
     assert summary.ok, summary
     assert summary.inventory_conflicts == 1, "only the order Mahak does not hold, 6 > 5"
     row = await db_pool.fetchrow(
-        "SELECT fetched, error FROM mahak_sync_log WHERE run_id = 'cli-2' AND entity = 'inventory_conflicts'")
+        "SELECT fetched, error FROM mahak_sync_log WHERE run_id = 'cli-2' AND entity = 'inventory_conflicts'"
+    )
     assert row["fetched"] == 1 and f"(orders {other.id})" in row["error"]
 
 
 async def test_the_conflict_check_reads_mahak_again_before_reporting(
-    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
 ) -> None:
     """The mirror says two orders are short; before reporting, the check reads stock and
     orders from Mahak again (from the stored cursors, stored before each cursor moves): Mahak
@@ -486,8 +556,15 @@ async def test_the_conflict_check_reads_mahak_again_before_reporting(
 
     assert [c.order_id for c in found] == [second.id], "reported on a stale picture"
     assert [(s.product_detail_id, s.available) for s in found[0].shortages] == [(d2, 1)]
-    assert float(await db_pool.fetchval(
-        "SELECT count1 FROM mahak_stock WHERE product_detail_id = $1 AND store_id = $2",
-        d1, store)) == 10, "the re-read is stored"
+    assert (
+        float(
+            await db_pool.fetchval(
+                "SELECT count1 FROM mahak_stock WHERE product_detail_id = $1 AND store_id = $2",
+                d1,
+                store,
+            )
+        )
+        == 10
+    ), "the re-read is stored"
     await assert_mirrors_simulator(db_pool, sim)  # cursors moved only over stored rows
     assert first.id not in {c.order_id for c in found}

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +19,12 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from mahak_client.errors import MahakTransientError
+from mahak_client.models import INCOMING_ORDER
+from mahak_sync.errors import ErrorType
+from mahak_sync.runtime import INTERCEPTORS
+from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
+from workflows.incoming_sync import WORKFLOW_ID, IncomingSyncWorkflow
 from workflows.incoming_types import (
     CONFLICT_PICTURE,
     STOCK_ENTITY,
@@ -33,11 +39,12 @@ from workflows.incoming_types import (
     RecordFailureInput,
     ResetCursorRequest,
     ResetCursorResult,
+    StockShortage,
     SyncConfig,
     SyncEntityInput,
-    StockShortage,
     SyncStatus,
 )
+from workflows.order_types import InventoryConflictNotice
 
 # The activity names the incoming workflow schedules: a contract with every recorded history
 # (tests/test_replay.py fails if the workflow schedules another); the stubs register under them.
@@ -47,13 +54,6 @@ RECORD_FAILURE = "incoming.record_failure"
 CHECK_INVENTORY_CONFLICTS = "incoming.check_inventory_conflicts"
 DETECT_INVENTORY_CONFLICTS = "incoming.detect_inventory_conflicts"
 RESET_CURSOR = "incoming.reset_cursor"
-from mahak_client.errors import MahakTransientError
-from mahak_client.models import INCOMING_ORDER
-from mahak_sync.errors import ErrorType
-from mahak_sync.temporal import SYNC_KIND, SYNC_PAUSED
-from mahak_sync.runtime import INTERCEPTORS
-from workflows.incoming_sync import WORKFLOW_ID, IncomingSyncWorkflow
-from workflows.order_types import InventoryConflictNotice
 
 INTERVAL = 300.0
 
@@ -79,8 +79,12 @@ class StubIncoming:
         if request.entity in self.behaviour:
             return self.behaviour[request.entity](request)
         self.cursors[request.entity] += 10
-        return EntitySyncResult(entity=request.entity, counts=EntityCounts(fetched=1, inserted=1),
-                                cursor=self.cursors[request.entity], pages=1)
+        return EntitySyncResult(
+            entity=request.entity,
+            counts=EntityCounts(fetched=1, inserted=1),
+            cursor=self.cursors[request.entity],
+            pages=1,
+        )
 
     @activity.defn(name=RECORD_FAILURE)
     async def record_failure(self, failure: RecordFailureInput) -> None:
@@ -98,8 +102,9 @@ class StubIncoming:
     async def check_inventory_conflicts(self, request: CheckConflictsInput) -> ConflictCheckResult:
         self.conflict_checks.append(request.run_id)
         self.events.append("check")
-        return ConflictCheckResult(conflicts=self.conflicts, reread=bool(self.conflicts),
-                                   cursors=self.check_cursors)
+        return ConflictCheckResult(
+            conflicts=self.conflicts, reread=bool(self.conflicts), cursors=self.check_cursors
+        )
 
     @activity.defn(name=RESET_CURSOR)
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
@@ -109,8 +114,13 @@ class StubIncoming:
         return ResetCursorResult(cursors={n: request.row_version for n in request.entities()})
 
     def activities(self) -> list[Any]:
-        return [self.sync_entity, self.record_failure, self.detect_inventory_conflicts,
-                self.check_inventory_conflicts, self.reset_cursor]
+        return [
+            self.sync_entity,
+            self.record_failure,
+            self.detect_inventory_conflicts,
+            self.check_inventory_conflicts,
+            self.reset_cursor,
+        ]
 
     def cycles_seen(self) -> int:
         return len({c.run_id for c in self.calls})
@@ -138,8 +148,11 @@ class FakeOrderWorkflow:
 
 def config(**overrides: Any) -> SyncConfig:
     values: dict[str, Any] = {
-        "interval_seconds": INTERVAL, "entity_timeout_seconds": 60,
-        "attempt_timeout_seconds": 20, "retry_initial_seconds": 1, "retry_max_seconds": 5,
+        "interval_seconds": INTERVAL,
+        "entity_timeout_seconds": 60,
+        "attempt_timeout_seconds": 20,
+        "retry_initial_seconds": 1,
+        "retry_max_seconds": 5,
         "publish_search_attributes": False,  # the time-skipping server has none registered
     }
     values.update(overrides)
@@ -148,17 +161,26 @@ def config(**overrides: Any) -> SyncConfig:
 
 @asynccontextmanager
 async def running_sync(
-    client: Client, stub: StubIncoming, *, state: IncomingSyncState | None = None,
+    client: Client,
+    stub: StubIncoming,
+    *,
+    state: IncomingSyncState | None = None,
     extra_workflows: tuple[type, ...] = (),
 ) -> AsyncIterator[WorkflowHandle[Any, Any]]:
     task_queue = f"incoming-{uuid.uuid4().hex[:8]}"
     workflow_id = f"{WORKFLOW_ID}-{uuid.uuid4().hex[:8]}"
-    async with Worker(client, task_queue=task_queue, activities=stub.activities(),
-                      workflows=[IncomingSyncWorkflow, *extra_workflows],
-                      interceptors=INTERCEPTORS):
+    async with Worker(
+        client,
+        task_queue=task_queue,
+        activities=stub.activities(),
+        workflows=[IncomingSyncWorkflow, *extra_workflows],
+        interceptors=INTERCEPTORS,
+    ):
         handle = await client.start_workflow(
-            IncomingSyncWorkflow.run, state or IncomingSyncState(config=config()),
-            id=workflow_id, task_queue=task_queue,
+            IncomingSyncWorkflow.run,
+            state or IncomingSyncState(config=config()),
+            id=workflow_id,
+            task_queue=task_queue,
         )
         try:
             yield client.get_workflow_handle(workflow_id)  # follows continue-as-new
@@ -191,12 +213,13 @@ async def cycles_done(handle: WorkflowHandle[Any, Any], n: int) -> None:
     with `cycles_done >= n`. Waiting for the new run (not just the count) keeps a signal
     sent next from racing the continue-as-new, which the time-skipping server can drop.
     """
+
     async def check() -> bool:
         history = await handle.fetch_history()  # the current run
         started = history.events[0].workflow_execution_started_event_attributes
-        [state] = await pydantic_data_converter.decode(started.input.payloads,
-                                                       [IncomingSyncState])
+        [state] = await pydantic_data_converter.decode(started.input.payloads, [IncomingSyncState])
         return state.cycles_done >= n
+
     await until(check)
 
 
@@ -255,8 +278,9 @@ async def _history_lengths_of_finished_runs(
     """Event counts of the runs before the current one, oldest first."""
     lengths: list[int] = []
     history = await handle.fetch_history()
-    while previous := history.events[0].workflow_execution_started_event_attributes \
-            .continued_execution_run_id:
+    while previous := history.events[
+        0
+    ].workflow_execution_started_event_attributes.continued_execution_run_id:
         history = await client.get_workflow_handle(handle.id, run_id=previous).fetch_history()
         lengths.insert(0, len(history.events))
     return lengths
@@ -316,8 +340,10 @@ async def test_reset_cursor_validates_and_resets(skipping_env: WorkflowEnvironme
     stub = StubIncoming()
     async with running_sync(skipping_env.client, stub) as handle:
         await cycles_done(handle, 1)
-        for bad in (ResetCursorRequest(entity="customers", row_version=0),
-                    ResetCursorRequest(entity="products", row_version=-1)):
+        for bad in (
+            ResetCursorRequest(entity="customers", row_version=0),
+            ResetCursorRequest(entity="products", row_version=-1),
+        ):
             with pytest.raises(WorkflowUpdateFailedError):
                 await handle.execute_update(IncomingSyncWorkflow.reset_cursor, bad)
         assert stub.resets == [], "a rejected update must not reach the database"
@@ -338,10 +364,16 @@ async def test_reset_cursor_validates_and_resets(skipping_env: WorkflowEnvironme
 
 
 def _permanent(request: SyncEntityInput) -> EntitySyncResult:
-    progress = EntityProgress(entity=request.entity, started_at=datetime.now(timezone.utc),
-                              pages=2, cursor=77, counts=EntityCounts(fetched=5, inserted=5))
-    raise ApplicationError("GetAllData answered HTML", progress, type="MahakProtocolError",
-                           non_retryable=True)
+    progress = EntityProgress(
+        entity=request.entity,
+        started_at=datetime.now(UTC),
+        pages=2,
+        cursor=77,
+        counts=EntityCounts(fetched=5, inserted=5),
+    )
+    raise ApplicationError(
+        "GetAllData answered HTML", progress, type="MahakProtocolError", non_retryable=True
+    )
 
 
 async def test_permanent_error_in_one_entity_does_not_stop_the_others(
@@ -393,7 +425,7 @@ async def test_outage_ends_the_cycle_and_the_next_cycle_retries(
     assert cycle is not None
     assert attempts > 2, "transient errors are retried"
     assert "Mahak unreachable" in (cycle.entities["product_details"].error or "")
-    after = INCOMING_ORDER[INCOMING_ORDER.index("product_details") + 1:]
+    after = INCOMING_ORDER[INCOMING_ORDER.index("product_details") + 1 :]
     assert cycle.skipped == list(after), "an outage skips the rest of the cycle"
     assert [f.entity for f in stub.failures] == ["product_details"]
     assert second.last_cycle is not None and second.last_cycle.ok
@@ -473,7 +505,8 @@ async def test_conflicts_are_checked_after_the_orders_of_the_same_cycle(
 
 @pytest.mark.parametrize("failing", CONFLICT_PICTURE)
 async def test_no_conflict_check_on_an_incomplete_picture(
-    skipping_env: WorkflowEnvironment, failing: str,
+    skipping_env: WorkflowEnvironment,
+    failing: str,
 ) -> None:
     """A stock, orders or order_details sync that stopped part-way (here: a permanent error
     after two pages) leaves a picture no order may be cancelled on: no check this cycle."""
@@ -492,8 +525,6 @@ async def test_no_conflict_check_on_an_incomplete_picture(
     assert cycle.entities[failing].cursor == 77
 
 
-
-
 async def test_inventory_conflicts_signal_each_order_workflow_once(
     skipping_env: WorkflowEnvironment,
 ) -> None:
@@ -506,7 +537,8 @@ async def test_inventory_conflicts_signal_each_order_workflow_once(
     ]
     async with running_sync(client, stub, extra_workflows=(FakeOrderWorkflow,)) as handle:
         order = await client.start_workflow(
-            FakeOrderWorkflow.run, id="order-sync-41",
+            FakeOrderWorkflow.run,
+            id="order-sync-41",
             task_queue=(await handle.describe()).task_queue,
         )
         try:
@@ -518,13 +550,18 @@ async def test_inventory_conflicts_signal_each_order_workflow_once(
             assert len(received) == 1, "an unchanged conflict is signalled once"
             assert (await status(handle)).last_cycle.inventory_conflicts == 2  # type: ignore[union-attr]
 
-            stub.conflicts = [OrderStockConflict(
-                order_id=41, shortages=[short.model_copy(update={"available": 0})])]
+            stub.conflicts = [
+                OrderStockConflict(
+                    order_id=41, shortages=[short.model_copy(update={"available": 0})]
+                )
+            ]
             await handle.signal(IncomingSyncWorkflow.sync_now)
             await cycles_done(handle, 3)
             received = await order.query(FakeOrderWorkflow.received)
-            assert [(n.product_detail_id, n.store_id, n.needed, n.available) for n in received] \
-                == [(5, 1, 3, 1), (5, 1, 3, 0)], "signalled again once the shortage changed"
+            assert [(n.product_detail_id, n.store_id, n.needed, n.available) for n in received] == [
+                (5, 1, 3, 1),
+                (5, 1, 3, 0),
+            ], "signalled again once the shortage changed"
             assert received[0].reason and "Mahak has 1" in received[0].reason
         finally:
             await order.terminate("test over")
@@ -535,9 +572,13 @@ async def test_inventory_conflicts_signal_each_order_workflow_once(
 
 async def test_search_attributes_follow_pause(temporal_client: Client) -> None:
     stub = StubIncoming()
-    async with running_sync(temporal_client, stub,
-                            state=IncomingSyncState(config=config(
-                                interval_seconds=3600, publish_search_attributes=True))) as handle:
+    async with running_sync(
+        temporal_client,
+        stub,
+        state=IncomingSyncState(
+            config=config(interval_seconds=3600, publish_search_attributes=True)
+        ),
+    ) as handle:
         await cycles_done(handle, 1)
         attrs = (await handle.describe()).typed_search_attributes
         assert attrs.get(SYNC_KIND) == "incoming" and attrs.get(SYNC_PAUSED) is False
@@ -566,8 +607,12 @@ class ReconcilingStub(StubIncoming):
         self.events.append(f"reconcile {request.entity}")
         if request.entity in self.down_for_reconcile:
             raise MahakTransientError("Mahak unreachable", endpoint="GetAllDataV2")
-        return EntitySyncResult(entity=request.entity, cursor=self.cursors[request.entity],
-                                counts=EntityCounts(fetched=5, inserted=1, unchanged=4), pages=2)
+        return EntitySyncResult(
+            entity=request.entity,
+            cursor=self.cursors[request.entity],
+            counts=EntityCounts(fetched=5, inserted=1, unchanged=4),
+            pages=2,
+        )
 
     def activities(self) -> list[Any]:
         return [*super().activities(), self.reconcile_entity]

@@ -13,8 +13,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -34,8 +34,8 @@ from mahak_client import (
     OrderDisputeItem,
     RejectedRow,
     SaveAllDataRequest,
-    is_already_registered,
     drain,
+    is_already_registered,
     iter_pages,
     parse_retry_after,
 )
@@ -69,16 +69,17 @@ def envelope(data: Any, result: bool = True, **extra: Any) -> dict[str, Any]:
 class FakeMahak:
     """A scripted Mahak: counts logins, records requests, answers data calls via `on_data`."""
 
-    def __init__(self, *, lifetime: float = 7 * 86400, token_factory: Callable[[int], str] | None
-                 = None) -> None:
+    def __init__(
+        self, *, lifetime: float = 7 * 86400, token_factory: Callable[[int], str] | None = None
+    ) -> None:
         self.lifetime = lifetime
         self.logins = 0
         self.requests: list[httpx.Request] = []
         self.valid_tokens: set[str] = set()
         self.token_factory = token_factory
         self.login_response: Callable[[dict[str, Any]], httpx.Response] | None = None
-        self.on_data: Callable[[str, dict[str, Any]], httpx.Response] = (
-            lambda path, body: httpx.Response(200, json=envelope({"Objects": {}}))
+        self.on_data: Callable[[str, dict[str, Any]], httpx.Response] = lambda path, body: (
+            httpx.Response(200, json=envelope({"Objects": {}}))
         )
 
     def issue(self) -> str:
@@ -102,14 +103,28 @@ class FakeMahak:
             if self.login_response:
                 return self.login_response(body)
             if body.get("password") != PASSWORD_MD5:
-                return httpx.Response(200, json={"Result": False, "Code": 1001,
-                                                 "Message": "نام کاربری یا رمز عبور اشتباه است",
-                                                 "Data": None})
+                return httpx.Response(
+                    200,
+                    json={
+                        "Result": False,
+                        "Code": 1001,
+                        "Message": "نام کاربری یا رمز عبور اشتباه است",
+                        "Data": None,
+                    },
+                )
             token = self.issue()
-            return httpx.Response(200, json=envelope({
-                "UserToken": token, "VisitorId": 10101, "DatabaseId": 1234567, "SyncId": 5,
-                "ServerTime": "2025-10-04T15:18:38.2345036",
-            }))
+            return httpx.Response(
+                200,
+                json=envelope(
+                    {
+                        "UserToken": token,
+                        "VisitorId": 10101,
+                        "DatabaseId": 1234567,
+                        "SyncId": 5,
+                        "ServerTime": "2025-10-04T15:18:38.2345036",
+                    }
+                ),
+            )
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or auth[7:] not in self.valid_tokens:
             return httpx.Response(401, json={"message": "Unauthorized"})
@@ -146,9 +161,14 @@ async def test_login_v2_sends_extended_body_with_md5_password() -> None:
     assert req.headers["Content-Type"] == "application/json"
     assert "Authorization" not in req.headers
     assert json.loads(req.content) == {
-        "userName": "shop", "password": PASSWORD_MD5, "databaseId": 1234567,
-        "packageNo": "7654321", "language": "fa", "appId": "mahak-sync",
-        "description": "mahak-sync", "clientVersion": "0.1.0",
+        "userName": "shop",
+        "password": PASSWORD_MD5,
+        "databaseId": 1234567,
+        "packageNo": "7654321",
+        "language": "fa",
+        "appId": "mahak-sync",
+        "description": "mahak-sync",
+        "clientVersion": "0.1.0",
     }
 
 
@@ -182,8 +202,9 @@ async def test_bad_credentials_raise_auth_error_with_mahaks_message() -> None:
 
 async def test_login_failure_falls_back_to_data_error_message() -> None:
     fake = FakeMahak()
-    fake.login_response = lambda body: httpx.Response(200, json={
-        "Result": False, "Data": {"ErrorCode": 77, "ErrorMessage": "package expired"}})
+    fake.login_response = lambda body: httpx.Response(
+        200, json={"Result": False, "Data": {"ErrorCode": 77, "ErrorMessage": "package expired"}}
+    )
     async with client_for(fake) as client:
         with pytest.raises(MahakAuthError, match="package expired") as info:
             await client.login()
@@ -200,15 +221,25 @@ async def test_login_without_token_is_a_protocol_error() -> None:
 
 async def test_odd_display_fields_do_not_stop_a_login_but_odd_ids_do() -> None:
     fake = FakeMahak()
-    fake.login_response = lambda body: httpx.Response(200, json=envelope({
-        "UserToken": fake.issue(), "VisitorId": 10101, "ServerTime": "1404/07/12 15:18",
-        "MahakId": 42, "UserTitle": ["x"]}))
+    fake.login_response = lambda body: httpx.Response(
+        200,
+        json=envelope(
+            {
+                "UserToken": fake.issue(),
+                "VisitorId": 10101,
+                "ServerTime": "1404/07/12 15:18",
+                "MahakId": 42,
+                "UserTitle": ["x"],
+            }
+        ),
+    )
     async with client_for(fake) as client:
         login = await client.login()
     assert (login.visitor_id, login.server_time, login.mahak_id) == (10101, None, None)
 
-    fake.login_response = lambda body: httpx.Response(200, json=envelope({
-        "UserToken": "t0ken-value", "VisitorId": "abc", "ServerTime": "nope"}))
+    fake.login_response = lambda body: httpx.Response(
+        200, json=envelope({"UserToken": "t0ken-value", "VisitorId": "abc", "ServerTime": "nope"})
+    )
     async with client_for(fake) as client:
         with pytest.raises(MahakProtocolError, match="visitor_id") as info:
             await client.login()
@@ -295,40 +326,75 @@ async def test_a_401_that_survives_relogin_is_transient_and_leaks_nothing() -> N
 
 
 def _http_date(seconds_ahead: int) -> str:
-    return format_datetime(datetime.now(timezone.utc) + timedelta(seconds=seconds_ahead),
-                           usegmt=True)
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds_ahead), usegmt=True)
 
 
 TAXONOMY = [
     ("500", lambda: httpx.Response(500, text="boom"), MahakTransientError, None),
-    ("502 html", lambda: httpx.Response(502, html="<html>Bad gateway</html>"),
-     MahakTransientError, None),
-    ("503 retry-after", lambda: httpx.Response(503, headers={"Retry-After": "7"}),
-     MahakTransientError, 7.0),
-    ("429 retry-after date", lambda: httpx.Response(429, headers={"Retry-After": _http_date(30)}),
-     MahakTransientError, 30.0),
+    (
+        "502 html",
+        lambda: httpx.Response(502, html="<html>Bad gateway</html>"),
+        MahakTransientError,
+        None,
+    ),
+    (
+        "503 retry-after",
+        lambda: httpx.Response(503, headers={"Retry-After": "7"}),
+        MahakTransientError,
+        7.0,
+    ),
+    (
+        "429 retry-after date",
+        lambda: httpx.Response(429, headers={"Retry-After": _http_date(30)}),
+        MahakTransientError,
+        30.0,
+    ),
     ("408", lambda: httpx.Response(408), MahakTransientError, None),
-    ("400", lambda: httpx.Response(400, json={"Message": "pageSize invalid"}),
-     MahakPermanentError, None),
+    (
+        "400",
+        lambda: httpx.Response(400, json={"Message": "pageSize invalid"}),
+        MahakPermanentError,
+        None,
+    ),
     ("404", lambda: httpx.Response(404, text="not found"), MahakPermanentError, None),
-    ("200 html", lambda: httpx.Response(200, html="<!DOCTYPE html><title>IIS</title>"),
-     MahakProtocolError, None),
-    ("200 truncated", lambda: httpx.Response(200, content=b'{"Result": true, "Data": {"Obj'),
-     MahakProtocolError, None),
+    (
+        "200 html",
+        lambda: httpx.Response(200, html="<!DOCTYPE html><title>IIS</title>"),
+        MahakProtocolError,
+        None,
+    ),
+    (
+        "200 truncated",
+        lambda: httpx.Response(200, content=b'{"Result": true, "Data": {"Obj'),
+        MahakProtocolError,
+        None,
+    ),
     ("200 empty", lambda: httpx.Response(200, content=b""), MahakProtocolError, None),
     ("200 no envelope", lambda: httpx.Response(200, json=[1, 2]), MahakProtocolError, None),
-    ("200 Objects a list", lambda: httpx.Response(200, json=envelope({"Objects": []})),
-     MahakProtocolError, None),
-    ("200 result false", lambda: httpx.Response(200, json={"Result": False, "Code": 12,
-                                                          "Message": "نسخه نامعتبر"}),
-     MahakPermanentError, None),
+    (
+        "200 Objects a list",
+        lambda: httpx.Response(200, json=envelope({"Objects": []})),
+        MahakProtocolError,
+        None,
+    ),
+    (
+        "200 result false",
+        lambda: httpx.Response(200, json={"Result": False, "Code": 12, "Message": "نسخه نامعتبر"}),
+        MahakPermanentError,
+        None,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "respond", "kind", "retry_after"), TAXONOMY,
-                         ids=[c[0] for c in TAXONOMY])
-async def test_error_taxonomy(case: str, respond: Callable[[], httpx.Response],
-                              kind: type[MahakError], retry_after: float | None) -> None:
+@pytest.mark.parametrize(
+    ("case", "respond", "kind", "retry_after"), TAXONOMY, ids=[c[0] for c in TAXONOMY]
+)
+async def test_error_taxonomy(
+    case: str,
+    respond: Callable[[], httpx.Response],
+    kind: type[MahakError],
+    retry_after: float | None,
+) -> None:
     fake = FakeMahak()
     fake.on_data = lambda path, body: respond()
     async with client_for(fake) as client:
@@ -364,16 +430,23 @@ def test_retry_after_is_seconds_or_a_date_and_never_unbounded() -> None:
 async def test_json_mislabelled_as_html_is_still_read() -> None:
     fake = FakeMahak()
     fake.on_data = lambda path, body: httpx.Response(
-        200, content=json.dumps(envelope({"Objects": {"Stores": [{"StoreId": 1, "RowVersion": 9}]}})),
-        headers={"Content-Type": "text/html; charset=utf-8"})
+        200,
+        content=json.dumps(envelope({"Objects": {"Stores": [{"StoreId": 1, "RowVersion": 9}]}})),
+        headers={"Content-Type": "text/html; charset=utf-8"},
+    )
     async with client_for(fake) as client:
         batch = (await client.get_all_data({"stores": 0}))["stores"]
     assert [s.store_id for s in batch.rows] == [1]
 
 
-@pytest.mark.parametrize("exc", [httpx.ReadTimeout("read timed out"),
-                                 httpx.ConnectError("connection refused"),
-                                 httpx.RemoteProtocolError("peer closed connection")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        httpx.ReadTimeout("read timed out"),
+        httpx.ConnectError("connection refused"),
+        httpx.RemoteProtocolError("peer closed connection"),
+    ],
+)
 async def test_network_failures_are_transient(exc: Exception) -> None:
     calls = 0
 
@@ -410,8 +483,9 @@ async def test_server_echoing_secrets_is_scrubbed() -> None:
 def test_errors_survive_pickling() -> None:
     import pickle
 
-    err = MahakTransientError("busy", endpoint="GetAllDataV2", status_code=503, retry_after=3.0,
-                              mahak_message="later")
+    err = MahakTransientError(
+        "busy", endpoint="GetAllDataV2", status_code=503, retry_after=3.0, mahak_message="later"
+    )
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is MahakTransientError and str(again) == str(err)
     assert again.retry_after == 3.0 and again.status_code == 503
@@ -422,21 +496,41 @@ def test_errors_survive_pickling() -> None:
 
 async def test_get_all_data_requests_only_what_was_asked_and_parses_leniently() -> None:
     fake = FakeMahak()
-    fake.on_data = lambda path, body: httpx.Response(200, json=envelope({"Objects": {
-        "stores": [{"StoreId": 1, "Name": " انبار مركزي ", "RowVersion": 4_030_000_001}],
-        "PRODUCTDETAILS": [
-            {"ProductDetailId": 5, "ProductId": "9", "Price1": "1500.0", "RowVersion": 4_030_000_002},
-            {"ProductDetailId": "oops", "ProductId": 9, "RowVersion": 4_030_000_009},
-        ],
-        "Products": None,
-        "People": [{"PersonId": 1, "RowVersion": 1}],
-    }}))
+    fake.on_data = lambda path, body: httpx.Response(
+        200,
+        json=envelope(
+            {
+                "Objects": {
+                    "stores": [
+                        {"StoreId": 1, "Name": " انبار مركزي ", "RowVersion": 4_030_000_001}
+                    ],
+                    "PRODUCTDETAILS": [
+                        {
+                            "ProductDetailId": 5,
+                            "ProductId": "9",
+                            "Price1": "1500.0",
+                            "RowVersion": 4_030_000_002,
+                        },
+                        {"ProductDetailId": "oops", "ProductId": 9, "RowVersion": 4_030_000_009},
+                    ],
+                    "Products": None,
+                    "People": [{"PersonId": 1, "RowVersion": 1}],
+                }
+            }
+        ),
+    )
     async with client_for(fake) as client:
         batches = await client.get_all_data(
-            {"stores": 0, "product_details": 4_030_000_000, "products": 7}, page_size=50)
+            {"stores": 0, "product_details": 4_030_000_000, "products": 7}, page_size=50
+        )
     [body] = fake.bodies("GetAllDataV2")
-    assert body == {"fromStoreVersion": 0, "fromProductDetailVersion": 4_030_000_000,
-                    "fromProductVersion": 7, "pageSize": 50, "currentVisitorId": 10101}
+    assert body == {
+        "fromStoreVersion": 0,
+        "fromProductDetailVersion": 4_030_000_000,
+        "fromProductVersion": 7,
+        "pageSize": 50,
+        "currentVisitorId": 10101,
+    }
     assert set(batches) == {"stores", "product_details", "products"}
     [store] = batches["stores"].rows
     assert isinstance(store, Store) and store.name == "انبار مرکزی"
@@ -452,9 +546,12 @@ async def test_get_all_data_requests_only_what_was_asked_and_parses_leniently() 
 
 async def test_v1_paths_when_v2_is_off() -> None:
     fake = FakeMahak()
-    fake.on_data = lambda path, body: httpx.Response(200, json=envelope(
-        {"Objects": {"Orders": {"Results": []}}} if path.startswith("Save")
-        else {"Objects": {}}))
+    fake.on_data = lambda path, body: httpx.Response(
+        200,
+        json=envelope(
+            {"Objects": {"Orders": {"Results": []}}} if path.startswith("Save") else {"Objects": {}}
+        ),
+    )
     async with client_for(fake, use_v2=False) as client:
         await client.get_all_data({"orders": 0})
         await client.save_all_data(SaveAllDataRequest(orders=[]))
@@ -475,33 +572,71 @@ async def test_unknown_entity_is_refused_before_any_request() -> None:
 
 def _order_request() -> SaveAllDataRequest:
     return SaveAllDataRequest(
-        orders=[Order(order_client_id=8_000_000_000_000_001, visitor_id=10101, person_id=3,
-                      order_type=201),
-                Order(order_client_id=8_000_000_000_000_002, visitor_id=10101, person_id=3,
-                      order_type=201)],
-        order_details=[OrderDetail(order_detail_client_id=8_100_000_000_000_001,
-                                   order_client_id=8_000_000_000_000_001, product_detail_id=5,
-                                   store_id=1, price=1500, count1=2)],
+        orders=[
+            Order(
+                order_client_id=8_000_000_000_000_001, visitor_id=10101, person_id=3, order_type=201
+            ),
+            Order(
+                order_client_id=8_000_000_000_000_002, visitor_id=10101, person_id=3, order_type=201
+            ),
+        ],
+        order_details=[
+            OrderDetail(
+                order_detail_client_id=8_100_000_000_000_001,
+                order_client_id=8_000_000_000_000_001,
+                product_detail_id=5,
+                store_id=1,
+                price=1500,
+                count1=2,
+            )
+        ],
     )
 
 
 async def test_save_all_data_partial_failure_is_structured_data() -> None:
     fake = FakeMahak()
-    fake.on_data = lambda path, body: httpx.Response(200, json={"Result": False, "Data": {
-        "Objects": {
-            "Orders": {"Results": [
-                {"Result": True, "Index": 1, "EntityId": 900000001,
-                 "EntityClientId": 8_000_000_000_000_001, "RowVersion": 4_040_000_000},
-                {"Result": False, "Index": 2,
-                 "Errors": [{"Property": "OrderId", "Error": ALREADY_REGISTERED}]},
-            ]},
-            "OrderDetails": {"Results": [
-                {"Result": False, "Index": 1, "Errors": [
-                    {"Property": "IncomeId,ExpenseId,ProductDetailId",
-                     "Error": "ProductDetailId or IncomeId or ExpenseId is required "}]},
-            ]},
-            "People": {"Results": []}, "MahakPays": {"Results": []},
-        }}})
+    fake.on_data = lambda path, body: httpx.Response(
+        200,
+        json={
+            "Result": False,
+            "Data": {
+                "Objects": {
+                    "Orders": {
+                        "Results": [
+                            {
+                                "Result": True,
+                                "Index": 1,
+                                "EntityId": 900000001,
+                                "EntityClientId": 8_000_000_000_000_001,
+                                "RowVersion": 4_040_000_000,
+                            },
+                            {
+                                "Result": False,
+                                "Index": 2,
+                                "Errors": [{"Property": "OrderId", "Error": ALREADY_REGISTERED}],
+                            },
+                        ]
+                    },
+                    "OrderDetails": {
+                        "Results": [
+                            {
+                                "Result": False,
+                                "Index": 1,
+                                "Errors": [
+                                    {
+                                        "Property": "IncomeId,ExpenseId,ProductDetailId",
+                                        "Error": "ProductDetailId or IncomeId or ExpenseId is required ",
+                                    }
+                                ],
+                            },
+                        ]
+                    },
+                    "People": {"Results": []},
+                    "MahakPays": {"Results": []},
+                }
+            },
+        },
+    )
     async with client_for(fake) as client:
         result = await client.save_all_data(_order_request())
     [body] = fake.bodies("SaveAllDataV2")
@@ -509,8 +644,13 @@ async def test_save_all_data_partial_failure_is_structured_data() -> None:
     assert body["orders"][0]["orderClientId"] == 8_000_000_000_000_001
     assert body["orders"][0]["orderType"] == 201
     assert body["orderDetails"][0] == {
-        "orderDetailClientId": 8_100_000_000_000_001, "orderClientId": 8_000_000_000_000_001,
-        "productDetailId": 5, "storeId": 1, "price": 1500.0, "count1": 2.0, "deleted": False,
+        "orderDetailClientId": 8_100_000_000_000_001,
+        "orderClientId": 8_000_000_000_000_001,
+        "productDetailId": 5,
+        "storeId": 1,
+        "price": 1500.0,
+        "count1": 2.0,
+        "deleted": False,
     }
 
     assert result.result is False
@@ -530,12 +670,15 @@ def test_already_registered_detection_folds_arabic_letters_and_needs_order_id() 
     from mahak_client import RecordFailure
 
     arabic = ALREADY_REGISTERED.replace("ی", "ي").replace("ک", "ك")
-    assert is_already_registered(RecordFailure(collection="Orders", property="OrderId",
-                                               message=arabic))
-    assert not is_already_registered(RecordFailure(collection="Orders", property="PersonId",
-                                                   message=ALREADY_REGISTERED))
-    assert not is_already_registered(RecordFailure(collection="Orders", property="OrderId",
-                                                   message="موجودی کافی نیست"))
+    assert is_already_registered(
+        RecordFailure(collection="Orders", property="OrderId", message=arabic)
+    )
+    assert not is_already_registered(
+        RecordFailure(collection="Orders", property="PersonId", message=ALREADY_REGISTERED)
+    )
+    assert not is_already_registered(
+        RecordFailure(collection="Orders", property="OrderId", message="موجودی کافی نیست")
+    )
 
 
 async def test_save_all_data_is_never_retried() -> None:
@@ -550,7 +693,8 @@ async def test_save_all_data_is_never_retried() -> None:
 async def test_save_all_data_refused_as_a_whole_is_an_error() -> None:
     fake = FakeMahak()
     fake.on_data = lambda path, body: httpx.Response(
-        200, json={"Result": False, "Message": "visitor disabled", "Data": None})
+        200, json={"Result": False, "Message": "visitor disabled", "Data": None}
+    )
     async with client_for(fake) as client:
         with pytest.raises(MahakPermanentError, match="visitor disabled"):
             await client.save_all_data(_order_request())
@@ -564,21 +708,38 @@ async def test_dispute_calls_send_the_documented_bodies() -> None:
 
     def answer(path: str, body: dict[str, Any]) -> httpx.Response:
         if path == "SolveOrderDispute":
-            return httpx.Response(200, json=envelope({"Results": [
-                {"OrderId": 900000001, "OrderCode": 55, "Registered": True, "Imported": True}]}))
+            return httpx.Response(
+                200,
+                json=envelope(
+                    {
+                        "Results": [
+                            {
+                                "OrderId": 900000001,
+                                "OrderCode": 55,
+                                "Registered": True,
+                                "Imported": True,
+                            }
+                        ]
+                    }
+                ),
+            )
         return httpx.Response(200, json=envelope(None))
 
     fake.on_data = answer
     async with client_for(fake) as client:  # no database id configured: taken from login
         outcome = await client.solve_order_dispute([OrderDisputeItem(id=900000001, code=55)])
-        ok = await client.solve_dispute("product_details",
-                                        [DisputeItem(id=5, rw=4_030_000_002)])
+        ok = await client.solve_dispute("product_details", [DisputeItem(id=5, rw=4_030_000_002)])
     assert ok is True
     assert fake.bodies("SolveOrderDispute") == [
-        {"databaseId": 1234567, "disputeItems": [{"id": 900000001, "code": 55}]}]
+        {"databaseId": 1234567, "disputeItems": [{"id": 900000001, "code": 55}]}
+    ]
     assert fake.bodies("SolveDispute") == [
-        {"databaseId": 1234567, "entityName": "ProductDetail",
-         "disputeItems": [{"id": 5, "rw": 4_030_000_002}]}]
+        {
+            "databaseId": 1234567,
+            "entityName": "ProductDetail",
+            "disputeItems": [{"id": 5, "rw": 4_030_000_002}],
+        }
+    ]
     item = outcome.for_order(900000001)
     assert item is not None and item.is_registered and item.imported and item.desktop_code == 55
 
@@ -595,19 +756,26 @@ class FakeRows:
         self.cap = cap
         self.calls: list[tuple[int, int | None]] = []
 
-    async def get_all_data(self, from_versions: Any, *, page_size: int | None = None
-                           ) -> dict[str, EntityBatch]:
+    async def get_all_data(
+        self, from_versions: Any, *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
         [(name, start)] = from_versions.items()
         self.calls.append((start, page_size))
         if len(self.calls) > 500:
             raise AssertionError("pager does not terminate")
-        keep = [r for r in sorted(self.rows, key=lambda r: r[1])
-                if (r[1] >= start if self.inclusive else r[1] > start)]
+        keep = [
+            r
+            for r in sorted(self.rows, key=lambda r: r[1])
+            if (r[1] >= start if self.inclusive else r[1] > start)
+        ]
         limits = [x for x in (page_size, self.cap) if x is not None]
-        page = keep[:min(limits)] if limits else keep  # no pageSize and no cap: every row
+        page = keep[: min(limits)] if limits else keep  # no pageSize and no cap: every row
         stores = [Store(store_id=i, row_version=rv) for i, rv in page]
-        return {name: EntityBatch(entity=name, rows=stores,
-                                  max_row_version=max((rv for _, rv in page), default=None))}
+        return {
+            name: EntityBatch(
+                entity=name, rows=stores, max_row_version=max((rv for _, rv in page), default=None)
+            )
+        }
 
 
 async def _drain(fake: FakeRows, start: int, size: int, **kw: Any) -> list[EntityBatch]:
@@ -687,8 +855,9 @@ async def test_pager_hands_a_late_row_below_the_bound_to_the_store() -> None:
     # "already held"; the store's newer-only upsert must decide. The capped page fails the
     # "nothing below the bound" check, so it is re-read without pageSize, and counted.
     class Late(FakeRows):
-        async def get_all_data(self, from_versions: Any, *, page_size: int | None = None
-                               ) -> dict[str, EntityBatch]:
+        async def get_all_data(
+            self, from_versions: Any, *, page_size: int | None = None
+        ) -> dict[str, EntityBatch]:
             out = await super().get_all_data(from_versions, page_size=page_size)
             [(name, start)] = from_versions.items()
             if start == 7:
@@ -697,8 +866,7 @@ async def test_pager_hands_a_late_row_below_the_bound_to_the_store() -> None:
 
     fake = Late([5, 6, 7, 7, 8], inclusive=False)
     stats = PagerStats()
-    batches = [b async for b in iter_pages(fake, "stores", 7, 10, include_held=True,
-                                           stats=stats)]
+    batches = [b async for b in iter_pages(fake, "stores", 7, 10, include_held=True, stats=stats)]
     assert sorted(r.store_id for b in batches for r in b.rows) == [5, 99]
     assert stats.reread == 2 and stats.below_bound == 1 and stats.dropped == 0
     assert fake.calls[:2] == [(7, 10), (7, None)]
@@ -718,14 +886,16 @@ async def test_pager_survives_a_server_that_caps_the_page_silently() -> None:
 
 async def test_pager_quarantined_rows_travel_with_their_page_once() -> None:
     class WithRejects(FakeRows):
-        async def get_all_data(self, from_versions: Any, *, page_size: int | None = None
-                               ) -> dict[str, EntityBatch]:
+        async def get_all_data(
+            self, from_versions: Any, *, page_size: int | None = None
+        ) -> dict[str, EntityBatch]:
             out = await super().get_all_data(from_versions, page_size=page_size)
             batch = out["stores"]
             batch.rejected.append(RejectedRow(entity="stores", raw={"x": 1}, error="bad"))
             if any(r.row_version == 2 for r in batch.rows):
-                batch.rejected.append(RejectedRow(entity="stores", raw={"StoreId": "?"},
-                                                  error="bad", row_version=2))
+                batch.rejected.append(
+                    RejectedRow(entity="stores", raw={"StoreId": "?"}, error="bad", row_version=2)
+                )
             return out
 
     fake = WithRejects([1, 2, 3, 4], inclusive=True)
@@ -738,25 +908,39 @@ async def test_pager_quarantined_rows_travel_with_their_page_once() -> None:
 async def test_drain_pages_each_entity_from_its_own_cursor() -> None:
     class PerEntity:
         def __init__(self) -> None:
-            self.servers = {"stores": FakeRows([1, 2, 3, 4, 5], inclusive=True),
-                            "pictures": FakeRows([7, 8, 9], inclusive=False)}
+            self.servers = {
+                "stores": FakeRows([1, 2, 3, 4, 5], inclusive=True),
+                "pictures": FakeRows([7, 8, 9], inclusive=False),
+            }
 
-        async def get_all_data(self, from_versions: Any, *, page_size: int | None = None
-                               ) -> dict[str, EntityBatch]:
+        async def get_all_data(
+            self, from_versions: Any, *, page_size: int | None = None
+        ) -> dict[str, EntityBatch]:
             [name] = from_versions
             return await self.servers[name].get_all_data(from_versions, page_size=page_size)
 
     fake = PerEntity()
     batches = [b async for b in drain(fake, {"stores": 2, "pictures": 0}, 2)]
     got = {(b.entity, r.store_id) for b in batches for r in b.rows}
-    assert got == {("stores", 3), ("stores", 4), ("stores", 5),
-                   ("pictures", 1), ("pictures", 2), ("pictures", 3)}
+    assert got == {
+        ("stores", 3),
+        ("stores", 4),
+        ("stores", 5),
+        ("pictures", 1),
+        ("pictures", 2),
+        ("pictures", 3),
+    }
     entities = [b.entity for b in batches]
     assert entities == sorted(entities, key=["stores", "pictures"].index)  # mapping order
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-          derandomize=True, database=None)
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+    database=None,
+)
 @given(
     versions=st.lists(st.integers(1, 25), max_size=60),
     inclusive=st.booleans(),

@@ -27,18 +27,23 @@ from mahak_client.envelope import (
 )
 from mahak_client.models import TEHRAN  # naive server times are Asia/Tehran (tz database)
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 ENDPOINT = "GetAllDataV2"
 NAMES = sorted(ENTITIES)
 
 # Names as Mahak desktop users type them: Arabic or Persian yeh/kaf, padded with spaces.
 persian_words = st.lists(
     st.sampled_from(["كالا", "کالا", "يخچال", "یخچال", "مركز", "فروشگاه", "Samsung", "42"]),
-    min_size=1, max_size=3,
+    min_size=1,
+    max_size=3,
 ).map(" ".join)
-padded_names = st.tuples(st.sampled_from(["", " ", "  ", "\t"]), persian_words,
-                         st.sampled_from(["", " ", "   "])).map("".join)
+padded_names = st.tuples(
+    st.sampled_from(["", " ", "  ", "\t"]), persian_words, st.sampled_from(["", " ", "   "])
+).map("".join)
 row_versions = st.integers(min_value=2**32 + 1, max_value=2**63 - 1)
 timestamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31))
 
@@ -90,8 +95,16 @@ def valid_payloads(draw: Any) -> tuple[dict[str, Any], list[str], dict[str, list
     expected: dict[str, list[dict[str, Any]]] = {}
     for name in requested:
         collection = ENTITIES[name].collection
-        key = draw(st.sampled_from([collection, collection.lower(), collection[0].lower()
-                                    + collection[1:], collection.upper()]))
+        key = draw(
+            st.sampled_from(
+                [
+                    collection,
+                    collection.lower(),
+                    collection[0].lower() + collection[1:],
+                    collection.upper(),
+                ]
+            )
+        )
         if draw(st.integers(0, 5)) == 0:
             objects[key] = None  # Mahak's "nothing requested/nothing new"
             expected[name] = []
@@ -126,8 +139,9 @@ def test_valid_payloads_parse_exactly(case: Any) -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -141,7 +155,7 @@ def _mangle(draw: Any, value: Any, depth: int = 0) -> Any:
         return {**value, key: _mangle(draw, value[key], depth + 1)}
     if isinstance(value, list) and value:
         i = draw(st.integers(0, len(value) - 1))
-        return [*value[:i], _mangle(draw, value[i], depth + 1), *value[i + 1:]]
+        return [*value[:i], _mangle(draw, value[i], depth + 1), *value[i + 1 :]]
     return draw(json_values)
 
 
@@ -157,10 +171,14 @@ def mangled_bodies(draw: Any) -> tuple[bytes, list[str]]:
         full = json.dumps(payload, ensure_ascii=False).encode()
         body = full[: draw(st.integers(0, max(len(full) - 1, 0)))]
     elif how == "html":
-        body = draw(st.sampled_from([
-            b"<!DOCTYPE html><html><body>Service Unavailable</body></html>",
-            b"  <html><head><title>502 Bad Gateway</title></head></html>",
-        ]))
+        body = draw(
+            st.sampled_from(
+                [
+                    b"<!DOCTYPE html><html><body>Service Unavailable</body></html>",
+                    b"  <html><head><title>502 Bad Gateway</title></head></html>",
+                ]
+            )
+        )
     else:
         body = draw(st.binary(max_size=64))
     return body, requested
@@ -178,14 +196,16 @@ def _only_mahak_errors(fn: Any) -> Any:
 def test_mangled_get_all_data_raises_only_mahak_errors(case: tuple[bytes, list[str]]) -> None:
     body, requested = case
     batches = _only_mahak_errors(
-        lambda: parse_get_all_data(ENDPOINT, load_json(ENDPOINT, body, status=200), requested))
+        lambda: parse_get_all_data(ENDPOINT, load_json(ENDPOINT, body, status=200), requested)
+    )
     if batches is not None:
         # Whatever survived is typed: models or quarantined rows, and a cursor to match.
         for name, batch in batches.items():
             for row in batch.rows:
                 assert isinstance(row, ENTITIES[name].model)
             versions = [r.row_version for r in batch.rows] + [
-                r.row_version for r in batch.rejected if r.row_version is not None]
+                r.row_version for r in batch.rejected if r.row_version is not None
+            ]
             assert batch.max_row_version == (max(versions) if versions else None)
 
 
@@ -215,15 +235,18 @@ def save_payloads(draw: Any) -> dict[str, Any]:
             item["EntityClientId"] = draw(st.integers(1, 2**63 - 1))
         return item
 
-    objects = {name: {"Results": [result() for _ in range(draw(st.integers(0, 3)))]}
-               for name in ("Orders", "OrderDetails", "People", "Companies", "MahakPays")}
+    objects = {
+        name: {"Results": [result() for _ in range(draw(st.integers(0, 3)))]}
+        for name in ("Orders", "OrderDetails", "People", "Companies", "MahakPays")
+    }
     return {"Result": draw(st.booleans()), "Data": {"Objects": objects}}
 
 
 @SETTINGS
 @given(save_payloads(), st.data())
-def test_save_results_parse_and_mangled_ones_raise_only_mahak_errors(payload: Any,
-                                                                       data: Any) -> None:
+def test_save_results_parse_and_mangled_ones_raise_only_mahak_errors(
+    payload: Any, data: Any
+) -> None:
     result = parse_save_all_data("SaveAllDataV2", payload)
     sent = [r for c in payload["Data"]["Objects"].values() for r in c["Results"]]
     assert sum(len(v) for v in result.collections.values()) == len(sent)
@@ -236,8 +259,9 @@ def test_save_results_parse_and_mangled_ones_raise_only_mahak_errors(payload: An
     _only_mahak_errors(lambda: parse_save_all_data("SaveAllDataV2", mangled))
     full = json.dumps(payload).encode()
     cut = full[: data.draw(st.integers(0, len(full) - 1))]
-    _only_mahak_errors(lambda: parse_save_all_data("SaveAllDataV2",
-                                                   load_json("SaveAllDataV2", cut, status=200)))
+    _only_mahak_errors(
+        lambda: parse_save_all_data("SaveAllDataV2", load_json("SaveAllDataV2", cut, status=200))
+    )
 
 
 def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
@@ -248,47 +272,78 @@ def test_deeply_nested_json_is_a_protocol_error_not_a_crash() -> None:
 
 def test_int64_row_versions_survive_exactly() -> None:
     big = 2**63 - 7
-    payload = {"Result": True, "Data": {"Objects": {"Stores": [
-        {"StoreId": 1, "RowVersion": big}, {"StoreId": 2, "RowVersion": str(big - 1)},
-        {"StoreId": 3, "RowVersion": 4030000000.0}]}}}
-    batch = parse_get_all_data(ENDPOINT, load_json(ENDPOINT, json.dumps(payload).encode()),
-                               ["stores"])["stores"]
+    payload = {
+        "Result": True,
+        "Data": {
+            "Objects": {
+                "Stores": [
+                    {"StoreId": 1, "RowVersion": big},
+                    {"StoreId": 2, "RowVersion": str(big - 1)},
+                    {"StoreId": 3, "RowVersion": 4030000000.0},
+                ]
+            }
+        },
+    }
+    batch = parse_get_all_data(
+        ENDPOINT, load_json(ENDPOINT, json.dumps(payload).encode()), ["stores"]
+    )["stores"]
     assert [r.row_version for r in batch.rows] == [big, big - 1, 4_030_000_000]
     assert batch.max_row_version == big
 
 
-@pytest.mark.parametrize(("column", "value"), [
-    ("ProductDetailId", True),  # a boolean where an id belongs is not the number 1
-    ("Price1", "NaN"),  # a NaN price would be stored as one
-    ("Price1", float("inf")),  # written as `Infinity`, which Python's JSON reader accepts
-    ("Price1", False),
-])
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("ProductDetailId", True),  # a boolean where an id belongs is not the number 1
+        ("Price1", "NaN"),  # a NaN price would be stored as one
+        ("Price1", float("inf")),  # written as `Infinity`, which Python's JSON reader accepts
+        ("Price1", False),
+    ],
+)
 def test_values_no_mahak_row_can_hold_quarantine_the_row(column: str, value: Any) -> None:
     row = {"ProductDetailId": 7, "ProductId": 1, "RowVersion": 4_030_000_001, column: value}
     body = json.dumps({"Result": True, "Data": {"Objects": {"ProductDetails": [row]}}}).encode()
     batch = parse_get_all_data(ENDPOINT, load_json(ENDPOINT, body), ["product_details"])[
-        "product_details"]
+        "product_details"
+    ]
     [rejected] = batch.rejected
     assert batch.rows == [] and rejected.row_version == batch.max_row_version == 4_030_000_001
 
 
 def test_a_rejected_row_moves_the_cursor_only_by_an_int64_row_version() -> None:
     rows = [{"StoreId": "x", "RowVersion": 2**64}, {"StoreId": "y", "RowVersion": True}]
-    batch = parse_get_all_data(ENDPOINT, {"Result": True, "Data": {"Objects": {"Stores": rows}}},
-                               ["stores"])["stores"]
+    batch = parse_get_all_data(
+        ENDPOINT, {"Result": True, "Data": {"Objects": {"Stores": rows}}}, ["stores"]
+    )["stores"]
     assert [r.row_version for r in batch.rejected] == [None, None]
     assert batch.max_row_version is None
 
 
-
 def test_a_logical_delete_with_a_null_required_number_still_deletes():
     # Issue 12 / shared/mahak-api.md §10 (e): the bad value is quarantined, not the delete.
-    payload = {"Result": True, "Data": {"Objects": {"ProductDetails": [
-        {"ProductDetailId": 5, "ProductId": 9, "Deleted": True, "Price1": None,
-         "RowVersion": 4_000_000_001},
-        {"ProductDetailId": 6, "ProductId": 9, "Deleted": False, "Price1": None,
-         "RowVersion": 4_000_000_002},
-    ]}}}
+    payload = {
+        "Result": True,
+        "Data": {
+            "Objects": {
+                "ProductDetails": [
+                    {
+                        "ProductDetailId": 5,
+                        "ProductId": 9,
+                        "Deleted": True,
+                        "Price1": None,
+                        "RowVersion": 4_000_000_001,
+                    },
+                    {
+                        "ProductDetailId": 6,
+                        "ProductId": 9,
+                        "Deleted": False,
+                        "Price1": None,
+                        "RowVersion": 4_000_000_002,
+                    },
+                ]
+            }
+        },
+    }
     [batch] = parse_get_all_data("GetAllDataV2", payload, ["product_details"]).values()
     assert [(r.product_detail_id, r.deleted) for r in batch.rows] == [(5, True)]
     assert [r.mahak_id for r in batch.rejected] == [6]

@@ -27,22 +27,21 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from activities.incoming import IncomingSync
-from workflows.incoming_types import SyncEntityInput
-from activities.order_sweep import OrderSweepActivities
-from mahak_sync.runtime import INTERCEPTORS
-from activities.orders import OrderActivities
 from activities.order_request import order_request
+from activities.order_sweep import OrderSweepActivities
+from activities.orders import OrderActivities
 from activities.payments import PaymentActivities, refund_idempotency_key
 from mahak_client.client import MahakClient
 from mahak_simulator.control import SimControl
 from mahak_simulator.server import SimulatorServer
 from mahak_sync.config import Settings
 from mahak_sync.orders_api import order_sync_status, resolve_order_dispute, start_order_sync
+from mahak_sync.runtime import INTERCEPTORS
 from mahak_sync.temporal import temporal_cli_path
 from shopdb import orders
 from tests.order_helpers import make_order
+from workflows.incoming_types import SyncEntityInput
 from workflows.order_sweep import OrderSweepWorkflow
-from workflows.sweep_types import OrderSweepInput
 from workflows.order_sync import OrderSyncWorkflow
 from workflows.order_types import (
     ORDER_ID_ATTR,
@@ -52,6 +51,7 @@ from workflows.order_types import (
     OrderSyncStatus,
     order_workflow_id,
 )
+from workflows.sweep_types import OrderSweepInput
 
 pytestmark = pytest.mark.slow
 
@@ -84,14 +84,19 @@ async def sim(order_sim: SimulatorServer) -> AsyncIterator[SimControl]:
 class Stack:
     """A worker with the real activities, and the ways a test drives and inspects an order."""
 
-    def __init__(self, client: Client, pool, sim: SimControl, server: SimulatorServer,
-                 queue: str) -> None:
+    def __init__(
+        self, client: Client, pool, sim: SimControl, server: SimulatorServer, queue: str
+    ) -> None:
         self.client = client
         self.pool = pool
         self.sim = sim
         self.server = server
-        self.settings = Settings(TEMPORAL_TASK_QUEUE=queue, MAHAK_BASE_URL=server.base_url,
-                                 MAHAK_USERNAME="shop", MAHAK_PASSWORD="secret")
+        self.settings = Settings(
+            TEMPORAL_TASK_QUEUE=queue,
+            MAHAK_BASE_URL=server.base_url,
+            MAHAK_USERNAME="shop",
+            MAHAK_PASSWORD="secret",
+        )
         self.queue = queue
         self.started: list[str] = []
 
@@ -107,8 +112,11 @@ class Stack:
     async def known_customer(self, order) -> int:
         """Map the order's customer to a person Mahak has, so every save is the order itself."""
         person_id = (await self.sim.entities("people"))[0]["PersonId"]
-        await self.pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                                person_id, order.customer_id)
+        await self.pool.execute(
+            "UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
+            person_id,
+            order.customer_id,
+        )
         return person_id
 
     async def sent_behind_our_back(self, order) -> None:
@@ -116,8 +124,9 @@ class Stack:
         person_id = await self.known_customer(order)
         async with MahakClient(self.server.base_url, "shop", "secret") as mahak:
             await mahak.login()
-            await mahak.save_all_data(order_request(order, visitor_id=mahak.visitor_id,
-                                                    person_id=person_id))
+            await mahak.save_all_data(
+                order_request(order, visitor_id=mahak.visitor_id, person_id=person_id)
+            )
 
     async def waiting_after_a_lost_answer(self, lines) -> tuple[Any, WorkflowHandle]:
         """A paid order of a known customer whose first save Mahak stored while the answer was
@@ -125,8 +134,9 @@ class Stack:
         await self.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
         order = await self.paid_order(lines)
         await self.known_customer(order)
-        handle = await self.start(order.id, FAST.model_copy(
-            update={"first_retry_delay": timedelta(hours=1)}))
+        handle = await self.start(
+            order.id, FAST.model_copy(update={"first_retry_delay": timedelta(hours=1)})
+        )
         await self.until(handle, "waiting_to_retry")
         return order, handle
 
@@ -142,7 +152,9 @@ class Stack:
             history = await self.client.get_workflow_handle(workflow_id).fetch_history()
             await replayer.replay_workflow(history)
 
-    async def until(self, handle: WorkflowHandle, *stages: str, timeout: float = 20) -> OrderSyncStatus:
+    async def until(
+        self, handle: WorkflowHandle, *stages: str, timeout: float = 20
+    ) -> OrderSyncStatus:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             status = await handle.query(OrderSyncWorkflow.status)
@@ -167,23 +179,33 @@ class Stack:
         shares this event loop and must keep running meanwhile)."""
         host = self.client.service_client.config.target_host
         return await asyncio.to_thread(
-            subprocess.run, [temporal_cli_path(), *args, "--address", host],
-            capture_output=True, text=True, timeout=60)
+            subprocess.run,
+            [temporal_cli_path(), *args, "--address", host],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
 
 @pytest_asyncio.fixture
-async def stack(temporal_client, db_pool, sim, order_sim,
-                task_queue) -> AsyncIterator[Stack]:
+async def stack(temporal_client, db_pool, sim, order_sim, task_queue) -> AsyncIterator[Stack]:
     stack = Stack(temporal_client, db_pool, sim, order_sim, task_queue)
-    async with MahakClient(order_sim.base_url, "shop", "secret") as mahak, \
-            httpx.AsyncClient(timeout=10) as http:
+    async with (
+        MahakClient(order_sim.base_url, "shop", "secret") as mahak,
+        httpx.AsyncClient(timeout=10) as http,
+    ):
         activities = [
             *OrderActivities(db_pool, mahak, stack.settings).all(),
             *PaymentActivities(db_pool, http, f"{order_sim.root_url}/_gateway").all(),
             *OrderSweepActivities(db_pool, temporal_client, stack.settings).all(),
         ]
-        async with Worker(temporal_client, task_queue=task_queue, interceptors=INTERCEPTORS,
-                          workflows=[OrderSyncWorkflow, OrderSweepWorkflow], activities=activities):
+        async with Worker(
+            temporal_client,
+            task_queue=task_queue,
+            interceptors=INTERCEPTORS,
+            workflows=[OrderSyncWorkflow, OrderSweepWorkflow],
+            activities=activities,
+        ):
             yield stack
     await stack.replay_all()
 
@@ -198,11 +220,18 @@ async def test_happy_path_reaches_mahak_once_with_customer_receipt_and_ids(stack
     [held] = await stack.sim.orders()
     assert held.order_client_id == order.order_client_id and held.submissions == 1
     assert held.order["OrderType"] == 201 and held.order["VisitorId"] == 10101
-    assert {(d["OrderDetailClientId"], d["ProductDetailId"], d["Count1"], d["StoreId"])
-            for d in held.details} == {(ln.order_detail_client_id, ln.product_detail_id,
-                                        float(ln.quantity), store) for ln in order.lines}
-    [receipt] = [r for r in await stack.sim.entities("receipts")
-                 if r.get("OrderClientId") == order.order_client_id]
+    assert {
+        (d["OrderDetailClientId"], d["ProductDetailId"], d["Count1"], d["StoreId"])
+        for d in held.details
+    } == {
+        (ln.order_detail_client_id, ln.product_detail_id, float(ln.quantity), store)
+        for ln in order.lines
+    }
+    [receipt] = [
+        r
+        for r in await stack.sim.entities("receipts")
+        if r.get("OrderClientId") == order.order_client_id
+    ]
     assert receipt["CashAmount"] == float(order.amount)
     person = held.order["PersonId"]
     assert person is not None
@@ -210,11 +239,17 @@ async def test_happy_path_reaches_mahak_once_with_customer_receipt_and_ids(stack
     row = await orders.get_order(stack.pool, order.id)
     assert row.sync_status == "synced" and row.synced_to_mahak and row.mahak_synced_at
     assert row.mahak_order_id == held.order_id == result.mahak_order_id
-    assert {ln.mahak_order_detail_id for ln in row.lines} == {d["OrderDetailId"] for d in held.details}
+    assert {ln.mahak_order_detail_id for ln in row.lines} == {
+        d["OrderDetailId"] for d in held.details
+    }
     assert row.sync_attempts == 1 and row.last_mahak_error is None
-    assert await stack.pool.fetchval(
-        "SELECT mahak_id FROM mahak_mapping WHERE entity = 'people' AND shop_id = $1",
-        order.customer_id) == person
+    assert (
+        await stack.pool.fetchval(
+            "SELECT mahak_id FROM mahak_mapping WHERE entity = 'people' AND shop_id = $1",
+            order.customer_id,
+        )
+        == person
+    )
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(SYNC_STATUS_ATTR) == "synced"
     assert desc.typed_search_attributes.get(ORDER_ID_ATTR) == order.id
@@ -328,26 +363,36 @@ async def test_partial_save_for_stock_runs_the_saga_and_reverses_mahak(stack):
     # gave its stock back.
     assert held.order["Deleted"] is True
     assert all(d["Deleted"] for d in held.details)
-    assets = {(a["ProductDetailId"], a["StoreId"]): a["Count1"]
-              for a in await stack.sim.entities("product_detail_store_assets")}
+    assets = {
+        (a["ProductDetailId"], a["StoreId"]): a["Count1"]
+        for a in await stack.sim.entities("product_detail_store_assets")
+    }
     assert assets[(d1, store)] == 5 and assets[(d2, store)] == 1
 
     row = await orders.get_order(stack.pool, order.id)
     assert row.sync_status == "cancelled" and row.payment_status == "refunded"
     assert not row.synced_to_mahak
     movements = await stack.pool.fetch(
-        "SELECT order_line_id, delta FROM shop_stock_movements WHERE order_id = $1", order.id)
+        "SELECT order_line_id, delta FROM shop_stock_movements WHERE order_id = $1", order.id
+    )
     assert {(m["order_line_id"], m["delta"]) for m in movements} == {
-        (ln.id, ln.quantity) for ln in order.lines}
+        (ln.id, ln.quantity) for ln in order.lines
+    }
     [refund] = await stack.sim.refunds()
     assert refund["idempotency_key"] == refund_idempotency_key(order.id)
     assert refund["payment_ref"] == order.payment_ref and refund["amount"] == float(order.amount)
-    kinds = [r["kind"] for r in await stack.pool.fetch(
-        "SELECT kind FROM notification_outbox WHERE order_id = $1", order.id)]
+    kinds = [
+        r["kind"]
+        for r in await stack.pool.fetch(
+            "SELECT kind FROM notification_outbox WHERE order_id = $1", order.id
+        )
+    ]
     assert kinds == ["order_cancelled"]
 
 
-async def test_unknown_product_is_refreshed_then_disputed_and_cancelled_with_the_temporal_cli(stack):
+async def test_unknown_product_is_refreshed_then_disputed_and_cancelled_with_the_temporal_cli(
+    stack,
+):
     (d1, d2), store = await stack.seed()
     order = await stack.paid_order([(d1, store, 1, 150000), (d2, store, 1, 90000)])
     await stack.sim.delete("product_details", d2)
@@ -358,16 +403,39 @@ async def test_unknown_product_is_refreshed_then_disputed_and_cancelled_with_the
     row = await stack.row_in(order.id, "dispute")
     assert row.sync_status == "dispute" and "ProductDetailId" in row.last_mahak_error
 
-    listed = await stack.cli("workflow", "list", "--query",
-                       f'MahakSyncStatus = "dispute" AND OrderId = {order.id}', "--output", "json")
+    listed = await stack.cli(
+        "workflow",
+        "list",
+        "--query",
+        f'MahakSyncStatus = "dispute" AND OrderId = {order.id}',
+        "--output",
+        "json",
+    )
     assert listed.returncode == 0 and handle.id in listed.stdout, listed.stderr
 
-    refused = await stack.cli("workflow", "update", "execute", "--workflow-id", handle.id,
-                        "--name", "resolve_dispute", "--input", json.dumps({"action": "shrug"}))
+    refused = await stack.cli(
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        handle.id,
+        "--name",
+        "resolve_dispute",
+        "--input",
+        json.dumps({"action": "shrug"}),
+    )
     assert refused.returncode != 0 and "unknown action" in refused.stderr + refused.stdout
-    sent = await stack.cli("workflow", "update", "execute", "--workflow-id", handle.id,
-                     "--name", "resolve_dispute",
-                     "--input", json.dumps({"action": "cancel", "note": "product withdrawn"}))
+    sent = await stack.cli(
+        "workflow",
+        "update",
+        "execute",
+        "--workflow-id",
+        handle.id,
+        "--name",
+        "resolve_dispute",
+        "--input",
+        json.dumps({"action": "cancel", "note": "product withdrawn"}),
+    )
     assert sent.returncode == 0, sent.stderr
     result = await handle.result()
     assert result.outcome == "cancelled" and "product withdrawn" in result.note
@@ -385,8 +453,16 @@ async def test_rejected_customer_is_disputed_and_marked_synced_by_a_cli_signal(s
     handle = await stack.start(order.id)
     status = await stack.until(handle, "dispute")
     assert "PersonGroupId" in status.dispute.reason and status.stale_refreshes == 0
-    sent = await stack.cli("workflow", "signal", "--workflow-id", handle.id, "--name", "resolve_dispute",
-                     "--input", json.dumps({"action": "mark_synced", "note": "entered by hand"}))
+    sent = await stack.cli(
+        "workflow",
+        "signal",
+        "--workflow-id",
+        handle.id,
+        "--name",
+        "resolve_dispute",
+        "--input",
+        json.dumps({"action": "mark_synced", "note": "entered by hand"}),
+    )
     assert sent.returncode == 0, sent.stderr
     result = await handle.result()
     assert result.outcome == "synced" and result.mahak_order_id is None
@@ -425,11 +501,15 @@ async def test_sweep_starts_paid_orders_whose_callback_was_lost(stack):
     lost = await stack.paid_order([(d1, store, 1, 50000)])
     unpaid = await make_order(stack.pool, [(d1, store, 1, 50000)])
     sweep = await stack.client.start_workflow(
-        OrderSweepWorkflow.run, OrderSweepInput(interval=timedelta(seconds=30)),
-        id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=stack.queue)
+        OrderSweepWorkflow.run,
+        OrderSweepInput(interval=timedelta(seconds=30)),
+        id=f"sweep-{uuid.uuid4().hex[:8]}",
+        task_queue=stack.queue,
+    )
     try:
-        handle = stack.client.get_workflow_handle(order_workflow_id(lost.id),
-                                                  result_type=OrderSyncResult)
+        handle = stack.client.get_workflow_handle(
+            order_workflow_id(lost.id), result_type=OrderSyncResult
+        )
         for _ in range(100):
             try:
                 await handle.describe()
@@ -459,14 +539,26 @@ class WorkerProcess:
     """The order worker as a separate OS process, so it can be SIGKILLed mid-activity."""
 
     def __init__(self, stack: Stack, dsn: str) -> None:
-        self.args = [sys.executable, "-m", "tests.order_worker_proc",
-                     stack.client.service_client.config.target_host, stack.queue, dsn,
-                     stack.server.base_url, f"{stack.server.root_url}/_gateway"]
+        self.args = [
+            sys.executable,
+            "-m",
+            "tests.order_worker_proc",
+            stack.client.service_client.config.target_host,
+            stack.queue,
+            dsn,
+            stack.server.base_url,
+            f"{stack.server.root_url}/_gateway",
+        ]
         self.proc: subprocess.Popen[str] | None = None
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(self.args, cwd=Path(__file__).resolve().parents[1],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            self.args,
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
         assert line.strip() == "ready", line
 
@@ -481,12 +573,16 @@ class WorkerProcess:
 
 
 async def test_worker_killed_after_mahak_accepted_before_the_db_update(
-        temporal_client, db_pool, db_dsn, sim, order_sim, task_queue):
+    temporal_client, db_pool, db_dsn, sim, order_sim, task_queue
+):
     stack = Stack(temporal_client, db_pool, sim, order_sim, task_queue)
     (d1, _), store = await stack.seed()
     order = await stack.paid_order([(d1, store, 2, 50000)])
-    await db_pool.execute("UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
-                          (await sim.entities("people"))[0]["PersonId"], order.customer_id)
+    await db_pool.execute(
+        "UPDATE shop_customers SET mahak_person_id = $1 WHERE id = $2",
+        (await sim.entities("people"))[0]["PersonId"],
+        order.customer_id,
+    )
     # Hold the send in Mahak long enough to lock the order row behind it.
     await sim.add_fault(latency_ms=1500, count=1, endpoints=["SaveAllDataV2"])
     worker = WorkerProcess(stack, db_dsn)
@@ -495,8 +591,12 @@ async def test_worker_killed_after_mahak_accepted_before_the_db_update(
         await worker.start()
         handle = await stack.start(order.id)
         for _ in range(200):
-            if await db_pool.fetchval("SELECT sync_status FROM shop_orders WHERE id = $1",
-                                      order.id) == "sending":
+            if (
+                await db_pool.fetchval(
+                    "SELECT sync_status FROM shop_orders WHERE id = $1", order.id
+                )
+                == "sending"
+            ):
                 break
             await asyncio.sleep(0.02)
         tx = lock.transaction()
@@ -505,9 +605,13 @@ async def test_worker_killed_after_mahak_accepted_before_the_db_update(
         # Mahak accepts; the worker's write of Mahak's ids now waits on our lock.
         waiting: list[int] = []
         for _ in range(300):
-            waiting = [r["pid"] for r in await db_pool.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()")]
+            waiting = [
+                r["pid"]
+                for r in await db_pool.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            ]
             if waiting and await sim.orders():
                 break
             await asyncio.sleep(0.02)
@@ -517,7 +621,9 @@ async def test_worker_killed_after_mahak_accepted_before_the_db_update(
             await db_pool.execute("SELECT pg_terminate_backend($1)", pid)
         await tx.rollback()
         row = await orders.get_order(db_pool, order.id)
-        assert not row.synced_to_mahak and row.mahak_order_id is None and row.sync_status == "sending"
+        assert (
+            not row.synced_to_mahak and row.mahak_order_id is None and row.sync_status == "sending"
+        )
 
         await worker.start()
         result = await asyncio.wait_for(handle.result(), 60)
@@ -530,6 +636,8 @@ async def test_worker_killed_after_mahak_accepted_before_the_db_update(
     [held] = await sim.orders()
     assert held.submissions == 1 and (await sim.stats()).duplicate_submissions == 0
     row = await orders.get_order(db_pool, order.id)
-    assert row.sync_status == "synced" and row.synced_to_mahak and row.mahak_order_id == held.order_id
+    assert (
+        row.sync_status == "synced" and row.synced_to_mahak and row.mahak_order_id == held.order_id
+    )
     history = await handle.fetch_history()
     assert any(e.HasField("activity_task_timed_out_event_attributes") for e in history.events)

@@ -23,16 +23,20 @@ pytestmark = pytest.mark.slow
 
 
 async def receipts_for(stack: Stack, order) -> list[dict]:
-    return [r for r in await stack.sim.entities("receipts")
-            if r.get("ReceiptClientId") == order.order_client_id]
+    return [
+        r
+        for r in await stack.sim.entities("receipts")
+        if r.get("ReceiptClientId") == order.order_client_id
+    ]
 
 
 async def live_receipts(stack: Stack, order) -> list[dict]:
     return [r for r in await receipts_for(stack, order) if not r.get("Deleted")]
 
 
-async def saved_behind_our_back(stack: Stack, order, *, receipt: bool = True,
-                                price_factor: float = 1.0) -> None:
+async def saved_behind_our_back(
+    stack: Stack, order, *, receipt: bool = True, price_factor: float = 1.0
+) -> None:
     """An earlier process saved the order in Mahak (maybe without its receipt, maybe with a
     line that differs) and lost its bookkeeping; it counted one attempt."""
     person_id = await stack.known_customer(order)
@@ -102,8 +106,10 @@ async def test_probe_finds_a_line_with_another_price_and_disputes_naming_it(stac
     status = await stack.until(handle, "dispute", "synced")
 
     assert status.stage == "dispute", status
-    assert "price" in status.dispute.reason and str(order.lines[0].order_detail_client_id) \
-        in status.dispute.reason
+    assert (
+        "price" in status.dispute.reason
+        and str(order.lines[0].order_detail_client_id) in status.dispute.reason
+    )
     row = await stack.row_in(order.id, "dispute")
     assert row.sync_status == "dispute" and not row.synced_to_mahak
     [held] = await stack.sim.orders()
@@ -133,7 +139,9 @@ async def test_compensation_whose_mahak_reversal_is_refused_ends_with_a_staff_ta
     assert str(held.order_id) in row.mahak_leftovers
     notices = await stack.pool.fetch(
         "SELECT kind, payload->>'message' AS message FROM notification_outbox "
-        "WHERE order_id = $1 AND recipient = 'staff'", order.id)
+        "WHERE order_id = $1 AND recipient = 'staff'",
+        order.id,
+    )
     assert [n["kind"] for n in notices] == ["mahak_reversal_needed"]
     assert f"Mahak order {held.order_id}" in notices[0]["message"]
     assert (await stack.sim.refunds())[0]["amount"] == float(order.amount)
@@ -213,15 +221,18 @@ async def test_postgres_outage_during_send_is_retried_not_disputed(stack, pg_ser
     await stack.sim.add_fault(latency_ms=1500, count=1, endpoints=["SaveAllDataV2"])
     handle = await stack.start(order.id)
     for _ in range(300):
-        if await stack.pool.fetchval("SELECT sync_status FROM shop_orders WHERE id = $1",
-                                     order.id) == "sending":
+        if (
+            await stack.pool.fetchval("SELECT sync_status FROM shop_orders WHERE id = $1", order.id)
+            == "sending"
+        ):
             break
         await asyncio.sleep(0.01)
     admin = await asyncpg.connect(pg_server)
     try:
         await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
         await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database)
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database
+        )
         await asyncio.sleep(3)
         await admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
     finally:

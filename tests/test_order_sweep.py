@@ -12,7 +12,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,16 +26,16 @@ from temporalio.worker import Worker
 from activities.order_sweep import OrderSweepActivities
 from mahak_sync.config import Settings
 from mahak_sync.orders_api import start_order_sync
+from mahak_sync.runtime import INTERCEPTORS
 from shopdb import orders
 from tests.order_helpers import make_order
-from mahak_sync.runtime import INTERCEPTORS
 from workflows.order_sweep import PAGED_SWEEP_PATCH, OrderSweepWorkflow, jittered
-from workflows.sweep_types import OrderSweepInput, OrderSweepStatus
 from workflows.order_types import order_workflow_id
+from workflows.sweep_types import OrderSweepInput, OrderSweepStatus
 
 pytestmark = pytest.mark.slow
 
-BASE = datetime(2024, 1, 1, tzinfo=timezone.utc)
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 # Not sandboxed: the sandbox would re-import this module's asyncpg (a C extension) per run.
@@ -52,8 +52,11 @@ async def paid_order(pool: asyncpg.Pool, minutes: int | None) -> int:
     """A paid order, `paid_at` = BASE + minutes (None: paid without a timestamp)."""
     order = await make_order(pool, [(1, 1, 1, 1000)])
     await orders.mark_paid(pool, order.id, order.amount, f"PAY-{order.id}")
-    await pool.execute("UPDATE shop_orders SET paid_at = $2 WHERE id = $1", order.id,
-                       None if minutes is None else BASE + timedelta(minutes=minutes))
+    await pool.execute(
+        "UPDATE shop_orders SET paid_at = $2 WHERE id = $1",
+        order.id,
+        None if minutes is None else BASE + timedelta(minutes=minutes),
+    )
     return order.id
 
 
@@ -84,8 +87,10 @@ class Sweeps:
         await self.visible(stopped=order_ids)
 
     async def running(self) -> set[int]:
-        query = (f"TaskQueue = '{self.settings.temporal_task_queue}' AND "
-                 "WorkflowType = 'OrderSyncWorkflow' AND ExecutionStatus = 'Running'")
+        query = (
+            f"TaskQueue = '{self.settings.temporal_task_queue}' AND "
+            "WorkflowType = 'OrderSyncWorkflow' AND ExecutionStatus = 'Running'"
+        )
         return {int(wf.id.rsplit("-", 1)[1]) async for wf in self.client.list_workflows(query)}
 
     async def visible(self, *, running: Iterable[int] = (), stopped: Iterable[int] = ()) -> None:
@@ -96,13 +101,15 @@ class Sweeps:
             if want_running <= now and not want_stopped & now:
                 return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"visibility never showed {want_running} running, "
-                             f"{want_stopped} stopped")
+        raise AssertionError(
+            f"visibility never showed {want_running} running, {want_stopped} stopped"
+        )
 
     async def run_id(self, order_id: int) -> str | None:
         try:
-            return (await self.client.get_workflow_handle(
-                order_workflow_id(order_id)).describe()).run_id
+            return (
+                await self.client.get_workflow_handle(order_workflow_id(order_id)).describe()
+            ).run_id
         except RPCError:
             return None
 
@@ -111,7 +118,9 @@ class Sweeps:
         self.sweep = await self.client.start_workflow(
             OrderSweepWorkflow.run,
             OrderSweepInput(**{"interval": timedelta(hours=1), "batch_limit": limit, **kw}),
-            id=f"sweep-{uuid.uuid4().hex[:8]}", task_queue=self.settings.temporal_task_queue)
+            id=f"sweep-{uuid.uuid4().hex[:8]}",
+            task_queue=self.settings.temporal_task_queue,
+        )
         return await self.after_cycle(1)
 
     async def run_of_sweep(self) -> str:
@@ -122,10 +131,12 @@ class Sweeps:
         """The status of one run of the sweep (a run that continued as new answers too)."""
         assert self.sweep is not None
         return await self.client.get_workflow_handle(self.sweep.id, run_id=run_id).query(
-            OrderSweepWorkflow.status)
+            OrderSweepWorkflow.status
+        )
 
-    async def after_cycle(self, cycle: int, *, run_id: str | None = None,
-                          not_run_id: str | None = None) -> OrderSweepStatus:
+    async def after_cycle(
+        self, cycle: int, *, run_id: str | None = None, not_run_id: str | None = None
+    ) -> OrderSweepStatus:
         """The status once a run (`run_id`, or the current one, or the first one other than
         `not_run_id`) has swept `cycle` times."""
         for _ in range(300):
@@ -156,9 +167,13 @@ class Sweeps:
 async def sweeps(temporal_client, db_pool, task_queue) -> AsyncIterator[Sweeps]:
     settings = Settings(TEMPORAL_TASK_QUEUE=task_queue)
     s = Sweeps(temporal_client, db_pool, settings)
-    async with Worker(temporal_client, task_queue=task_queue, interceptors=INTERCEPTORS,
-                      workflows=[ParkedOrderWorkflow, OrderSweepWorkflow],
-                      activities=OrderSweepActivities(db_pool, temporal_client, settings).all()):
+    async with Worker(
+        temporal_client,
+        task_queue=task_queue,
+        interceptors=INTERCEPTORS,
+        workflows=[ParkedOrderWorkflow, OrderSweepWorkflow],
+        activities=OrderSweepActivities(db_pool, temporal_client, settings).all(),
+    ):
         try:
             yield s
         finally:
@@ -204,7 +219,10 @@ async def test_an_order_whose_compensation_began_is_never_started(sweeps):
         order_id = await sweeps.paid(minutes)
         await sweeps.pool.execute(
             "UPDATE shop_orders SET sync_status = $2, compensation_started_at = now() "
-            "WHERE id = $1", order_id, status)
+            "WHERE id = $1",
+            order_id,
+            status,
+        )
         compensating.append(order_id)
     lost = await sweeps.paid(1)
     later = await sweeps.paid(3)
@@ -313,12 +331,18 @@ async def test_sweep_waits_are_jittered_within_bounds(sweeps):
     await sweeps.start_sweep(1, interval=interval, jitter=0.2)
     await sweeps.after_cycle(5)  # the dev server fires timers about once a second
     history = await sweeps.sweep.fetch_history()
-    waits = [e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
-             for e in history.events if e.HasField("timer_started_event_attributes")]
+    waits = [
+        e.timer_started_event_attributes.start_to_fire_timeout.ToTimedelta()
+        for e in history.events
+        if e.HasField("timer_started_event_attributes")
+    ]
     assert len(waits) >= 5
     assert all(interval * 0.8 <= w <= interval * 1.2 for w in waits), waits
     assert len(set(waits)) > 1, waits
-    markers = [e.marker_recorded_event_attributes for e in history.events
-               if e.HasField("marker_recorded_event_attributes")]
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
     assert [m.marker_name for m in markers] == ["core_patch"]
     assert PAGED_SWEEP_PATCH.encode() in markers[0].details["patch-data"].payloads[0].data

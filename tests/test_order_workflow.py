@@ -71,6 +71,7 @@ class A:
     notify_customer = "order.notify_customer"
     refund = "payment.refund"
 
+
 POLICY = OrderSyncPolicy(
     send_retry_for=timedelta(hours=2),
     first_retry_delay=timedelta(seconds=10),
@@ -84,13 +85,15 @@ POLICY = OrderSyncPolicy(
 @pytest.fixture(scope="module")
 async def env():
     async with time_skipping_env() as env:
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                ORDER_ID_ATTR.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
-                SYNC_STATUS_ATTR.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-            },
-        ))
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={
+                    ORDER_ID_ATTR.name: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+                    SYNC_STATUS_ATTR.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+                },
+            )
+        )
         yield env
 
 
@@ -100,9 +103,16 @@ Answer = SendOutcome | Exception
 class FakeShop:
     """The activities, scripted: `answers` are Mahak's replies to successive sends."""
 
-    def __init__(self, answers: list[Answer], *, paid: bool = True, synced: bool = False,
-                 check: MahakOrderCheck | None = None, sync_status: str = "pending",
-                 claims: list[bool] | None = None) -> None:
+    def __init__(
+        self,
+        answers: list[Answer],
+        *,
+        paid: bool = True,
+        synced: bool = False,
+        check: MahakOrderCheck | None = None,
+        sync_status: str = "pending",
+        claims: list[bool] | None = None,
+    ) -> None:
         self.answers = list(answers)
         # Successive answers of `begin_send` (the database's compare-and-set); True after.
         self.claims = list(claims or [])
@@ -125,11 +135,16 @@ class FakeShop:
         @activity.defn(name=A.load)
         async def load(order_id: int) -> OrderSummary:
             shop.calls.append((A.load, order_id))
-            return OrderSummary(order_id=order_id, paid=shop.paid,
-                                payable_status="paid" if shop.paid else "unpaid",
-                                sync_status=shop.sync_status, synced_to_mahak=shop.synced,
-                                mahak_order_id=555 if shop.synced else None,
-                                order_client_id=9_000_000 + order_id, line_count=2)
+            return OrderSummary(
+                order_id=order_id,
+                paid=shop.paid,
+                payable_status="paid" if shop.paid else "unpaid",
+                sync_status=shop.sync_status,
+                synced_to_mahak=shop.synced,
+                mahak_order_id=555 if shop.synced else None,
+                order_client_id=9_000_000 + order_id,
+                line_count=2,
+            )
 
         @activity.defn(name=A.begin_send)
         async def begin_send(order_id: int) -> bool:
@@ -195,8 +210,21 @@ class FakeShop:
         async def notify_customer(notice: CustomerNotice) -> None:
             shop.calls.append((A.notify_customer, notice))
 
-        return [load, begin_send, send, record_attempt, mark_synced, mark_dispute, notify_staff,
-                check_in_mahak, reverse, cancel, refund, notify_customer, begin_compensation]
+        return [
+            load,
+            begin_send,
+            send,
+            record_attempt,
+            mark_synced,
+            mark_dispute,
+            notify_staff,
+            check_in_mahak,
+            reverse,
+            cancel,
+            refund,
+            notify_customer,
+            begin_compensation,
+        ]
 
 
 @workflow.defn(name="FakeIncomingSync")
@@ -224,9 +252,13 @@ def accepted(mahak_id: int = 777, lines: tuple[int, ...] = (1, 2)) -> SendOutcom
 
 
 def refused(kind: str, message: str, **extra: Any) -> SendOutcome:
-    return SendOutcome(kind=kind, failures=[MahakFailure(collection="OrderDetails", client_id=2,
-                                                         property="Count1", message=message)],
-                       **extra)
+    return SendOutcome(
+        kind=kind,
+        failures=[
+            MahakFailure(collection="OrderDetails", client_id=2, property="Count1", message=message)
+        ],
+        **extra,
+    )
 
 
 def transient(text: str = "Mahak unavailable (503)") -> ApplicationError:
@@ -242,11 +274,14 @@ class Run:
         self.shop = shop
         self.queue = f"orders-{uuid.uuid4().hex[:8]}"
         self.order_id = int(uuid.uuid4().int % 1_000_000_000)
-        self.worker = Worker(self.client, task_queue=self.queue,
-                             workflows=[OrderSyncWorkflow, FakeIncomingSync],
-                             activities=shop.activities())
+        self.worker = Worker(
+            self.client,
+            task_queue=self.queue,
+            workflows=[OrderSyncWorkflow, FakeIncomingSync],
+            activities=shop.activities(),
+        )
 
-    async def __aenter__(self) -> "Run":
+    async def __aenter__(self) -> Run:
         await self.worker.__aenter__()
         return self
 
@@ -255,8 +290,10 @@ class Run:
 
     async def start(self, policy: OrderSyncPolicy = POLICY):
         self.handle = await self.client.start_workflow(
-            OrderSyncWorkflow.run, OrderSyncInput(order_id=self.order_id, policy=policy),
-            id=order_workflow_id(self.order_id), task_queue=self.queue,
+            OrderSyncWorkflow.run,
+            OrderSyncInput(order_id=self.order_id, policy=policy),
+            id=order_workflow_id(self.order_id),
+            task_queue=self.queue,
         )
         return self.handle
 
@@ -287,7 +324,9 @@ async def test_happy_path_sends_once_and_records_the_mahak_id(env):
         assert result.outcome == "synced" and result.mahak_order_id == 777 and result.attempts == 1
         assert shop.names() == [A.load, A.begin_send, A.send, A.record_attempt, A.mark_synced]
         assert shop.sends == [SendRequest(order_id=run.order_id, probe_first=False)]
-        assert shop.args(A.record_attempt) == [AttemptNote(order_id=run.order_id, error=None, attempt=1)]
+        assert shop.args(A.record_attempt) == [
+            AttemptNote(order_id=run.order_id, error=None, attempt=1)
+        ]
         assert shop.args(A.mark_synced)[0].mahak_order_id == 777
         assert await run.search_attributes() == (run.order_id, "synced")
         assert (await run.status()).stage == "synced"
@@ -314,15 +353,19 @@ async def test_transient_failures_past_the_retry_window_become_a_dispute(env):
         st = await run.until_stage("dispute")
         assert st.sync_status == "dispute" and "still failing after" in st.dispute.reason
         assert await run.search_attributes() == (run.order_id, "dispute")
-        await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                        ResolveDispute(action="resend", note="Mahak back"))
+        await run.handle.execute_update(
+            OrderSyncWorkflow.resolve_dispute_update,
+            ResolveDispute(action="resend", note="Mahak back"),
+        )
         result = await run.handle.result()
         assert result.outcome == "synced"
 
 
 async def test_already_registered_and_matching_counts_as_synced_without_a_dispute(env):
-    shop = FakeShop([refused("already_registered", "already registered")],
-                    check=MahakOrderCheck(found=True, matches=True, mahak_order_id=901))
+    shop = FakeShop(
+        [refused("already_registered", "already registered")],
+        check=MahakOrderCheck(found=True, matches=True, mahak_order_id=901),
+    )
     async with Run(env, shop) as run:
         await run.start()
         result = await run.handle.result()
@@ -332,26 +375,34 @@ async def test_already_registered_and_matching_counts_as_synced_without_a_disput
 
 
 async def test_already_registered_but_different_is_a_dispute_resolved_by_signal(env):
-    shop = FakeShop([refused("already_registered", "already registered")],
-                    check=MahakOrderCheck(found=True, matches=False, mahak_order_id=902,
-                                          detail="line 2 has count 3, ours 1"))
+    shop = FakeShop(
+        [refused("already_registered", "already registered")],
+        check=MahakOrderCheck(
+            found=True, matches=False, mahak_order_id=902, detail="line 2 has count 3, ours 1"
+        ),
+    )
     async with Run(env, shop) as run:
         await run.start()
         st = await run.until_stage("dispute")
         assert "line 2 has count 3" in st.dispute.reason
-        await run.handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
-                                ResolveDispute(action="mark_synced", note="checked by hand"))
+        await run.handle.signal(
+            OrderSyncWorkflow.resolve_dispute_signal,
+            ResolveDispute(action="mark_synced", note="checked by hand"),
+        )
         result = await run.handle.result()
         assert result.outcome == "synced" and result.mahak_order_id == 902
         assert "checked by hand" in shop.args(A.mark_synced)[0].note
 
 
 async def test_stale_reference_asks_the_incoming_sync_to_refresh_then_resends(env):
-    stale = refused("stale_reference", "ProductDetailId not found", stale_entities=["product_details"])
+    stale = refused(
+        "stale_reference", "ProductDetailId not found", stale_entities=["product_details"]
+    )
     shop = FakeShop([stale, stale, accepted(779)])
     async with Run(env, shop) as run:
         incoming = await env.client.start_workflow(
-            FakeIncomingSync.run, id=INCOMING_SYNC_WORKFLOW_ID, task_queue=run.queue)
+            FakeIncomingSync.run, id=INCOMING_SYNC_WORKFLOW_ID, task_queue=run.queue
+        )
         try:
             await run.start()
             result = await run.handle.result()
@@ -370,35 +421,42 @@ async def test_stale_reference_beyond_the_bound_is_a_dispute_even_without_an_inc
         st = await run.until_stage("dispute")
         assert st.stale_refreshes == 2 and len(shop.sends) == 3
         assert "after refreshing" in st.dispute.reason
-        await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                        ResolveDispute(action="cancel", note="product withdrawn"))
+        await run.handle.execute_update(
+            OrderSyncWorkflow.resolve_dispute_update,
+            ResolveDispute(action="cancel", note="product withdrawn"),
+        )
         result = await run.handle.result()
         assert result.outcome == "cancelled"
 
 
 async def test_update_refuses_unknown_actions_and_decisions_when_nothing_is_disputed(env):
-    shop = FakeShop([refused("rejected", "person group does not exist"), transient(),
-                     accepted(780)])
+    shop = FakeShop(
+        [refused("rejected", "person group does not exist"), transient(), accepted(780)]
+    )
     policy = POLICY.model_copy(update={"first_retry_delay": timedelta(hours=1)})
     async with Run(env, shop) as run:
         await run.start(policy)
         await run.until_stage("dispute")
         with pytest.raises(WorkflowUpdateFailedError) as bad:
-            await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                            ResolveDispute(action="ignore"))
+            await run.handle.execute_update(
+                OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action="ignore")
+            )
         assert "unknown action" in str(bad.value.cause)
-        ack = await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                              ResolveDispute(action="resend"))
+        ack = await run.handle.execute_update(
+            OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action="resend")
+        )
         assert ack.accepted and ack.action == "resend"
         # The resend meets an outage: the workflow waits to retry, nothing is disputed now.
         await run.until_stage("waiting_to_retry")
         with pytest.raises(WorkflowUpdateFailedError) as late:
-            await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                            ResolveDispute(action="cancel"))
+            await run.handle.execute_update(
+                OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action="cancel")
+            )
         assert "no dispute is pending" in str(late.value.cause)
         # A signal that does not apply is dropped, not acted on.
-        await run.handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
-                                ResolveDispute(action="cancel"))
+        await run.handle.signal(
+            OrderSyncWorkflow.resolve_dispute_signal, ResolveDispute(action="cancel")
+        )
         result = await run.handle.result()
         assert result.outcome == "synced" and A.cancel_and_restock not in shop.names()
 
@@ -413,25 +471,34 @@ async def test_undecided_dispute_is_escalated_after_the_timeout_and_keeps_waitin
         st = await run.until_stage("dispute_escalated")
         assert st.dispute.escalated and st.sync_status == "dispute"
         [notice] = shop.args(A.notify_staff)
-        assert notice.kind == "order_dispute_escalated" and "visitor is not active" in notice.message
+        assert (
+            notice.kind == "order_dispute_escalated" and "visitor is not active" in notice.message
+        )
         await env.sleep(timedelta(days=3))  # still waiting, escalated once only
         assert len(shop.args(A.notify_staff)) == 1
         shop.answers.append(accepted(781))
-        await run.handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
-                                ResolveDispute(action="resend"))
+        await run.handle.signal(
+            OrderSyncWorkflow.resolve_dispute_signal, ResolveDispute(action="resend")
+        )
         result = await run.handle.result()
         assert result.outcome == "synced" and result.mahak_order_id == 781
 
 
 # The decision is recorded first; the shop side is not held behind Mahak; Mahak comes last.
-SAGA = [A.begin_compensation, A.cancel_and_restock, A.refund, A.notify_customer,
-        A.reverse_in_mahak]
+SAGA = [A.begin_compensation, A.cancel_and_restock, A.refund, A.notify_customer, A.reverse_in_mahak]
 
 
 async def test_stock_refusal_after_a_partial_save_runs_the_saga_shop_side_first(env):
-    partial = SendOutcome(kind="inventory", mahak_order_id=888, saved_line_client_ids=[11],
-                          failures=[MahakFailure(collection="OrderDetails", client_id=12,
-                                                 property="Count1", message="stock too low")])
+    partial = SendOutcome(
+        kind="inventory",
+        mahak_order_id=888,
+        saved_line_client_ids=[11],
+        failures=[
+            MahakFailure(
+                collection="OrderDetails", client_id=12, property="Count1", message="stock too low"
+            )
+        ],
+    )
     shop = FakeShop([partial])
     async with Run(env, shop) as run:
         await run.start()
@@ -442,8 +509,12 @@ async def test_stock_refusal_after_a_partial_save_runs_the_saga_shop_side_first(
         assert rev.mahak_order_id == 888 and rev.line_client_ids == [11]
         assert shop.args(A.notify_customer)[0].refunded is True
         st = await run.status()
-        assert st.compensations == ["cancelled_and_restocked", "refunded", "customer_notified",
-                                    "mahak_reversed"]
+        assert st.compensations == [
+            "cancelled_and_restocked",
+            "refunded",
+            "customer_notified",
+            "mahak_reversed",
+        ]
         assert await run.search_attributes() == (run.order_id, "cancelled")
 
 
@@ -453,8 +524,10 @@ async def test_inventory_conflict_during_an_outage_cancels_and_reverses_whatever
     async with Run(env, shop) as run:
         await run.start(policy)
         await run.until_stage("waiting_to_retry")
-        await run.handle.signal(OrderSyncWorkflow.inventory_conflict,
-                                {"product_detail_id": 5, "needed": 2, "available": 0})
+        await run.handle.signal(
+            OrderSyncWorkflow.inventory_conflict,
+            {"product_detail_id": 5, "needed": 2, "available": 0},
+        )
         result = await run.handle.result()
         assert result.outcome == "cancelled" and len(shop.sends) == 1
         # The timed-out send may have reached Mahak: the reversal (with no ids) looks first.
@@ -481,23 +554,25 @@ async def test_a_long_outage_continues_as_new_with_its_state_and_small_runs(env)
         history = await run.handle.fetch_history()
         while True:
             lengths.append(len(history.events))
-            previous = history.events[0].workflow_execution_started_event_attributes \
-                .continued_execution_run_id
+            previous = history.events[
+                0
+            ].workflow_execution_started_event_attributes.continued_execution_run_id
             if not previous:
                 break
             history = await env.client.get_workflow_handle(
-                run.handle.id, run_id=previous).fetch_history()
+                run.handle.id, run_id=previous
+            ).fetch_history()
         assert len(lengths) == 3 and max(lengths) < 80, lengths
 
 
 async def test_inventory_conflict_after_mahak_accepted_is_ignored(env):
-    shop = FakeShop([refused("rejected", "needs a look")],
-                    check=MahakOrderCheck(found=False))
+    shop = FakeShop([refused("rejected", "needs a look")], check=MahakOrderCheck(found=False))
     async with Run(env, shop) as run:
         await run.start()
         await run.until_stage("dispute")
-        await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                        ResolveDispute(action="mark_synced"))
+        await run.handle.execute_update(
+            OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action="mark_synced")
+        )
         await run.handle.result()
         assert A.cancel_and_restock not in shop.names()
 
@@ -528,8 +603,9 @@ async def test_duplicate_start_attaches_and_a_completed_sync_is_never_run_again(
         run_id = (await run.handle.describe()).run_id
         again = await start_order_sync(env.client, run.order_id, settings, policy=POLICY)
         assert again == first and (await run.handle.describe()).run_id == run_id
-        await run.handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                        ResolveDispute(action="resend"))
+        await run.handle.execute_update(
+            OrderSyncWorkflow.resolve_dispute_update, ResolveDispute(action="resend")
+        )
         assert (await run.handle.result()).outcome == "synced"
         after = await start_order_sync(env.client, run.order_id, settings, policy=POLICY)
         assert after == first
@@ -570,7 +646,10 @@ async def test_a_body_that_is_not_mahaks_envelope_is_retried_then_disputed(env):
         await run.start()
         status = await run.until_stage("dispute")
         assert status.attempts == POLICY.max_bad_responses == 5
-        assert "not its envelope" in status.dispute.reason and "truncated JSON" in status.dispute.reason
+        assert (
+            "not its envelope" in status.dispute.reason
+            and "truncated JSON" in status.dispute.reason
+        )
         await run.handle.signal(OrderSyncWorkflow.resolve_dispute_signal, {"action": "resend"})
         assert (await run.handle.result()).outcome == "synced"
         assert shop.sends[-1].probe_first, "a resend after unknown outcomes looks first"
@@ -597,9 +676,12 @@ async def test_mark_synced_refused_because_the_shop_cancelled_reverses_mahak(env
             return False
 
         original["mark_synced"] = refuse
-        run.worker = Worker(run.client, task_queue=f"{run.queue}-b",
-                            workflows=[OrderSyncWorkflow, FakeIncomingSync],
-                            activities=list(original.values()))
+        run.worker = Worker(
+            run.client,
+            task_queue=f"{run.queue}-b",
+            workflows=[OrderSyncWorkflow, FakeIncomingSync],
+            activities=list(original.values()),
+        )
         run.queue = f"{run.queue}-b"
         async with run.worker:
             await run.start()

@@ -50,9 +50,9 @@ from unittest import mock
 from unittest.mock import patch
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-import structlog
 from structlog.testing import capture_logs
 
 import activities.incoming as incoming_module
@@ -64,8 +64,13 @@ from shopdb import catalog
 from shopdb.models import ApplyCounts
 
 ENTITY = "stores"
-COMMON = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+COMMON = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @dataclass
@@ -82,14 +87,17 @@ class Scenario:
     lookback: int
 
     def describe(self) -> str:
-        return (f"rows={self.versions} page_size={self.page_size} cap={self.server_cap} "
-                f"order={self.page_order} inclusive={self.inclusive} stray={self.stray} "
-                f"during={self.during} after={self.after} lookback={self.lookback}")
+        return (
+            f"rows={self.versions} page_size={self.page_size} cap={self.server_cap} "
+            f"order={self.page_order} inclusive={self.inclusive} stray={self.stray} "
+            f"during={self.during} after={self.after} lookback={self.lookback}"
+        )
 
 
 @st.composite
-def scenarios(draw: st.DrawFn, order: str = "row_version", page_sizes: bool = True,
-              server_caps: bool = True) -> Scenario:
+def scenarios(
+    draw: st.DrawFn, order: str = "row_version", page_sizes: bool = True, server_caps: bool = True
+) -> Scenario:
     # Runs of equal RowVersions of random length, gaps of a shared counter between them.
     runs = draw(st.lists(st.integers(1, 6), min_size=0, max_size=12))
     counter = draw(st.integers(0, 5))
@@ -102,8 +110,9 @@ def scenarios(draw: st.DrawFn, order: str = "row_version", page_sizes: bool = Tr
     deleted = draw(st.lists(st.booleans(), min_size=n, max_size=n)) if n else []
     versions = [(ids[i], flat[i], deleted[i]) for i in range(n)]
     op = st.tuples(st.sampled_from(["late", "delete"]), st.integers(0, 10**6))
-    during = draw(st.dictionaries(st.integers(1, 8), st.lists(op, min_size=1, max_size=3),
-                                  max_size=3))
+    during = draw(
+        st.dictionaries(st.integers(1, 8), st.lists(op, min_size=1, max_size=3), max_size=3)
+    )
     after = draw(st.lists(op, max_size=4))
     late = sum(1 for ops in [*during.values(), after] for kind, _ in ops if kind == "late")
     longest = max(runs, default=0)
@@ -111,10 +120,16 @@ def scenarios(draw: st.DrawFn, order: str = "row_version", page_sizes: bool = Tr
     caps = st.integers(0, 10).map(lambda extra: longest + late + 2 + extra)
     cap = draw(st.none() | caps) if server_caps else None
     return Scenario(
-        versions=versions, counter=counter, page_size=page_size, server_cap=cap,
+        versions=versions,
+        counter=counter,
+        page_size=page_size,
+        server_cap=cap,
         page_order=order,
-        inclusive=draw(st.booleans()), stray=draw(st.booleans()),
-        during=during, after=after, lookback=draw(st.integers(1, 15)),
+        inclusive=draw(st.booleans()),
+        stray=draw(st.booleans()),
+        during=during,
+        after=after,
+        lookback=draw(st.integers(1, 15)),
     )
 
 
@@ -152,8 +167,9 @@ class FakeMahak:
                 self.counter += 1
                 self.rows[target] = (self.counter, True)
 
-    async def get_all_data(self, from_versions: Mapping[str, int], *,
-                           page_size: int | None = None) -> dict[str, EntityBatch]:
+    async def get_all_data(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
         self.requests += 1
         self.sizes.append(page_size)
         self.mutate(self.scheduled.get(self.requests, []))
@@ -171,12 +187,17 @@ class FakeMahak:
             selected.sort(key=lambda r: r[0])
         caps = [c for c in (page_size, self.sc.server_cap) if c]
         if caps:
-            selected = selected[:min(caps)]
+            selected = selected[: min(caps)]
         self.served_max = max([self.served_max, *(v for _, v, _ in selected)])
         self.sent.append((len(self.logs), [(i, v) for i, v, _ in selected]))
         rows = [Store(store_id=i, row_version=v, deleted=d, name=f"s{i}") for i, v, d in selected]
-        return {ENTITY: EntityBatch(entity=ENTITY, rows=rows,
-                                    max_row_version=max((v for _, v, _ in selected), default=None))}
+        return {
+            ENTITY: EntityBatch(
+                entity=ENTITY,
+                rows=rows,
+                max_row_version=max((v for _, v, _ in selected), default=None),
+            )
+        }
 
 
 @contextlib.contextmanager
@@ -184,9 +205,10 @@ def _capturable_loggers() -> Iterator[None]:
     """The modules' loggers are bound at import, with whatever structlog configuration the
     run had then (other tests configure it): unbound proxies are resolved at each call, so
     `capture_logs` sees every line whatever ran before."""
-    with mock.patch.object(pager_module, "log", structlog.get_logger(pager_module.__name__)), \
-            mock.patch.object(incoming_module, "log",
-                              structlog.get_logger(incoming_module.__name__)):
+    with (
+        mock.patch.object(pager_module, "log", structlog.get_logger(pager_module.__name__)),
+        mock.patch.object(incoming_module, "log", structlog.get_logger(incoming_module.__name__)),
+    ):
         yield
 
 
@@ -200,8 +222,9 @@ async def _run(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
         yielded: set[tuple[int, int]] = set()
         cursors: list[int] = []
 
-        async def apply_page(_pool: Any, batch: EntityBatch, *, new_cursor: int,
-                             run_id: str | None = None, **_: Any) -> ApplyCounts:
+        async def apply_page(
+            _pool: Any, batch: EntityBatch, *, new_cursor: int, run_id: str | None = None, **_: Any
+        ) -> ApplyCounts:
             inserted = unchanged = 0
             for row in batch.rows:
                 yielded.add((row.store_id, row.row_version))
@@ -215,40 +238,55 @@ async def _run(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
             if trusted_wrongly:
                 return ApplyCounts(inserted=inserted, unchanged=unchanged)
             # (2) the cursor stored with this page passes no unstored row.
-            unstored = [v for i, (v, _) in server.rows.items()
-                        if (i, v) not in server.late and shop.get(i, (None,))[0] != v]
+            unstored = [
+                v
+                for i, (v, _) in server.rows.items()
+                if (i, v) not in server.late and shop.get(i, (None,))[0] != v
+            ]
             # A sync resuming from this cursor reads RowVersion >= cursor (inclusive server)
             # or > cursor (exclusive): every unstored row must lie in that range.
-            assert not unstored or (new_cursor <= min(unstored) if sc.inclusive
-                                    else new_cursor < min(unstored)), (
+            assert not unstored or (
+                new_cursor <= min(unstored) if sc.inclusive else new_cursor < min(unstored)
+            ), (
                 f"cursor {new_cursor} passes unstored RowVersion {min(unstored)}; "
-                f"shop={shop} server={server.rows} late={server.late}")
+                f"shop={shop} server={server.rows} late={server.late}"
+            )
             return ApplyCounts(inserted=inserted, unchanged=unchanged)
 
         sync = IncomingSync(None, server, lookback=sc.lookback)  # type: ignore[arg-type]
 
-        async def read(cursor: int, lookback: int, *, reconcile: bool = False
-                       ) -> tuple[int, bool, int]:
+        async def read(
+            cursor: int, lookback: int, *, reconcile: bool = False
+        ) -> tuple[int, bool, int]:
             """One `_apply_pages` read; (cursor, stopped by a protocol error, rows it changed).
             `reconcile`: from 0 without `pageSize`, as `reconcile_entity` reads."""
             first_request, first_log = len(server.sent), len(logs)
             yielded.clear()
             page_reread = changed = 0
             failed = False
-            pages = (sync._apply_pages(ENTITY, cursor, None, "run", start=0) if reconcile
-                     else sync._apply_pages(ENTITY, cursor, sc.page_size, "run",
-                                            lookback=lookback))
+            pages = (
+                sync._apply_pages(ENTITY, cursor, None, "run", start=0)
+                if reconcile
+                else sync._apply_pages(ENTITY, cursor, sc.page_size, "run", lookback=lookback)
+            )
             try:
                 with patch.object(catalog, "apply_page", apply_page):
-                    async for cursor, counts in pages:
+                    async for cursor, counts in pages:  # noqa: B007 - the last one is returned
                         page_reread += counts.reread
                         changed += counts.inserted
                         assert counts.dropped == 0  # include_held: nothing is dropped
             except MahakProtocolError:
                 failed = True
             if not trusted_wrongly:
-                _check_accounting(server, logs[first_log:], server.sent[first_request:],
-                                  yielded, failed, page_reread, first_log)
+                _check_accounting(
+                    server,
+                    logs[first_log:],
+                    server.sent[first_request:],
+                    yielded,
+                    failed,
+                    page_reread,
+                    first_log,
+                )
             return cursor, failed, changed
 
         if trusted_wrongly:
@@ -267,8 +305,11 @@ async def _run(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
         server.scheduled = {}
         server.mutate(sc.after)
         window_start = max(0, cursor - sc.lookback)
-        missing_late = [v for i, v in server.late
-                        if server.rows.get(i, (None,))[0] == v and shop.get(i, (None,))[0] != v]
+        missing_late = [
+            v
+            for i, v in server.late
+            if server.rows.get(i, (None,))[0] == v and shop.get(i, (None,))[0] != v
+        ]
         if any(v <= window_start for v in missing_late):
             event("final read: reconciliation from 0")
             cursor, failed2, _ = await read(cursor, cursor)  # reconciliation: from 0
@@ -276,7 +317,9 @@ async def _run(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
             event("final read: look-back window")
             cursor, failed2, _ = await read(cursor, sc.lookback)  # the look-back window
         event(f"stopped by MahakProtocolError: {failed1 or failed2}")
-        event(f"rows re-read without pageSize: {any(e['event'] == 'mahak.page_reread' for e in logs)}")
+        event(
+            f"rows re-read without pageSize: {any(e['event'] == 'mahak.page_reread' for e in logs)}"
+        )
         event(f"late commits: {bool(server.late)}")
         assert cursors == sorted(cursors), "the cursor went backwards"
         if not (failed1 or failed2):
@@ -284,9 +327,15 @@ async def _run(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
             assert shop == server.rows, f"shop={shop} server={server.rows}"
 
 
-def _check_accounting(server: FakeMahak, logs: list[dict[str, Any]],
-                      sent: list[tuple[int, list[tuple[int, int]]]], yielded: set[tuple[int, int]],
-                      failed: bool, page_reread: int, log_base: int) -> None:
+def _check_accounting(
+    server: FakeMahak,
+    logs: list[dict[str, Any]],
+    sent: list[tuple[int, list[tuple[int, int]]]],
+    yielded: set[tuple[int, int]],
+    failed: bool,
+    page_reread: int,
+    log_base: int,
+) -> None:
     """(3) rows not handed on were in answers read again, counted and logged at WARNING."""
     reread_logs = [e for e in logs if e["event"] in ("mahak.page_reread", "mahak.cap_probe")]
     assert all(e["log_level"] == "warning" for e in reread_logs)
@@ -303,10 +352,12 @@ def _check_accounting(server: FakeMahak, logs: list[dict[str, Any]],
     reread_answers: set[int] = set()
     for n, (at, _pairs) in enumerate(sent):
         until = sent[n + 1][0] if n + 1 < len(sent) else log_base + len(logs)
-        if any(e["event"] in ("mahak.page_reread", "mahak.cap_probe")
-               for e in logs[at - log_base:until - log_base]):
+        if any(
+            e["event"] in ("mahak.page_reread", "mahak.cap_probe")
+            for e in logs[at - log_base : until - log_base]
+        ):
             reread_answers.add(n)
-        if any(e["event"] == "mahak.cap_probe" for e in logs[at - log_base:until - log_base]):
+        if any(e["event"] == "mahak.cap_probe" for e in logs[at - log_base : until - log_base]):
             reread_answers.add(n + 1)  # the probe's own answer (from 0) is counted as reread
     if failed:
         return
@@ -316,7 +367,8 @@ def _check_accounting(server: FakeMahak, logs: list[dict[str, Any]],
             if pair in yielded or pair not in current:
                 continue  # handed on, or superseded on the server since (deleted anew)
             assert any(pair in sent[m][1] for m in reread_answers), (
-                f"row {pair} sent in answer {n} was neither handed on nor counted as re-read")
+                f"row {pair} sent in answer {n} was neither handed on nor counted as re-read"
+            )
 
 
 def _check(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
@@ -345,16 +397,27 @@ def test_a_page_size_trusted_wrongly_is_repaired_by_the_reconciliation(sc: Scena
 
 
 # Store 2 at RowVersion 1, store 1 at RowVersion 2; exclusive bound, page order by id.
-MINIMAL_ID_ORDER = Scenario(versions=[(2, 1, False), (1, 2, False)], counter=2, page_size=1,
-                            server_cap=None, page_order="id", inclusive=False, stray=False,
-                            during={}, after=[], lookback=1)
+MINIMAL_ID_ORDER = Scenario(
+    versions=[(2, 1, False), (1, 2, False)],
+    counter=2,
+    page_size=1,
+    server_cap=None,
+    page_order="id",
+    inclusive=False,
+    stray=False,
+    during={},
+    after=[],
+    lookback=1,
+)
 
 
 async def test_an_id_ordered_server_loses_nothing_without_page_size() -> None:
     server = FakeMahak(MINIMAL_ID_ORDER, [])
-    got = [(row.store_id, row.row_version)
-           async for batch in iter_pages(server, ENTITY, 0, None, include_held=True)
-           for row in batch.rows]
+    got = [
+        (row.store_id, row.row_version)
+        async for batch in iter_pages(server, ENTITY, 0, None, include_held=True)
+        for row in batch.rows
+    ]
     assert sorted(got) == [(1, 2), (2, 1)]
     assert all(size is None for size in server.sizes)
 
@@ -364,27 +427,42 @@ async def test_with_page_size_1_the_same_server_skips_a_row_and_the_probe_says_s
     and full, nothing tells that store 2 @ 1 was left out, and the pager (trusting the page
     size) passes it. `probe_paging` compares the capped answer with the whole list."""
     server = FakeMahak(MINIMAL_ID_ORDER, [])
-    got = [(row.store_id, row.row_version)
-           async for batch in iter_pages(server, ENTITY, 0, 1, include_held=True)
-           for row in batch.rows]
+    got = [
+        (row.store_id, row.row_version)
+        async for batch in iter_pages(server, ENTITY, 0, 1, include_held=True)
+        for row in batch.rows
+    ]
     assert got == [(1, 2)]
     probe = await probe_paging(FakeMahak(MINIMAL_ID_ORDER, []), ENTITY, 1)
     assert (probe.verdict, probe.trusted, probe.capped, probe.whole) == ("not-lowest", False, 1, 2)
 
 
-@pytest.mark.parametrize(("order", "ids", "cap", "verdict"), [
-    ("row_version", "reversed", None, "lowest"),
-    # Ids 1-5 hold RowVersions 6-10: in id order the first five are ascending, not the lowest.
-    ("id", "rotated", None, "not-lowest"),
-    ("id", "reversed", None, "unordered"),
-    # A cap on every answer, with pageSize or not, looks like three rows: nothing to tell.
-    ("row_version", "reversed", 3, "too-few-rows"),
-])
-async def test_probe_paging_names_each_server(order: str, ids: str, cap: int | None,
-                                              verdict: str) -> None:
+@pytest.mark.parametrize(
+    ("order", "ids", "cap", "verdict"),
+    [
+        ("row_version", "reversed", None, "lowest"),
+        # Ids 1-5 hold RowVersions 6-10: in id order the first five are ascending, not the lowest.
+        ("id", "rotated", None, "not-lowest"),
+        ("id", "reversed", None, "unordered"),
+        # A cap on every answer, with pageSize or not, looks like three rows: nothing to tell.
+        ("row_version", "reversed", 3, "too-few-rows"),
+    ],
+)
+async def test_probe_paging_names_each_server(
+    order: str, ids: str, cap: int | None, verdict: str
+) -> None:
     ident = (lambda v: 11 - v) if ids == "reversed" else (lambda v: (v + 4) % 10 + 1)
-    sc = Scenario(versions=[(ident(v), v, False) for v in range(1, 11)], counter=10,
-                  page_size=5, server_cap=cap, page_order=order, inclusive=True, stray=False,
-                  during={}, after=[], lookback=1)
+    sc = Scenario(
+        versions=[(ident(v), v, False) for v in range(1, 11)],
+        counter=10,
+        page_size=5,
+        server_cap=cap,
+        page_order=order,
+        inclusive=True,
+        stray=False,
+        during={},
+        after=[],
+        lookback=1,
+    )
     probe = await probe_paging(FakeMahak(sc, []), ENTITY, 5)
     assert probe.verdict == verdict

@@ -19,24 +19,26 @@ import pytest
 from pydantic import SecretStr
 
 from activities.incoming import IncomingSync
-from workflows.incoming_types import SyncEntityInput
 from mahak_client import MahakClient, MahakProtocolError, iter_pages, probe_paging
 from mahak_simulator import SimControl, SimulatorServer
 from shopdb import catalog
 from shopdb.mirror import mirror
+from workflows.incoming_types import SyncEntityInput
 
 BASE_ID = 20_000
 
 
 @pytest.fixture
 async def client(simulator: SimulatorServer, sim: SimControl) -> AsyncIterator[MahakClient]:
-    async with MahakClient(simulator.base_url, "shop", SecretStr("secret"),
-                           database_id=1234567, package_no="7654321") as c:
+    async with MahakClient(
+        simulator.base_url, "shop", SecretStr("secret"), database_id=1234567, package_no="7654321"
+    ) as c:
         yield c
 
 
-async def _stores(sim: SimControl, count: int, *, runs: bool = True, shuffle: bool = False,
-                  seed: int = 12) -> None:
+async def _stores(
+    sim: SimControl, count: int, *, runs: bool = True, shuffle: bool = False, seed: int = 12
+) -> None:
     """`count` stores; with `runs`, in runs of 1-4 equal RowVersions (gaps between runs);
     with `shuffle`, RowVersions in no relation to ids (rows updated in random order)."""
     rng = random.Random(seed)
@@ -67,8 +69,9 @@ async def _pull(client: MahakClient, start: int, size: int) -> list[int]:
 
 @pytest.mark.parametrize("size", [100, 1000])
 @pytest.mark.parametrize("boundary", ["inclusive", "exclusive"])
-async def test_id_ordered_capped_pages_lose_nothing(client: MahakClient, sim: SimControl,
-                                                    boundary: str, size: int) -> None:
+async def test_id_ordered_capped_pages_lose_nothing(
+    client: MahakClient, sim: SimControl, boundary: str, size: int
+) -> None:
     await sim.configure(boundary=boundary, page_order="id")
     await _stores(sim, 250 if size == 100 else 1250, shuffle=True)
     got = await _pull(client, 0, size)
@@ -78,8 +81,9 @@ async def test_id_ordered_capped_pages_lose_nothing(client: MahakClient, sim: Si
 
 @pytest.mark.parametrize(("cap", "size"), [(37, 100), (99, 100), (130, 1000)])
 @pytest.mark.parametrize("boundary", ["inclusive", "exclusive"])
-async def test_a_silent_server_cap_loses_nothing(client: MahakClient, sim: SimControl,
-                                                 boundary: str, cap: int, size: int) -> None:
+async def test_a_silent_server_cap_loses_nothing(
+    client: MahakClient, sim: SimControl, boundary: str, cap: int, size: int
+) -> None:
     await sim.configure(boundary=boundary, server_cap=cap)
     await _stores(sim, 500)
     got = await _pull(client, 0, size)
@@ -93,7 +97,8 @@ async def test_a_silent_server_cap_loses_nothing(client: MahakClient, sim: SimCo
 
 @pytest.mark.parametrize("boundary", ["inclusive", "exclusive"])
 async def test_a_stray_row_at_or_below_the_bound_proves_nothing(
-        client: MahakClient, sim: SimControl, boundary: str) -> None:
+    client: MahakClient, sim: SimControl, boundary: str
+) -> None:
     await sim.configure(boundary=boundary, stray_row=True)
     await _stores(sim, 251, seed=3)
     truth = await _truth(sim)
@@ -116,21 +121,27 @@ async def test_an_unpageable_server_fails_clearly(client: MahakClient, sim: SimC
 
 async def _shop_stores(pool: asyncpg.Pool) -> dict[int, int]:
     table = mirror("stores").table
-    return {r["id"]: r["row_version"] for r in await pool.fetch(f"SELECT id, row_version FROM {table}")}
+    return {
+        r["id"]: r["row_version"] for r in await pool.fetch(f"SELECT id, row_version FROM {table}")
+    }
 
 
 async def _sync(incoming: IncomingSync, run_id: str, size: int | None = 100) -> Any:
-    return await incoming.sync_entity(SyncEntityInput(entity="stores", page_size=size, run_id=run_id))
+    return await incoming.sync_entity(
+        SyncEntityInput(entity="stores", page_size=size, run_id=run_id)
+    )
 
 
 async def _log(pool: asyncpg.Pool, run_id: str) -> asyncpg.Record:
-    return await pool.fetchrow("SELECT * FROM mahak_sync_log WHERE run_id = $1 AND entity = 'stores'",
-                               run_id)
+    return await pool.fetchrow(
+        "SELECT * FROM mahak_sync_log WHERE run_id = $1 AND entity = 'stores'", run_id
+    )
 
 
 @pytest.mark.parametrize("mode", ["id_order", "server_cap", "stray_exclusive"])
 async def test_sync_mirrors_mahak_whatever_the_server_pages_like(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool, mode: str) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool, mode: str
+) -> None:
     settings: dict[str, Any] = {
         "id_order": {"page_order": "id"},
         "server_cap": {"server_cap": 37},
@@ -160,7 +171,8 @@ async def test_sync_mirrors_mahak_whatever_the_server_pages_like(
 
 
 async def test_an_unpageable_server_stops_the_entity_without_passing_unstored_rows(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool
+) -> None:
     await sim.configure(server_cap=37, page_order="id")
     await _stores(sim, 120, shuffle=True)
     incoming = IncomingSync(db_pool, client, lookback=0)
@@ -175,18 +187,21 @@ async def test_an_unpageable_server_stops_the_entity_without_passing_unstored_ro
 
 
 async def test_late_commits_are_picked_up_by_the_look_back(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool
+) -> None:
     seeded = await sim.seed(4)
     incoming = IncomingSync(db_pool, client, lookback=1000)
     await _sync(incoming, "one")
-    first = await incoming.sync_entity(SyncEntityInput(entity="product_details", page_size=100,
-                                                       run_id="one"))
+    first = await incoming.sync_entity(
+        SyncEntityInput(entity="product_details", page_size=100, run_id="one")
+    )
     cursor = first.cursor
     assert cursor is not None
 
     # Nothing changed: the window is read again, and nothing is written.
-    again = await incoming.sync_entity(SyncEntityInput(entity="product_details", page_size=100,
-                                                       run_id="two"))
+    again = await incoming.sync_entity(
+        SyncEntityInput(entity="product_details", page_size=100, run_id="two")
+    )
     assert again.counts.fetched == again.counts.unchanged == len(seeded.product_details)
     assert again.counts.inserted == again.counts.updated == 0
 
@@ -198,17 +213,23 @@ async def test_late_commits_are_picked_up_by_the_look_back(
         assert row["RowVersion"] < cursor - 1
         row["Price1"] = 123_000 + n
         await sim.inject_row("ProductDetails", row, cursor - 1 + n)
-    late = await incoming.sync_entity(SyncEntityInput(entity="product_details", page_size=100,
-                                                      run_id="three"))
+    late = await incoming.sync_entity(
+        SyncEntityInput(entity="product_details", page_size=100, run_id="three")
+    )
     assert late.counts.updated == 2
-    prices = {r["id"]: float(r["price"]) for r in await db_pool.fetch(
-        f"SELECT id, price1 AS price FROM {mirror('product_details').table}")}
+    prices = {
+        r["id"]: float(r["price"])
+        for r in await db_pool.fetch(
+            f"SELECT id, price1 AS price FROM {mirror('product_details').table}"
+        )
+    }
     assert [prices[d] for d in changed] == [123_000, 123_001]
     assert await catalog.get_cursor(db_pool, "product_details") == cursor, "cursor never goes back"
 
 
 async def test_without_look_back_a_late_commit_is_missed(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool
+) -> None:
     await _stores(sim, 10, runs=False)
     incoming = IncomingSync(db_pool, client, lookback=0)
     cursor = (await _sync(incoming, "a")).cursor
@@ -224,12 +245,14 @@ async def _rotated_stores(sim: SimControl, count: int) -> None:
     ascending order, so an id-ordered capped page looks like a proper one."""
     start = (await sim.stats()).row_version + 10
     for i in range(count):
-        await sim.inject_row("Stores", {"StoreId": BASE_ID + i, "Name": f"s{i}"},
-                             start + (i + count - 100) % count)
+        await sim.inject_row(
+            "Stores", {"StoreId": BASE_ID + i, "Name": f"s{i}"}, start + (i + count - 100) % count
+        )
 
 
 async def test_an_id_ordered_server_whose_pages_look_ascending_loses_nothing_by_default(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool
+) -> None:
     # Issue 12: with pageSize 100 this server cost 148 of 250 rows, silently. No pageSize is
     # the default (shared/mahak-api.md §10 (a)).
     await sim.configure(page_order="id")
@@ -239,12 +262,12 @@ async def test_an_id_ordered_server_whose_pages_look_ascending_loses_nothing_by_
     truth = await _truth(sim)
     assert await _shop_stores(db_pool) == truth
     assert result.cursor == max(truth.values())
-    assert spy.call_args_list and all(c.kwargs.get("page_size") is None
-                                      for c in spy.call_args_list)
+    assert spy.call_args_list and all(c.kwargs.get("page_size") is None for c in spy.call_args_list)
 
 
 async def test_a_page_size_trusted_wrongly_is_named_by_the_probe_and_repaired_by_reconciliation(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool
+) -> None:
     await sim.configure(page_order="id")
     await _rotated_stores(sim, 250)
     probe = await probe_paging(client, "stores", 100)
@@ -256,8 +279,9 @@ async def test_a_page_size_trusted_wrongly_is_named_by_the_probe_and_repaired_by
     lacking = len(truth) - len(await _shop_stores(db_pool))
     assert lacking > 0, "the page size was trusted: rows skipped (what the probe warns of)"
 
-    result = await incoming.reconcile_entity(SyncEntityInput(entity="stores", page_size=100,
-                                                             run_id="reconcile"))
+    result = await incoming.reconcile_entity(
+        SyncEntityInput(entity="stores", page_size=100, run_id="reconcile")
+    )
     assert await _shop_stores(db_pool) == truth
     assert result.counts.inserted == lacking, "the repair is counted"
     row = await _log(db_pool, "reconcile")

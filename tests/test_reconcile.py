@@ -14,14 +14,14 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+import workflows.incoming_sync as incoming_sync_module
 from activities.incoming import IncomingSync
-from workflows.incoming_types import EntitySyncResult, SyncEntityInput
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER
 from mahak_simulator.control import SimControl
+from mahak_simulator.server import SimulatorServer
 from mahak_sync import cli
 from mahak_sync.config import get_settings
-from mahak_simulator.server import SimulatorServer
 from shopdb import catalog
 from shopdb.mirror import mirror
 from tests.test_incoming_e2e import (  # noqa: F401 - `start_sync` is a fixture
@@ -30,18 +30,22 @@ from tests.test_incoming_e2e import (  # noqa: F401 - `start_sync` is a fixture
     fast_config,
     start_sync,
 )
-import workflows.incoming_sync as incoming_sync_module
+from workflows.incoming_types import EntitySyncResult, SyncEntityInput
 
 pytestmark = pytest.mark.slow
 
 ABSENT_STORE = 777_777  # a store the shop holds and Mahak never listed
 
 
-async def _reconcile_all(incoming: IncomingSync, run_id: str,
-                         page_size: int = PAGE_SIZE) -> dict[str, EntitySyncResult]:
-    return {entity: await incoming.reconcile_entity(
-        SyncEntityInput(entity=entity, page_size=page_size, run_id=run_id))
-        for entity in INCOMING_ORDER}
+async def _reconcile_all(
+    incoming: IncomingSync, run_id: str, page_size: int = PAGE_SIZE
+) -> dict[str, EntitySyncResult]:
+    return {
+        entity: await incoming.reconcile_entity(
+            SyncEntityInput(entity=entity, page_size=page_size, run_id=run_id)
+        )
+        for entity in INCOMING_ORDER
+    }
 
 
 async def _log(pool: asyncpg.Pool, run_id: str) -> dict[str, asyncpg.Record]:
@@ -60,7 +64,9 @@ async def _row_versions(pool: asyncpg.Pool) -> dict[str, dict[int, tuple[int, st
 
 
 async def test_reconciliation_restores_what_the_delta_sync_missed(
-    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
 ) -> None:
     seeded = await sim.seed(6, stores=2, details_per_product=2)
     async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
@@ -70,19 +76,27 @@ async def test_reconciliation_restores_what_the_delta_sync_missed(
 
         # What a delta sync cannot see: a late commit below the cursor, a row lost from
         # the shop, a row the shop holds in an older version, one Mahak never listed.
-        await sim.inject_row("Stores", {"StoreId": 9_001, "Name": "late", "Deleted": False},
-                             row_version=before["stores"] - 1)
+        await sim.inject_row(
+            "Stores",
+            {"StoreId": 9_001, "Name": "late", "Deleted": False},
+            row_version=before["stores"] - 1,
+        )
         lost = seeded.products[2]
         await db_pool.execute("DELETE FROM mahak_products WHERE id = $1", lost)
         stale = seeded.product_details[1]
-        await db_pool.execute("UPDATE mahak_product_details SET row_version = row_version - 1, "
-                              "barcode = 'stale' WHERE id = $1", stale)
-        await db_pool.execute("INSERT INTO mahak_stores (id, row_version, name) "
-                              "VALUES ($1, 1, 'gone')", ABSENT_STORE)
+        await db_pool.execute(
+            "UPDATE mahak_product_details SET row_version = row_version - 1, "
+            "barcode = 'stale' WHERE id = $1",
+            stale,
+        )
+        await db_pool.execute(
+            "INSERT INTO mahak_stores (id, row_version, name) VALUES ($1, 1, 'gone')", ABSENT_STORE
+        )
 
         delta = await incoming.run_cycle(page_size=PAGE_SIZE, run_id="cli-2")
-        assert delta.ok and delta.totals().inserted == delta.totals().updated == 0, \
+        assert delta.ok and delta.totals().inserted == delta.totals().updated == 0, (
             "the delta sync (look-back 0) cannot see any of it"
+        )
 
         found = await _reconcile_all(incoming, "reconcile-1")
 
@@ -90,27 +104,36 @@ async def test_reconciliation_restores_what_the_delta_sync_missed(
     assert (found["stores"].counts.inserted, found["stores"].absent_in_mahak) == (1, 1)
     assert found["products"].counts.inserted == 1
     assert found["product_details"].counts.updated == 1
-    difference = {e: r.counts.inserted + r.counts.updated for e, r in found.items()
-                  if r.counts.inserted + r.counts.updated}
+    difference = {
+        e: r.counts.inserted + r.counts.updated
+        for e, r in found.items()
+        if r.counts.inserted + r.counts.updated
+    }
     assert difference == {"stores": 1, "products": 1, "product_details": 1}
     assert await catalog.get_cursors(db_pool) == before, "the cursors stayed where they were"
 
     log = await _log(db_pool, "reconcile-1")
     assert set(log) == set(INCOMING_ORDER)
-    assert (log["stores"]["inserted"], log["products"]["inserted"],
-            log["product_details"]["updated"]) == (1, 1, 1)
+    assert (
+        log["stores"]["inserted"],
+        log["products"]["inserted"],
+        log["product_details"]["updated"],
+    ) == (1, 1, 1)
     assert log["stores"]["finished_at"] is not None
     assert str(ABSENT_STORE) in log["stores"]["error"] and "not deleted" in log["stores"]["error"]
     assert log["products"]["error"] is None
     # Reported, not deleted; everything else now mirrors Mahak exactly.
-    assert await db_pool.fetchval("SELECT NOT deleted FROM mahak_stores WHERE id = $1",
-                                  ABSENT_STORE)
+    assert await db_pool.fetchval(
+        "SELECT NOT deleted FROM mahak_stores WHERE id = $1", ABSENT_STORE
+    )
     await db_pool.execute("DELETE FROM mahak_stores WHERE id = $1", ABSENT_STORE)
     await assert_mirrors_simulator(db_pool, sim)
 
 
 async def test_reconciliation_never_moves_a_cursor_backwards(
-    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
 ) -> None:
     await sim.seed(3)
     async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
@@ -134,7 +157,9 @@ async def test_reconciliation_never_moves_a_cursor_backwards(
 
 
 async def test_a_no_change_reconciliation_writes_nothing(
-    sim: SimControl, db_pool: asyncpg.Pool, simulator: SimulatorServer,
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
 ) -> None:
     """The dev stack's seeded catalogue (`scripts/dev --seed-products 50`), default page size;
     the time of the no-change full read is printed (`-s`), beside a plain no-change cycle."""
@@ -154,8 +179,11 @@ async def test_a_no_change_reconciliation_writes_nothing(
         # The default look-back (INCOMING_LOOKBACK_ROWVERSIONS 1000) spans this whole
         # catalogue: the same rows, for comparison.
         began = time.perf_counter()
-        assert (await IncomingSync(db_pool, mahak, lookback=1000).run_cycle(
-            page_size=page_size, run_id="cli-3")).ok
+        assert (
+            await IncomingSync(db_pool, mahak, lookback=1000).run_cycle(
+                page_size=page_size, run_id="cli-3"
+            )
+        ).ok
         lookback = time.perf_counter() - began
 
     assert delta.ok
@@ -169,18 +197,24 @@ async def test_a_no_change_reconciliation_writes_nothing(
     assert await _row_versions(db_pool) == stored, "no mirror row was rewritten"
     assert await catalog.get_cursors(db_pool) == cursors
     log = await _log(db_pool, "reconcile-3")
-    assert all(row["error"] is None and row["inserted"] == row["updated"] == 0
-               for row in log.values())
-    print(f"\nno-change reconciliation: {rows} rows in {len(found)} entities, "
-          f"{sum(r.pages for r in found.values())} pages: {full * 1000:.0f} ms "
-          f"({full / rows * 1e6:.0f} us/row); no-change cycle: {plain * 1000:.0f} ms "
-          f"(look-back 0), {lookback * 1000:.0f} ms (look-back 1000)")
+    assert all(
+        row["error"] is None and row["inserted"] == row["updated"] == 0 for row in log.values()
+    )
+    print(
+        f"\nno-change reconciliation: {rows} rows in {len(found)} entities, "
+        f"{sum(r.pages for r in found.values())} pages: {full * 1000:.0f} ms "
+        f"({full / rows * 1e6:.0f} us/row); no-change cycle: {plain * 1000:.0f} ms "
+        f"(look-back 0), {lookback * 1000:.0f} ms (look-back 1000)"
+    )
 
 
-async def test_reconcile_now_through_the_worker(start_sync: Any, sim: SimControl,
-                                                temporal_client: Client,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+async def test_reconcile_now_through_the_worker(
+    start_sync: Any,
+    sim: SimControl,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     seeded = await sim.seed(4)
     sync = await start_sync(fast_config())
     await sync.cycles(1)

@@ -22,15 +22,22 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.histories.regenerate import SENSITIVE_VALUES
 from mahak_sync.runtime import WORKFLOWS
+from tests.histories.regenerate import SENSITIVE_VALUES
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
 # Histories recorded before the scenarios used `regenerate.CUSTOMER` and a distinctive
 # password: the simulator's default password and `tests/order_helpers.make_order`'s customer.
-EARLIER_SENSITIVE_VALUES = ("secret", "Sara", "Ahmadi", "09120000000", "sara@example.com",
-                            "Tehran, Valiasr St. 1", "02100000000")
+EARLIER_SENSITIVE_VALUES = (
+    "secret",
+    "Sara",
+    "Ahmadi",
+    "09120000000",
+    "sara@example.com",
+    "Tehran, Valiasr St. 1",
+    "02100000000",
+)
 _JWT = re.compile(r"eyJ[\w-]{6,}\.eyJ[\w-]{6,}\.[\w-]+")
 
 
@@ -61,12 +68,25 @@ def test_history_holds_no_secret_token_or_customer_data(path: Path) -> None:
 
 def test_leak_scan_reads_inside_encoded_payloads() -> None:
     """The export base64-encodes every payload, so a plain grep of the file would miss them."""
-    leaked = {"user": "shop", "password": SENSITIVE_VALUES[0],
-              "token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzaG9wIn0.c2lnbmF0dXJl"}
-    raw = {"events": [{"input": {"payloads": [{
-        "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
-        "data": base64.b64encode(json.dumps(leaked).encode()).decode(),
-    }]}}]}
+    leaked = {
+        "user": "shop",
+        "password": SENSITIVE_VALUES[0],
+        "token": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJzaG9wIn0.c2lnbmF0dXJl",
+    }
+    raw = {
+        "events": [
+            {
+                "input": {
+                    "payloads": [
+                        {
+                            "metadata": {"encoding": base64.b64encode(b"json/plain").decode()},
+                            "data": base64.b64encode(json.dumps(leaked).encode()).decode(),
+                        }
+                    ]
+                }
+            }
+        ]
+    }
     assert _leaks(raw) == [SENSITIVE_VALUES[0], "a Mahak token"]
     assert _leaks({"events": [{"failure": {"message": "self._secrets() of Negin"}}]}) == ["Negin"]
 
@@ -78,8 +98,11 @@ def _started(raw: dict[str, Any]) -> dict[str, Any]:
 def _leaks(raw: dict[str, Any]) -> list[str]:
     """Which sensitive values appear in a history, payloads decoded, as whole words."""
     text = "\n".join(_strings(raw))
-    found = [value for value in (*SENSITIVE_VALUES, *EARLIER_SENSITIVE_VALUES)
-             if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.IGNORECASE)]
+    found = [
+        value
+        for value in (*SENSITIVE_VALUES, *EARLIER_SENSITIVE_VALUES)
+        if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text, re.IGNORECASE)
+    ]
     if _JWT.search(text):
         found.append("a Mahak token")
     return found

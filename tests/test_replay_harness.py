@@ -32,10 +32,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from tests.histories.regenerate import ORDER_SCENARIOS
-from mahak_sync.runtime import WORKFLOWS
-from workflows.order_sync import PATCH_SAGA, OrderSyncWorkflow
 from activities.orders import OrderActivities
+from mahak_sync.runtime import WORKFLOWS
+from tests.histories.regenerate import ORDER_SCENARIOS
+from workflows.order_sync import PATCH_SAGA, OrderSyncWorkflow
 from workflows.order_types import OrderSyncInput, OrderSyncResult, ReverseOutcome
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -69,11 +69,17 @@ def _conflict_before_any_send(wf: OrderSyncWorkflow, _: tuple[Any, ...], outcome
     return outcome is None and wf._attempts == 0
 
 
-def _reversal_found_unknown_order(wf: OrderSyncWorkflow, args: tuple[Any, ...],
-                                  outcome: Any) -> bool:
+def _reversal_found_unknown_order(
+    wf: OrderSyncWorkflow, args: tuple[Any, ...], outcome: Any
+) -> bool:
     # The saga's Mahak step found an order the workflow never heard of (its answer was lost).
-    return (args[1] == OrderActivities.reverse_in_mahak and isinstance(outcome, ReverseOutcome)
-            and outcome.found and wf._mahak_order_id is None and not wf._saved_lines)
+    return (
+        args[1] == OrderActivities.reverse_in_mahak
+        and isinstance(outcome, ReverseOutcome)
+        and outcome.found
+        and wf._mahak_order_id is None
+        and not wf._saved_lines
+    )
 
 
 def _reversal_refused(_: OrderSyncWorkflow, args: tuple[Any, ...], __: Any) -> bool:
@@ -86,59 +92,94 @@ def _cancelled_by_shop_before_start(_: OrderSyncWorkflow, args: tuple[Any, ...],
 
 def _outcome(expected: str, *, compensated: bool | None = None) -> Predicate:
     def takes(wf: OrderSyncWorkflow, _: tuple[Any, ...], result: Any) -> bool:
-        return (isinstance(result, OrderSyncResult) and result.outcome == expected
-                and (compensated is None or bool(wf._compensations) == compensated))
+        return (
+            isinstance(result, OrderSyncResult)
+            and result.outcome == expected
+            and (compensated is None or bool(wf._compensations) == compensated)
+        )
+
     return takes
 
 
 def _failed_with(error_type: str) -> Predicate:
     def takes(_: OrderSyncWorkflow, __: tuple[Any, ...], error: Any) -> bool:
         return isinstance(error, ApplicationError) and error.type == error_type
+
     return takes
 
 
 # path (an `ORDER_SCENARIOS` name, history `order_<path>.json`) -> how a change on it is made
 PATHS: dict[str, CoveredPath] = {
     "resend_after_dispute": CoveredPath(
-        "_dispute_wait", "after", _resend_decided,
+        "_dispute_wait",
+        "after",
+        _resend_decided,
         ("order_dispute_cancel_update", "order_dispute_escalated_signal"),
-        "what runs after an operator's `resend` decision"),
+        "what runs after an operator's `resend` decision",
+    ),
     "conflict_before_first_send": CoveredPath(
-        "_send_until_answered", "after", _conflict_before_any_send,
+        "_send_until_answered",
+        "after",
+        _conflict_before_any_send,
         ("order_conflict_during_outage", "order_happy"),
-        "an inventory conflict before the first send"),
+        "an inventory conflict before the first send",
+    ),
     "conflict_during_dispute": CoveredPath(
-        "_dispute_wait", "after", _conflict_in_dispute,
+        "_dispute_wait",
+        "after",
+        _conflict_in_dispute,
         ("order_dispute_cancel_update", "order_resend_after_dispute"),
-        "an inventory conflict while the order waits in dispute"),
+        "an inventory conflict while the order waits in dispute",
+    ),
     "conflict_after_lost_answer": CoveredPath(
-        "_saga_step", "after", _reversal_found_unknown_order,
+        "_saga_step",
+        "after",
+        _reversal_found_unknown_order,
         ("order_conflict_during_outage", "order_inventory_saga"),
-        "the saga finding in Mahak the order whose answer was lost"),
+        "the saga finding in Mahak the order whose answer was lost",
+    ),
     "reversal_refused": CoveredPath(
-        "_staff_task", "before", _reversal_refused,
+        "_staff_task",
+        "before",
+        _reversal_refused,
         ("order_conflict_after_lost_answer", "order_inventory_saga"),
-        "Mahak refusing the saga's delete (a staff task)"),
+        "Mahak refusing the saga's delete (a staff task)",
+    ),
     "shop_cancelled_in_dispute": CoveredPath(
-        "_follow_the_shop", "before", _always,
+        "_follow_the_shop",
+        "before",
+        _always,
         ("order_resend_after_dispute", "order_conflict_during_dispute"),
-        "a database refusal (`begin_send`) followed into the saga"),
+        "a database refusal (`begin_send`) followed into the saga",
+    ),
     "already_synced": CoveredPath(
-        "_run", "after", _outcome("already_synced"),
+        "_run",
+        "after",
+        _outcome("already_synced"),
         ("order_happy", "order_already_cancelled"),
-        "the early return of an order already synced"),
+        "the early return of an order already synced",
+    ),
     "already_cancelled": CoveredPath(
-        "_run", "after", _outcome("cancelled", compensated=False),
+        "_run",
+        "after",
+        _outcome("cancelled", compensated=False),
         ("order_conflict_before_first_send", "order_already_synced"),
-        "the early return of an order already cancelled"),
+        "the early return of an order already cancelled",
+    ),
     "cancelled_by_shop_before_start": CoveredPath(
-        "_compensate", "before", _cancelled_by_shop_before_start,
+        "_compensate",
+        "before",
+        _cancelled_by_shop_before_start,
         ("order_already_cancelled", "order_shop_cancelled_in_dispute"),
-        "the saga of an order the shop cancelled before its sync started"),
+        "the saga of an order the shop cancelled before its sync started",
+    ),
     "not_paid": CoveredPath(
-        "_run", "raises", _failed_with("OrderNotPaid"),
+        "_run",
+        "raises",
+        _failed_with("OrderNotPaid"),
         ("order_already_cancelled", "order_happy"),
-        "the failure of an order not paid"),
+        "the failure of an order not paid",
+    ),
 }
 
 
@@ -186,10 +227,16 @@ def mutant(name: str) -> type[OrderSyncWorkflow]:
         return await OrderSyncWorkflow.run(self, inp)
 
     run.__qualname__ = f"{class_name}.run"
-    cls = type(class_name, (OrderSyncWorkflow,), {
-        "__module__": __name__, "__qualname__": class_name,
-        "run": workflow.run(run), path.method: mutated,
-    })
+    cls = type(
+        class_name,
+        (OrderSyncWorkflow,),
+        {
+            "__module__": __name__,
+            "__qualname__": class_name,
+            "run": workflow.run(run),
+            path.method: mutated,
+        },
+    )
     return workflow.defn(name="OrderSyncWorkflow", sandboxed=False)(cls)
 
 
@@ -214,7 +261,8 @@ def test_every_path_has_its_scenario_and_histories() -> None:
         assert name in ORDER_SCENARIOS, f"{name}: no such scenario in regenerate.py"
         assert history_path(f"order_{name}").is_file(), (
             f"{history_path(f'order_{name}').name} missing: run "
-            f"tests/histories/regenerate.py order_{name}")
+            f"tests/histories/regenerate.py order_{name}"
+        )
         assert PATCH_SAGA in _patches(f"order_{name}"), f"{name}: recorded before {PATCH_SAGA}"
         assert callable(getattr(OrderSyncWorkflow, path.method, None)), path.method
         for control in path.controls:
@@ -230,7 +278,8 @@ async def test_a_change_on_the_path_fails_its_replay(name: str) -> None:
 
     assert isinstance(failure, workflow.NondeterminismError), (
         f"{stem} replays although {path.what} ran an extra activity "
-        f"({path.method} {path.when}): {failure!r}")
+        f"({path.method} {path.when}): {failure!r}"
+    )
 
 
 @pytest.mark.parametrize("name", PATHS)
@@ -239,4 +288,5 @@ async def test_the_change_is_confined_to_the_path(name: str) -> None:
     for control in path.controls:
         failure = await replay([mutant(name)], control)
         assert failure is None, (
-            f"the canary of {name} ({path.what}) also fires in {control}: {failure!r}")
+            f"the canary of {name} ({path.what}) also fires in {control}: {failure!r}"
+        )

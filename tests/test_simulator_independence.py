@@ -28,20 +28,33 @@ def _imported_modules(path: Path) -> set[str]:
 
 
 def test_no_simulator_module_imports_the_client():
-    offenders = {path.name: sorted(m for m in _imported_modules(path)
-                                   if m == "mahak_client" or m.startswith("mahak_client."))
-                 for path in sorted(SIMULATOR.glob("*.py"))}
+    offenders = {
+        path.name: sorted(
+            m
+            for m in _imported_modules(path)
+            if m == "mahak_client" or m.startswith("mahak_client.")
+        )
+        for path in sorted(SIMULATOR.glob("*.py"))
+    }
     assert {name: mods for name, mods in offenders.items() if mods} == {}
     assert len(offenders) >= 10, "the scan found the simulator's modules"
 
 
 def test_loading_every_simulator_module_loads_no_client_module():
-    code = ("import importlib, pkgutil, sys, mahak_simulator\n"
-            "for m in pkgutil.walk_packages(mahak_simulator.__path__, 'mahak_simulator.'):\n"
-            "    importlib.import_module(m.name)\n"
-            "print(sorted(k for k in sys.modules if k.split('.')[0] == 'mahak_client'))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=SIMULATOR.parent, timeout=60, check=True)
+    code = (
+        "import importlib, pkgutil, sys, mahak_simulator\n"
+        "for m in pkgutil.walk_packages(mahak_simulator.__path__, 'mahak_simulator.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] == 'mahak_client'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=SIMULATOR.parent,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "[]"
 
 

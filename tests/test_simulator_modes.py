@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -45,7 +45,7 @@ from shopdb.mirror import mirror
 from shopdb.models import ShopCustomer, ShopOrder, ShopOrderLine
 from workflows.incoming_types import SyncEntityInput
 
-UTC = timezone.utc
+UTC = UTC
 VISITOR_ID = 10101
 ORDER_CLIENT_ID = 8_000_000_000_000_007
 LINE_CLIENT_ID = 8_100_000_000_000_000
@@ -57,8 +57,14 @@ FIELDS = OutgoingFields(tax_percent=9, charge_percent=0, cash_code=1)
 
 def new_client(simulator: SimulatorServer, **kwargs: Any) -> MahakClient:
     password = kwargs.pop("password", "secret")
-    return MahakClient(simulator.base_url, "shop", SecretStr(password), database_id=1234567,
-                       package_no="7654321", **kwargs)
+    return MahakClient(
+        simulator.base_url,
+        "shop",
+        SecretStr(password),
+        database_id=1234567,
+        package_no="7654321",
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -67,40 +73,77 @@ async def client(simulator: SimulatorServer, sim: SimControl) -> AsyncIterator[M
         yield c
 
 
-def shop_order(detail_ids: list[int], store_id: int, *, paid_at: datetime = PAID_AT,
-               tax: Decimal | None = None, n: int = 0) -> ShopOrder:
+def shop_order(
+    detail_ids: list[int],
+    store_id: int,
+    *,
+    paid_at: datetime = PAID_AT,
+    tax: Decimal | None = None,
+    n: int = 0,
+) -> ShopOrder:
     """A paid web order (the `n`th: its own client ids and customer)."""
-    lines = [ShopOrderLine(id=i, order_id=7, product_detail_id=detail, store_id=store_id,
-                           quantity=Decimal(1), unit_price=Decimal(150_000), discount=Decimal(0),
-                           order_detail_client_id=LINE_CLIENT_ID + 100 * n + i,
-                           product_tax_percent=tax)
-             for i, detail in enumerate(detail_ids, 1)]
+    lines = [
+        ShopOrderLine(
+            id=i,
+            order_id=7,
+            product_detail_id=detail,
+            store_id=store_id,
+            quantity=Decimal(1),
+            unit_price=Decimal(150_000),
+            discount=Decimal(0),
+            order_detail_client_id=LINE_CLIENT_ID + 100 * n + i,
+            product_tax_percent=tax,
+        )
+        for i, detail in enumerate(detail_ids, 1)
+    ]
     customer = ShopCustomer(id=3 + n, first_name="Sara", last_name="K", mobile="09120000000")
-    return ShopOrder(id=7, customer_id=3, customer=customer, amount=Decimal(150_000 * len(lines)),
-                     currency="IRR", payment_status="paid", payment_ref="PAY-7", paid_at=paid_at,
-                     shipping_cost=Decimal(0), discount=Decimal(0),
-                     order_client_id=ORDER_CLIENT_ID + n, sync_status="sending",
-                     synced_to_mahak=False, sync_attempts=0, created_at=paid_at,
-                     updated_at=paid_at, lines=lines)
+    return ShopOrder(
+        id=7,
+        customer_id=3,
+        customer=customer,
+        amount=Decimal(150_000 * len(lines)),
+        currency="IRR",
+        payment_status="paid",
+        payment_ref="PAY-7",
+        paid_at=paid_at,
+        shipping_cost=Decimal(0),
+        discount=Decimal(0),
+        order_client_id=ORDER_CLIENT_ID + n,
+        sync_status="sending",
+        synced_to_mahak=False,
+        sync_attempts=0,
+        created_at=paid_at,
+        updated_at=paid_at,
+        lines=lines,
+    )
 
 
-async def send_order(client: MahakClient, sim: SimControl, order: ShopOrder, *,
-                     fields: OutgoingFields = FIELDS, with_customer: bool = True) -> int:
+async def send_order(
+    client: MahakClient,
+    sim: SimControl,
+    order: ShopOrder,
+    *,
+    fields: OutgoingFields = FIELDS,
+    with_customer: bool = True,
+) -> int:
     """The project's own requests, as the send activity builds them: the customer (people,
     visitorPeople), then the order, its lines and its receipt. Returns the person id."""
     person_id = None
     if with_customer and order.customer is not None:
-        group = next(g["PersonGroupId"] for g in await sim.entities("PersonGroups")
-                     if not g["Deleted"])
-        people = await client.save_all_data(customer_request(
-            order.customer, visitor_id=VISITOR_ID, person_group_id=group))
+        group = next(
+            g["PersonGroupId"] for g in await sim.entities("PersonGroups") if not g["Deleted"]
+        )
+        people = await client.save_all_data(
+            customer_request(order.customer, visitor_id=VISITOR_ID, person_group_id=group)
+        )
         assert people.failures() == []
         saved = people.for_client_id("People", person_client_id(order.customer.id))
         assert saved is not None
         person_id = saved.entity_id
     assert person_id is not None
-    result = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=person_id, fields=fields))
+    result = await client.save_all_data(
+        order_request(order, visitor_id=VISITOR_ID, person_id=person_id, fields=fields)
+    )
     assert classify(order, result).kind == "accepted", result.failures()
     return person_id
 
@@ -109,13 +152,17 @@ async def send_order(client: MahakClient, sim: SimControl, order: ShopOrder, *,
 
 
 async def test_the_client_sends_no_field_the_simulator_does_not_know(
-        client: MahakClient, sim: SimControl) -> None:
+    client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=2, stock=10)
     order = shop_order(seeded.product_details, seeded.stores[0])
     person_id = await send_order(client, sim, order)
     # The reversal's request and a read of every entity the project knows, capped and not.
-    reversal = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS))
+    reversal = await client.save_all_data(
+        order_request(
+            order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS
+        )
+    )
     assert reversal.failures() == []
     await client.get_all_data({name: 0 for name in ENTITIES}, page_size=500)
     await client.get_all_data({name: 0 for name in ENTITIES})
@@ -140,20 +187,27 @@ def _recase(data: Any, style: str) -> Any:
         return data
     out = {}
     for n, (key, value) in enumerate(data.items()):
-        cased = {"camel": key[:1].lower() + key[1:], "pascal": key[:1].upper() + key[1:],
-                 "mixed": (key.upper() if n % 2 else key.lower())}[style]
+        cased = {
+            "camel": key[:1].lower() + key[1:],
+            "pascal": key[:1].upper() + key[1:],
+            "mixed": (key.upper() if n % 2 else key.lower()),
+        }[style]
         out[cased] = _recase(value, style)
     return out
 
 
 def _comparable(row: dict[str, Any]) -> dict[str, Any]:
     server = {"RowVersion", "CreateDate", "OrderCode", "PersonCode"}
-    return {k: v for k, v in row.items()
-            if not k.endswith("Id") and not k.endswith("ClientId") and k not in server}
+    return {
+        k: v
+        for k, v in row.items()
+        if not k.endswith("Id") and not k.endswith("ClientId") and k not in server
+    }
 
 
 async def test_request_keys_bind_alike_in_every_casing(
-        simulator: SimulatorServer, client: MahakClient, sim: SimControl) -> None:
+    simulator: SimulatorServer, client: MahakClient, sim: SimControl
+) -> None:
     seeded = await sim.seed(products=1, stock=30)
     group = (await sim.entities("PersonGroups"))[0]["PersonGroupId"]
     await client.login()
@@ -163,39 +217,67 @@ async def test_request_keys_bind_alike_in_every_casing(
         for n, style in enumerate(("camel", "pascal", "mixed"), 1):
             order = shop_order(seeded.product_details, seeded.stores[0], n=n)
             assert order.customer is not None
-            customer = customer_request(order.customer, visitor_id=VISITOR_ID,
-                                        person_group_id=group).to_wire()
-            body = order_request(order, visitor_id=VISITOR_ID, person_id=None, fields=FIELDS).to_wire()
+            customer = customer_request(
+                order.customer, visitor_id=VISITOR_ID, person_group_id=group
+            ).to_wire()
+            body = order_request(
+                order, visitor_id=VISITOR_ID, person_id=None, fields=FIELDS
+            ).to_wire()
             # Children name their parents by client id, in the same request.
             body["orders"][0]["personClientId"] = customer["people"][0]["personClientId"]
             body["receipts"][0]["personClientId"] = customer["people"][0]["personClientId"]
             body = _recase({**customer, **body}, style)
-            answer = await http.post("/Sync/SaveAllDataV2", content=json.dumps(body),
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+            answer = await http.post(
+                "/Sync/SaveAllDataV2",
+                content=json.dumps(body),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
             assert answer.json()["Result"] is True, (style, answer.text)
             held = await sim.order(ORDER_CLIENT_ID + n)
             assert held is not None
-            receipt = next(r for r in await sim.entities("Receipts")
-                           if r["ReceiptClientId"] == ORDER_CLIENT_ID + n)
-            person = next(p for p in await sim.entities("People")
-                          if p["PersonClientId"] == person_client_id(3 + n))
-            stored[style] = {"order": _comparable(held.order), "line": _comparable(held.details[0]),
-                             "receipt": _comparable(receipt), "person": _comparable(person)}
+            receipt = next(
+                r
+                for r in await sim.entities("Receipts")
+                if r["ReceiptClientId"] == ORDER_CLIENT_ID + n
+            )
+            person = next(
+                p
+                for p in await sim.entities("People")
+                if p["PersonClientId"] == person_client_id(3 + n)
+            )
+            stored[style] = {
+                "order": _comparable(held.order),
+                "line": _comparable(held.details[0]),
+                "receipt": _comparable(receipt),
+                "person": _comparable(person),
+            }
             assert held.order["PersonId"] == person["PersonId"] and person["PersonGroupId"] == group
 
         reads = {}
         for style in ("camel", "pascal", "mixed"):
-            body = _recase({"fromOrderVersion": 0, "fromOrderDetailVersion": 0,
-                            "fromPersonVersion": "0", "pageSize": 2, "orderTypes": [201],
-                            "currentVisitorId": VISITOR_ID}, style)
-            answer = await http.post("/Sync/GetAllDataV2", content=json.dumps(body),
-                                     headers={"Authorization": f"Bearer {token}",
-                                              "Content-Type": "application/json"})
+            body = _recase(
+                {
+                    "fromOrderVersion": 0,
+                    "fromOrderDetailVersion": 0,
+                    "fromPersonVersion": "0",
+                    "pageSize": 2,
+                    "orderTypes": [201],
+                    "currentVisitorId": VISITOR_ID,
+                },
+                style,
+            )
+            answer = await http.post(
+                "/Sync/GetAllDataV2",
+                content=json.dumps(body),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
             objects = answer.json()["Data"]["Objects"]
             reads[style] = {k: v for k, v in objects.items() if v is not None}
     assert stored["camel"] == stored["pascal"] == stored["mixed"]
-    assert stored["camel"]["line"]["Count1"] == 1 and stored["camel"]["order"]["OrderDate"] == TEHRAN_WALL
+    assert (
+        stored["camel"]["line"]["Count1"] == 1
+        and stored["camel"]["order"]["OrderDate"] == TEHRAN_WALL
+    )
     assert reads["camel"] == reads["pascal"] == reads["mixed"]
     assert set(reads["camel"]) == {"Orders", "OrderDetails", "People"}
     assert len(reads["camel"]["Orders"]) == 2, "pageSize bound in every casing"
@@ -204,7 +286,8 @@ async def test_request_keys_bind_alike_in_every_casing(
 
 @pytest.mark.parametrize("casing", ["pascal", "camel"])
 async def test_the_client_reads_answers_in_either_casing(
-        client: MahakClient, sim: SimControl, casing: str) -> None:
+    client: MahakClient, sim: SimControl, casing: str
+) -> None:
     await sim.configure(answer_casing=casing)
     seeded = await sim.seed(products=3, stock=10)
     login = await client.login()
@@ -214,12 +297,14 @@ async def test_the_client_reads_answers_in_either_casing(
     assert [r.product_detail_id for r in batches["product_details"].rows] == seeded.product_details
     assert batches["product_details"].rejected == [] and batches["stores"].rows
     assert batches["product_details"].max_row_version == max(
-        r["RowVersion"] for r in await sim.entities("ProductDetails"))
+        r["RowVersion"] for r in await sim.entities("ProductDetails")
+    )
     order = shop_order(seeded.product_details[:1], seeded.stores[0])
     await send_order(client, sim, order)  # classify() found the order and its line by client id
     imported = await sim.mark_imported(ORDER_CLIENT_ID)
-    again = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=seeded.people[0], fields=FIELDS))
+    again = await client.save_all_data(
+        order_request(order, visitor_id=VISITOR_ID, person_id=seeded.people[0], fields=FIELDS)
+    )
     assert classify(order, again).kind == "already_registered"
     outcome = await client.solve_order_dispute([OrderDisputeItem(id=imported.order_id)])
     item = outcome.for_order(imported.order_id)
@@ -230,13 +315,16 @@ async def test_the_client_reads_answers_in_either_casing(
 
 
 async def _prices(pool: asyncpg.Pool) -> dict[int, float]:
-    return {r["id"]: float(r["price1"]) for r in await pool.fetch(
-        f"SELECT id, price1 FROM {mirror('product_details').table}")}
+    return {
+        r["id"]: float(r["price1"])
+        for r in await pool.fetch(f"SELECT id, price1 FROM {mirror('product_details').table}")
+    }
 
 
 async def _sync(incoming: IncomingSync, run_id: str) -> Any:
-    return await incoming.sync_entity(SyncEntityInput(entity="product_details", page_size=None,
-                                                      run_id=run_id))
+    return await incoming.sync_entity(
+        SyncEntityInput(entity="product_details", page_size=None, run_id=run_id)
+    )
 
 
 async def _requests(sim: SimControl) -> int:
@@ -245,7 +333,8 @@ async def _requests(sim: SimControl) -> int:
 
 @pytest.mark.parametrize("lag", [0, 5])
 async def test_late_commits_are_caught_by_the_look_back(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool, lag: int) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool, lag: int
+) -> None:
     seeded = await sim.seed(products=4)
     late_id, prompt_id = seeded.product_details[:2]
     await _sync(IncomingSync(db_pool, client, lookback=1000), "one")
@@ -282,7 +371,8 @@ async def test_late_commits_are_caught_by_the_look_back(
 
 @pytest.mark.parametrize("mode", ["drop", "honour", "refuse"])
 async def test_the_client_never_sends_an_offset_so_every_reading_stores_tehran_time(
-        client: MahakClient, sim: SimControl, mode: str) -> None:
+    client: MahakClient, sim: SimControl, mode: str
+) -> None:
     await sim.configure(dated_offset=mode)
     seeded = await sim.seed(products=1, stock=10)
     await send_order(client, sim, shop_order(seeded.product_details, seeded.stores[0]))
@@ -304,8 +394,11 @@ async def test_reversing_an_imported_order(client: MahakClient, sim: SimControl,
     person_id = await send_order(client, sim, order)
     await sim.mark_imported(ORDER_CLIENT_ID)
     # The reversal as `reverse_in_mahak` sends it: order, lines and receipt, deleted.
-    result = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS))
+    result = await client.save_all_data(
+        order_request(
+            order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS
+        )
+    )
     held = await sim.order(ORDER_CLIENT_ID)
     [receipt] = await sim.entities("Receipts")
     assert held is not None and held.deletions == 1
@@ -325,17 +418,22 @@ async def test_reversing_an_imported_order(client: MahakClient, sim: SimControl,
 
 @pytest.mark.parametrize("mode", ["refuse", "allow"])
 async def test_a_deleted_order_cannot_be_edited_in_any_mode(
-        client: MahakClient, sim: SimControl, mode: str) -> None:
+    client: MahakClient, sim: SimControl, mode: str
+) -> None:
     await sim.configure(edit_after_import=mode)
     seeded = await sim.seed(products=1, stock=10)
     order = shop_order(seeded.product_details, seeded.stores[0])
     person_id = await send_order(client, sim, order)
-    reversal = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS))
+    reversal = await client.save_all_data(
+        order_request(
+            order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS
+        )
+    )
     assert reversal.failures() == []
     # A late resend of the order (e.g. a send retried after its reversal) resurrects nothing.
-    resend = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=person_id, fields=FIELDS))
+    resend = await client.save_all_data(
+        order_request(order, visitor_id=VISITOR_ID, person_id=person_id, fields=FIELDS)
+    )
     [head] = [f for f in resend.failures() if f.collection == "Orders"]
     assert head.property == "OrderId" and "deleted" in head.message
     assert not is_already_registered(head), "never mistaken for 'already synced'"
@@ -343,8 +441,11 @@ async def test_a_deleted_order_cannot_be_edited_in_any_mode(
     held = await sim.order(ORDER_CLIENT_ID)
     assert held is not None and held.order["Deleted"] and all(d["Deleted"] for d in held.details)
     # Deleting it again is no edit: taken, nothing changes.
-    again = await client.save_all_data(order_request(
-        order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS))
+    again = await client.save_all_data(
+        order_request(
+            order, visitor_id=VISITOR_ID, person_id=person_id, deleted=True, fields=FIELDS
+        )
+    )
     assert again.failures() == []
     assert (await sim.order(ORDER_CLIENT_ID)).order["RowVersion"] == held.order["RowVersion"]  # type: ignore[union-attr]
 
@@ -354,41 +455,58 @@ async def test_a_deleted_order_cannot_be_edited_in_any_mode(
 
 @pytest.mark.parametrize("mode", ["lenient", "strict"])
 async def test_strict_line_fields_accept_the_clients_lines(
-        client: MahakClient, sim: SimControl, mode: str) -> None:
+    client: MahakClient, sim: SimControl, mode: str
+) -> None:
     await sim.configure(line_fields=mode)
     seeded = await sim.seed(products=2, stores=2, stock=10)
     store = seeded.stores[1]  # not the visitor's default store: it must come from the line
     await send_order(client, sim, shop_order(seeded.product_details, store))
     held = await sim.order(ORDER_CLIENT_ID)
     assert held is not None and len(held.details) == 2
-    assert all((d["StoreId"], d["ItemType"], d["TaxPercent"], d["ChargePercent"])
-               == (store, 1, 9, 0) for d in held.details)
+    assert all(
+        (d["StoreId"], d["ItemType"], d["TaxPercent"], d["ChargePercent"]) == (store, 1, 9, 0)
+        for d in held.details
+    )
 
 
 @pytest.mark.parametrize("mode", ["zero", "default"])
 async def test_a_taxed_line_is_stored_with_its_own_percent(
-        client: MahakClient, sim: SimControl, mode: str) -> None:
+    client: MahakClient, sim: SimControl, mode: str
+) -> None:
     await sim.configure(tax_zero_means=mode)
     seeded = await sim.seed(products=1, stock=10)
-    await send_order(client, sim, shop_order(seeded.product_details, seeded.stores[0],
-                                             tax=Decimal(4)))
+    await send_order(
+        client, sim, shop_order(seeded.product_details, seeded.stores[0], tax=Decimal(4))
+    )
     [line] = (await sim.order(ORDER_CLIENT_ID)).details  # type: ignore[union-attr]
     assert line["TaxPercent"] == 4
 
 
-@pytest.mark.parametrize("mode", [
-    "zero",
-    pytest.param("default", marks=pytest.mark.xfail(strict=True, reason=(
-        "§11.6 open: a server that reads taxPercent 0 as 'the setting' (14001, 10 % here) "
-        "taxes a tax-exempt product (-1 -> effective 0 %); the wire has no other way to say "
-        "0 %, so no client-side fix exists: settle §11.6 with Mahak support"))),
-])
-async def test_a_tax_exempt_line_stays_untaxed(client: MahakClient, sim: SimControl,
-                                              mode: str) -> None:
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "zero",
+        pytest.param(
+            "default",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "§11.6 open: a server that reads taxPercent 0 as 'the setting' (14001, 10 % here) "
+                    "taxes a tax-exempt product (-1 -> effective 0 %); the wire has no other way to say "
+                    "0 %, so no client-side fix exists: settle §11.6 with Mahak support"
+                ),
+            ),
+        ),
+    ],
+)
+async def test_a_tax_exempt_line_stays_untaxed(
+    client: MahakClient, sim: SimControl, mode: str
+) -> None:
     await sim.configure(tax_zero_means=mode)
     seeded = await sim.seed(products=1, stock=10)
-    await send_order(client, sim, shop_order(seeded.product_details, seeded.stores[0],
-                                             tax=Decimal(-1)))
+    await send_order(
+        client, sim, shop_order(seeded.product_details, seeded.stores[0], tax=Decimal(-1))
+    )
     [line] = (await sim.order(ORDER_CLIENT_ID)).details  # type: ignore[union-attr]
     assert line["TaxPercent"] == 0
 
@@ -398,7 +516,8 @@ async def test_a_tax_exempt_line_stays_untaxed(client: MahakClient, sim: SimCont
 
 @pytest.mark.parametrize("mode", ["refuse", "default_group"])
 async def test_the_client_never_sends_a_person_without_a_group(
-        client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool, mode: str) -> None:
+    client: MahakClient, sim: SimControl, db_pool: asyncpg.Pool, mode: str
+) -> None:
     await sim.configure(person_without_group=mode)
     seeded = await sim.seed(products=1)
     order = shop_order(seeded.product_details, seeded.stores[0])
@@ -419,7 +538,8 @@ async def test_the_client_never_sends_a_person_without_a_group(
 
 @pytest.mark.parametrize("mode", ["result_false", "http_401"])
 async def test_a_refused_login_is_an_auth_error_not_a_retry(
-        simulator: SimulatorServer, sim: SimControl, mode: str) -> None:
+    simulator: SimulatorServer, sim: SimControl, mode: str
+) -> None:
     await sim.configure(login_failure=mode)
     async with new_client(simulator, password="wrong") as c:
         with pytest.raises(MahakAuthError) as info:
@@ -433,7 +553,8 @@ async def test_a_refused_login_is_an_auth_error_not_a_retry(
 
 @pytest.mark.parametrize("mode", ["bearer_only", "lenient"])
 async def test_the_clients_token_form_works_under_either_reading(
-        client: MahakClient, sim: SimControl, mode: str) -> None:
+    client: MahakClient, sim: SimControl, mode: str
+) -> None:
     await sim.configure(token_forms=mode)
     await sim.seed(products=2)
     assert len((await client.get_all_data({"products": 0}))["products"].rows) == 2
@@ -453,8 +574,9 @@ async def test_dispute_answers(client: MahakClient, sim: SimControl, mode: str) 
     await send_order(client, sim, shop_order(seeded.product_details[:1], seeded.stores[0]))
     imported = await sim.mark_imported(ORDER_CLIENT_ID)
 
-    outcome = await client.solve_order_dispute([OrderDisputeItem(id=imported.order_id),
-                                                OrderDisputeItem(id=123_456_789)])
+    outcome = await client.solve_order_dispute(
+        [OrderDisputeItem(id=imported.order_id), OrderDisputeItem(id=123_456_789)]
+    )
     item, missing = outcome.for_order(imported.order_id), outcome.for_order(123_456_789)
     if mode in ("detailed", "bare_list"):
         assert outcome.result and item is not None and missing is not None
@@ -467,8 +589,9 @@ async def test_dispute_answers(client: MahakClient, sim: SimControl, mode: str) 
     before = (await sim.stats()).row_version
     rows = (await client.get_all_data({"product_details": 0}))["product_details"].rows
     stale = rows[0]
-    ok = await client.solve_dispute("product_details", [
-        DisputeItem(id=stale.product_detail_id, rw=stale.row_version - 1)])
+    ok = await client.solve_dispute(
+        "product_details", [DisputeItem(id=stale.product_detail_id, rw=stale.row_version - 1)]
+    )
     assert ok is (mode != "refused")
     after = (await sim.stats()).row_version
     assert (after > before) is (mode != "refused"), "re-emitted unless refused"
@@ -477,13 +600,17 @@ async def test_dispute_answers(client: MahakClient, sim: SimControl, mode: str) 
 # --- §11.10 / §11.11 upload and rate limits (fault injection) -----------------------------------
 
 
-@pytest.mark.parametrize(("fault", "retryable"), [
-    ({"status_code": 413}, False),  # §11.10 an upload too large
-    ({"status_code": 429, "retry_after": 3}, True),  # §11.11 throttled
-    ({"status_code": 503, "retry_after": 30}, True),  # §11.11 maintenance window
-])
+@pytest.mark.parametrize(
+    ("fault", "retryable"),
+    [
+        ({"status_code": 413}, False),  # §11.10 an upload too large
+        ({"status_code": 429, "retry_after": 3}, True),  # §11.11 throttled
+        ({"status_code": 503, "retry_after": 30}, True),  # §11.11 maintenance window
+    ],
+)
 async def test_limits_reach_the_client_as_injected_faults(
-        client: MahakClient, sim: SimControl, fault: dict[str, Any], retryable: bool) -> None:
+    client: MahakClient, sim: SimControl, fault: dict[str, Any], retryable: bool
+) -> None:
     await client.login()
     await sim.add_fault(count=1, endpoints=["SaveAllDataV2"], **fault)
     with pytest.raises(MahakError) as info:

@@ -31,7 +31,8 @@ def _imports(path: Path) -> set[str]:
 def test_no_package_imports_a_top_level_module() -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(_imports(path) & TOP_LEVEL)
-        for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
         if _imports(path) & TOP_LEVEL
     }
     assert offenders == {}
@@ -44,14 +45,18 @@ def test_the_install_carries_no_top_level_entry_points() -> None:
     assert set(setuptools["packages"]["find"]["include"]) == {f"{p}*" for p in PACKAGES}
 
 
-@pytest.mark.parametrize(("argv", "command", "handler"), [
-    (["incoming", "--page-size", "0", "--paused"], ["sync", "start"], "_start"),
-    (["sync-now"], ["sync", "now"], "_signal"),
-    (["sweep"], ["order", "sweep"], "_sweep"),
-    (["order", "42"], ["order", "start"], "_start"),
-])
-def test_starter_verbs_are_mahak_sync_commands(argv: list[str], command: list[str],
-                                               handler: str) -> None:
+@pytest.mark.parametrize(
+    ("argv", "command", "handler"),
+    [
+        (["incoming", "--page-size", "0", "--paused"], ["sync", "start"], "_start"),
+        (["sync-now"], ["sync", "now"], "_signal"),
+        (["sweep"], ["order", "sweep"], "_sweep"),
+        (["order", "42"], ["order", "start"], "_start"),
+    ],
+)
+def test_starter_verbs_are_mahak_sync_commands(
+    argv: list[str], command: list[str], handler: str
+) -> None:
     translated = starter.translate(argv)
     assert translated[:2] == command
     args = cli.build_parser().parse_args(translated)
@@ -64,9 +69,12 @@ def test_starter_verbs_are_mahak_sync_commands(argv: list[str], command: list[st
 
 
 def test_settings_are_passed_down_not_read_below_the_entry_points() -> None:
-    readers = [str(path.relative_to(ROOT))
-               for package in ("activities", "workflows", "shopdb", "mahak_client")
-               for path in (ROOT / package).rglob("*.py") if "get_settings" in path.read_text()]
+    readers = [
+        str(path.relative_to(ROOT))
+        for package in ("activities", "workflows", "shopdb", "mahak_client")
+        for path in (ROOT / package).rglob("*.py")
+        if "get_settings" in path.read_text()
+    ]
     assert readers == []
 
 
@@ -74,7 +82,10 @@ def test_the_worker_hands_its_settings_to_the_incoming_sync() -> None:
     from activities.incoming import IncomingActivities
     from mahak_sync.config import Settings
 
-    settings = Settings(_env_file=None, SHOP_PRICE_LEVEL=3,  # type: ignore[call-arg]
-                        INCOMING_LOOKBACK_ROWVERSIONS=7)
+    settings = Settings(
+        _env_file=None,
+        SHOP_PRICE_LEVEL=3,  # type: ignore[call-arg]
+        INCOMING_LOOKBACK_ROWVERSIONS=7,
+    )
     sync = IncomingActivities(None, None, settings).sync  # type: ignore[arg-type]
     assert (sync.price_level, sync.lookback) == (3, 7)

@@ -29,24 +29,37 @@ class _NoTemporal:
 
 
 def _settings(task_queue: str = "unused") -> Settings:
-    return Settings(WEBHOOK_SECRET=SecretStr(SECRET), WEBHOOK_MAX_SKEW_SECONDS=300,
-                    TEMPORAL_TASK_QUEUE=task_queue)
+    return Settings(
+        WEBHOOK_SECRET=SecretStr(SECRET),
+        WEBHOOK_MAX_SKEW_SECONDS=300,
+        TEMPORAL_TASK_QUEUE=task_queue,
+    )
 
 
 def _signed(body: bytes, *, ts: int | None = None, secret: str = SECRET) -> dict[str, str]:
     ts = int(time.time()) if ts is None else ts
-    return {"X-Timestamp": str(ts), "X-Signature": sign(secret, ts, body),
-            "Content-Type": "application/json"}
+    return {
+        "X-Timestamp": str(ts),
+        "X-Signature": sign(secret, ts, body),
+        "Content-Type": "application/json",
+    }
 
 
 def _body(order_id: int, amount: str = "300000", ref: str = "PAY-1") -> bytes:
-    return json.dumps({"order_id": order_id, "amount": amount, "payment_ref": ref,
-                       "paid_at": "2025-10-04T15:18:38+03:30"}).encode()
+    return json.dumps(
+        {
+            "order_id": order_id,
+            "amount": amount,
+            "payment_ref": ref,
+            "paid_at": "2025-10-04T15:18:38+03:30",
+        }
+    ).encode()
 
 
 async def _post(app, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://shop") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://shop"
+    ) as http:
         return await http.post("/payments/callback", content=body, headers=headers)
 
 
@@ -55,20 +68,41 @@ def test_signature_check_covers_timestamp_and_body():
     now = 1_700_000_000
     good = sign(SECRET, now, body)
     assert signature_problem(SECRET, str(now), good, body, max_skew=300, now=now) is None
-    assert signature_problem(SECRET, str(now), good, body + b" ", max_skew=300, now=now) == "bad signature"
-    assert signature_problem(SECRET, str(now + 1), good, body, max_skew=300, now=now) == "bad signature"
-    assert signature_problem(SECRET, str(now), good, body, max_skew=300, now=now + 301) == \
-        "timestamp outside the allowed window"
-    assert signature_problem("", str(now), good, body, max_skew=300, now=now) == \
-        "webhook secret not configured"
+    assert (
+        signature_problem(SECRET, str(now), good, body + b" ", max_skew=300, now=now)
+        == "bad signature"
+    )
+    assert (
+        signature_problem(SECRET, str(now + 1), good, body, max_skew=300, now=now)
+        == "bad signature"
+    )
+    assert (
+        signature_problem(SECRET, str(now), good, body, max_skew=300, now=now + 301)
+        == "timestamp outside the allowed window"
+    )
+    assert (
+        signature_problem("", str(now), good, body, max_skew=300, now=now)
+        == "webhook secret not configured"
+    )
     assert signature_problem(SECRET, None, good, body, max_skew=300, now=now) == "missing signature"
 
 
-@pytest.mark.parametrize("case", [
-    "no_signature", "wrong_secret", "tampered_body", "replayed_timestamp", "future_timestamp",
-    "unknown_order", "malformed_json", "missing_field", "amount_mismatch", "negative_amount",
-    "order_id_beyond_bigint",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "no_signature",
+        "wrong_secret",
+        "tampered_body",
+        "replayed_timestamp",
+        "future_timestamp",
+        "unknown_order",
+        "malformed_json",
+        "missing_field",
+        "amount_mismatch",
+        "negative_amount",
+        "order_id_beyond_bigint",
+    ],
+)
 async def test_refused_calls_change_nothing(db_pool, case):
     order = await make_order(db_pool, [(101, 1, 2, 150000)])
     app = create_app(_settings(), pool=db_pool, client=_NoTemporal())  # type: ignore[arg-type]
@@ -157,6 +191,8 @@ async def test_accepted_call_marks_paid_and_a_duplicate_attaches(db_pool, tempor
 
 async def test_healthz(db_pool):
     app = create_app(_settings(), pool=db_pool, client=_NoTemporal())  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://x") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://x"
+    ) as http:
         response = await http.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}

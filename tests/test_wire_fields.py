@@ -3,33 +3,61 @@ deletes with a bad value, and entity names as operators type them. Pure tests, n
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from workflows.incoming_types import ResetCursorRequest
-from activities.order_request import OutgoingFields, customer_request, order_request, receipt_request
+from activities.order_request import (
+    OutgoingFields,
+    customer_request,
+    order_request,
+    receipt_request,
+)
 from mahak_client.envelope import parse_row
 from mahak_client.models import ENTITIES, Order, ProductDetail, RejectedRow, entity_name
 from mahak_client.models import parse_tehran as parse_mahak_datetime
 from shopdb.models import ShopCustomer, ShopOrder, ShopOrderLine
+from workflows.incoming_types import ResetCursorRequest
 
 TEHRAN = ZoneInfo("Asia/Tehran")
-UTC = timezone.utc
+UTC = UTC
 
 
 def _order(paid_at: datetime, **extra) -> ShopOrder:
-    lines = [ShopOrderLine(id=i, order_id=7, product_detail_id=100 + i, store_id=5,
-                           quantity=Decimal(i), unit_price=Decimal(1000), discount=Decimal(0),
-                           order_detail_client_id=8_100_000_000_000_000 + i) for i in (1, 2)]
-    return ShopOrder(id=7, customer_id=3, amount=Decimal(3000), currency="IRR",
-                     payment_status="paid", payment_ref="PAY-7", paid_at=paid_at,
-                     shipping_cost=Decimal(0), discount=Decimal(0),
-                     order_client_id=8_000_000_000_000_007, sync_status="sending",
-                     synced_to_mahak=False, sync_attempts=0, created_at=paid_at,
-                     updated_at=paid_at, lines=lines, **extra)
+    lines = [
+        ShopOrderLine(
+            id=i,
+            order_id=7,
+            product_detail_id=100 + i,
+            store_id=5,
+            quantity=Decimal(i),
+            unit_price=Decimal(1000),
+            discount=Decimal(0),
+            order_detail_client_id=8_100_000_000_000_000 + i,
+        )
+        for i in (1, 2)
+    ]
+    return ShopOrder(
+        id=7,
+        customer_id=3,
+        amount=Decimal(3000),
+        currency="IRR",
+        payment_status="paid",
+        payment_ref="PAY-7",
+        paid_at=paid_at,
+        shipping_cost=Decimal(0),
+        discount=Decimal(0),
+        order_client_id=8_000_000_000_000_007,
+        sync_status="sending",
+        synced_to_mahak=False,
+        sync_attempts=0,
+        created_at=paid_at,
+        updated_at=paid_at,
+        lines=lines,
+        **extra,
+    )
 
 
 FIELDS = OutgoingFields(tax_percent=9, charge_percent=0, cash_code=1)
@@ -38,12 +66,15 @@ FIELDS = OutgoingFields(tax_percent=9, charge_percent=0, cash_code=1)
 # --- 1. Dates -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("paid_at, wall", [
-    (datetime(2025, 1, 15, 10, 0, tzinfo=UTC), "2025-01-15T13:30:00"),  # winter
-    (datetime(2025, 7, 15, 10, 0, tzinfo=UTC), "2025-07-15T13:30:00"),  # no DST since 2022
-    (datetime(2020, 7, 15, 10, 0, tzinfo=UTC), "2020-07-15T14:30:00"),  # DST back then
-    (datetime(2025, 10, 4, 23, 0, tzinfo=UTC), "2025-10-05T02:30:00"),  # crosses midnight
-])
+@pytest.mark.parametrize(
+    "paid_at, wall",
+    [
+        (datetime(2025, 1, 15, 10, 0, tzinfo=UTC), "2025-01-15T13:30:00"),  # winter
+        (datetime(2025, 7, 15, 10, 0, tzinfo=UTC), "2025-07-15T13:30:00"),  # no DST since 2022
+        (datetime(2020, 7, 15, 10, 0, tzinfo=UTC), "2020-07-15T14:30:00"),  # DST back then
+        (datetime(2025, 10, 4, 23, 0, tzinfo=UTC), "2025-10-05T02:30:00"),  # crosses midnight
+    ],
+)
 def test_every_date_goes_out_as_naive_tehran_wall_clock(paid_at, wall):
     body = order_request(_order(paid_at), visitor_id=1, person_id=2, fields=FIELDS).to_wire()
     assert body["orders"][0]["orderDate"] == wall
@@ -56,9 +87,11 @@ def test_every_date_goes_out_as_naive_tehran_wall_clock(paid_at, wall):
 def test_naive_server_dates_are_read_as_tehran_by_the_tz_database():
     assert parse_mahak_datetime("2025-07-15T13:30:00") == datetime(2025, 7, 15, 10, 0, tzinfo=UTC)
     assert parse_mahak_datetime("2020-07-15T14:30:00.1234567") == datetime(
-        2020, 7, 15, 10, 0, 0, 123456, tzinfo=UTC)
+        2020, 7, 15, 10, 0, 0, 123456, tzinfo=UTC
+    )
     assert parse_mahak_datetime(datetime(2020, 7, 15, 14, 30)) == datetime(
-        2020, 7, 15, 10, 0, tzinfo=UTC)
+        2020, 7, 15, 10, 0, tzinfo=UTC
+    )
     # Every model reads them so.
     order = Order.model_validate({"OrderDate": "2020-07-15T14:30:00", "OrderId": 1})
     assert order.order_date == datetime(2020, 7, 15, 10, 0, tzinfo=UTC)
@@ -79,8 +112,9 @@ def test_new_customer_carries_its_person_group():
 
 
 def test_lines_carry_the_fields_public_clients_send():
-    body = order_request(_order(datetime(2025, 1, 15, 10, 0, tzinfo=UTC)), visitor_id=1,
-                         person_id=2, fields=FIELDS).to_wire()
+    body = order_request(
+        _order(datetime(2025, 1, 15, 10, 0, tzinfo=UTC)), visitor_id=1, person_id=2, fields=FIELDS
+    ).to_wire()
     for line in body["orderDetails"]:
         assert line["itemType"] == 1 and line["storeId"] == 5
         assert line["taxPercent"] == 9 and line["chargePercent"] == 0
@@ -92,13 +126,20 @@ def test_each_line_carries_its_products_tax_and_charge():
     # The product's own % where it has one; -1 none; 0 or not mirrored: the setting.
     order = _order(datetime(2025, 1, 15, 10, 0, tzinfo=UTC))
     products = [(Decimal("4.5"), Decimal(-1)), (None, Decimal(0))]
-    order = order.model_copy(update={"lines": [
-        ln.model_copy(update={"product_tax_percent": tax, "product_charge_percent": charge})
-        for ln, (tax, charge) in zip(order.lines, products)]})
+    order = order.model_copy(
+        update={
+            "lines": [
+                ln.model_copy(update={"product_tax_percent": tax, "product_charge_percent": charge})
+                for ln, (tax, charge) in zip(order.lines, products)
+            ]
+        }
+    )
     fields = OutgoingFields(tax_percent=9, charge_percent=3, cash_code=1)
     body = order_request(order, visitor_id=1, person_id=2, fields=fields).to_wire()
     assert [(ln["taxPercent"], ln["chargePercent"]) for ln in body["orderDetails"]] == [
-        (4.5, 0), (9, 3)]
+        (4.5, 0),
+        (9, 3),
+    ]
 
 
 def test_effective_percent_of_a_product_value():
@@ -123,24 +164,47 @@ def test_receipt_carries_a_cash_code_or_a_bank():
 
 def test_a_deleted_row_with_a_null_number_is_still_a_delete():
     spec = ENTITIES["product_details"]
-    row = parse_row(spec, {"ProductDetailId": 5, "ProductId": 9, "Deleted": True,
-                           "Price1": None, "Price2": "x", "RowVersion": 4_000_000_001})
+    row = parse_row(
+        spec,
+        {
+            "ProductDetailId": 5,
+            "ProductId": 9,
+            "Deleted": True,
+            "Price1": None,
+            "Price2": "x",
+            "RowVersion": 4_000_000_001,
+        },
+    )
     assert isinstance(row, ProductDetail)
     assert row.product_detail_id == 5 and row.deleted and row.row_version == 4_000_000_001
     # A live row with the same bad value is still quarantined.
-    live = parse_row(spec, {"ProductDetailId": 5, "ProductId": 9, "Deleted": False,
-                            "Price1": None, "RowVersion": 4_000_000_002})
+    live = parse_row(
+        spec,
+        {
+            "ProductDetailId": 5,
+            "ProductId": 9,
+            "Deleted": False,
+            "Price1": None,
+            "RowVersion": 4_000_000_002,
+        },
+    )
     assert isinstance(live, RejectedRow) and "price1" in live.error
 
 
 # --- 5. Entity names -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("given, name", [
-    ("Products", "products"), ("products", "products"), ("ProductDetails", "product_details"),
-    ("product_details", "product_details"), ("PRODUCT_DETAILS", "product_details"),
-    ("ProductDetailStoreAssets", "product_detail_store_assets"),
-])
+@pytest.mark.parametrize(
+    "given, name",
+    [
+        ("Products", "products"),
+        ("products", "products"),
+        ("ProductDetails", "product_details"),
+        ("product_details", "product_details"),
+        ("PRODUCT_DETAILS", "product_details"),
+        ("ProductDetailStoreAssets", "product_detail_store_assets"),
+    ],
+)
 def test_entity_names_as_mahak_spells_them_and_in_snake_case(given, name):
     assert entity_name(given) == name
     request = ResetCursorRequest(entity=given, row_version=0)
@@ -157,13 +221,16 @@ def test_unknown_entity_lists_the_valid_names():
     assert ResetCursorRequest(entity="*").entities()[0] == "stores"
 
 
-@pytest.mark.parametrize("argv, name", [
-    (["sync", "reset-cursor", "ProductDetails"], "product_details"),
-    (["sync", "reset-cursor", "products"], "products"),
-    (["sync", "reset-cursor", "*"], "*"),
-    (["mahak", "pull", "ProductDetails"], "product_details"),
-    (["mahak", "pull", "person_groups"], "person_groups"),
-])
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["sync", "reset-cursor", "ProductDetails"], "product_details"),
+        (["sync", "reset-cursor", "products"], "products"),
+        (["sync", "reset-cursor", "*"], "*"),
+        (["mahak", "pull", "ProductDetails"], "product_details"),
+        (["mahak", "pull", "person_groups"], "person_groups"),
+    ],
+)
 def test_cli_accepts_both_spellings(argv, name):
     import argparse
 

@@ -38,6 +38,7 @@ from temporalio.service import OperatorService, RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from mahak_sync.config import Settings
+from mahak_sync.runtime import run_worker
 from mahak_sync.startup import (
     EXIT_CONFIG,
     StartupAborted,
@@ -46,7 +47,6 @@ from mahak_sync.startup import (
     postgres_is_starting,
     wait_for,
 )
-from tests.fixtures_temporal import STARTUP_TIMEOUT
 from mahak_sync.temporal import (
     SEARCH_ATTRIBUTES,
     SearchAttributesMissing,
@@ -55,7 +55,7 @@ from mahak_sync.temporal import (
     temporal_cli_path,
     verify_search_attributes,
 )
-from mahak_sync.runtime import run_worker
+from tests.fixtures_temporal import STARTUP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "Sup3r-Secret-Pw"
@@ -64,12 +64,20 @@ NAMES = {key.name for key in SEARCH_ATTRIBUTES}
 
 
 def _waiting(logs: list[dict[str, Any]], dependency: str | None = None) -> list[dict[str, Any]]:
-    return [e for e in logs if e["event"] == WAITING
-            and (dependency is None or e["dependency"] == dependency)]
+    return [
+        e
+        for e in logs
+        if e["event"] == WAITING and (dependency is None or e["dependency"] == dependency)
+    ]
 
 
-async def _until(predicate: Callable[[], bool], *, timeout: float, what: str,
-                 task: asyncio.Task[Any] | None = None) -> None:
+async def _until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    task: asyncio.Task[Any] | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if task is not None and task.done():
@@ -81,8 +89,12 @@ async def _until(predicate: Callable[[], bool], *, timeout: float, what: str,
 
 
 def _settings(**env: Any) -> Settings:
-    values = {"STARTUP_RETRY_MAX_SECONDS": 0.2, "MAHAK_BASE_URL": "http://127.0.0.1:9/API/v3",
-              "LOG_FORMAT": "json", **env}
+    values = {
+        "STARTUP_RETRY_MAX_SECONDS": 0.2,
+        "MAHAK_BASE_URL": "http://127.0.0.1:9/API/v3",
+        "LOG_FORMAT": "json",
+        **env,
+    }
     return Settings(_env_file=None, **values)
 
 
@@ -112,7 +124,8 @@ async def test_wait_for_logs_one_line_per_failed_try_and_returns_the_connection(
         calls += 1
         if calls <= 3:
             raise ConnectionRefusedError(
-                111, f"connect to postgresql://shop:{PASSWORD}@db:5432/shop refused")
+                111, f"connect to postgresql://shop:{PASSWORD}@db:5432/shop refused"
+            )
         return "connected"
 
     with capture_logs() as logs:
@@ -147,7 +160,7 @@ async def test_wait_for_gives_up_and_refuses_non_transient_errors_at_once() -> N
     assert [e["event"] for e in logs] == [WAITING] * (calls - 1) + ["dependency_unavailable"]
 
     async def wrong_password() -> None:
-        raise asyncpg.InvalidPasswordError("password authentication failed for user \"shop\"")
+        raise asyncpg.InvalidPasswordError('password authentication failed for user "shop"')
 
     with capture_logs() as logs, pytest.raises(asyncpg.InvalidPasswordError):
         await wait_for("postgresql", wrong_password, initial=0.01, retry_if=postgres_is_starting)
@@ -185,8 +198,9 @@ async def test_wait_for_is_stopped_by_the_stop_event_during_a_pause_or_a_try() -
 
 
 def test_error_descriptions_never_carry_passwords() -> None:
-    exc = OSError(f"could not connect: postgresql://shop:{PASSWORD}@db/shop "
-                  f"host=db password={PASSWORD}")
+    exc = OSError(
+        f"could not connect: postgresql://shop:{PASSWORD}@db/shop host=db password={PASSWORD}"
+    )
     text = describe_error(exc)
     assert PASSWORD not in text and text.startswith("OSError: could not connect")
     assert len(describe_error(RuntimeError("x" * 5000))) < 400
@@ -236,8 +250,9 @@ class LateTcpProxy:
 
 
 @pytest_asyncio.fixture
-async def late_postgres(pg_server: str,
-                        empty_db_dsn: str) -> AsyncIterator[tuple[LateTcpProxy, str]]:
+async def late_postgres(
+    pg_server: str, empty_db_dsn: str
+) -> AsyncIterator[tuple[LateTcpProxy, str]]:
     """(proxy, DATABASE_URL): an EMPTY database, over TCP with a password, not up yet."""
     proxy = LateTcpProxy(pg_server)
     database = urlsplit(empty_db_dsn).path.lstrip("/")
@@ -249,19 +264,29 @@ async def late_postgres(pg_server: str,
 
 
 async def test_worker_waits_for_postgres_then_migrates_and_runs(
-        late_postgres: tuple[LateTcpProxy, str], temporal_env: WorkflowEnvironment,
-        empty_db_dsn: str, task_queue: str) -> None:
+    late_postgres: tuple[LateTcpProxy, str],
+    temporal_env: WorkflowEnvironment,
+    empty_db_dsn: str,
+    task_queue: str,
+) -> None:
     proxy, url = late_postgres
-    settings = _settings(DATABASE_URL=url, TEMPORAL_TASK_QUEUE=task_queue,
-                         TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host)
+    settings = _settings(
+        DATABASE_URL=url,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+    )
     stop = asyncio.Event()
     with capture_logs() as logs:
         task = asyncio.create_task(run_worker(settings, stop=stop))
         try:
             await _until(lambda: len(_waiting(logs)) >= 3, timeout=10, what="3 tries", task=task)
             await proxy.open()  # the database comes up
-            await _until(lambda: any(e["event"] == "worker_started" for e in logs),
-                         timeout=30, what="the worker to start", task=task)
+            await _until(
+                lambda: any(e["event"] == "worker_started" for e in logs),
+                timeout=30,
+                what="the worker to start",
+                task=task,
+            )
         finally:
             await _stop(task, stop, within=40)
     lines = _waiting(logs)
@@ -269,8 +294,15 @@ async def test_worker_waits_for_postgres_then_migrates_and_runs(
     assert all(e["error"].startswith("ConnectionRefusedError") for e in lines)
     assert not _waiting(logs, "temporal"), "Temporal was up"
     ready = [e for e in logs if e["event"] == "dependency_ready"]
-    assert ready == [{"event": "dependency_ready", "log_level": "info", "dependency": "postgresql",
-                      "attempts": len(lines) + 1, "waited": ready[0]["waited"]}]
+    assert ready == [
+        {
+            "event": "dependency_ready",
+            "log_level": "info",
+            "dependency": "postgresql",
+            "attempts": len(lines) + 1,
+            "waited": ready[0]["waited"],
+        }
+    ]
     assert PASSWORD not in repr(logs)
     # MIGRATE_ON_START still holds: the empty database was migrated once it appeared.
     conn = await asyncpg.connect(empty_db_dsn)
@@ -282,11 +314,14 @@ async def test_worker_waits_for_postgres_then_migrates_and_runs(
 
 
 async def test_worker_waiting_for_postgres_stops_cleanly_on_the_stop_event(
-        late_postgres: tuple[LateTcpProxy, str], temporal_env: WorkflowEnvironment,
-        task_queue: str) -> None:
+    late_postgres: tuple[LateTcpProxy, str], temporal_env: WorkflowEnvironment, task_queue: str
+) -> None:
     _, url = late_postgres  # never opened
-    settings = _settings(DATABASE_URL=url, TEMPORAL_TASK_QUEUE=task_queue,
-                         TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host)
+    settings = _settings(
+        DATABASE_URL=url,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+    )
     stop = asyncio.Event()
     with capture_logs() as logs:
         task = asyncio.create_task(run_worker(settings, stop=stop))
@@ -305,10 +340,12 @@ async def test_worker_waiting_for_postgres_stops_cleanly_on_the_stop_event(
 
 
 async def test_worker_waits_for_temporal_then_registers_search_attributes_and_runs(
-        db_dsn: str, task_queue: str) -> None:
+    db_dsn: str, task_queue: str
+) -> None:
     port = free_port()
-    settings = _settings(DATABASE_URL=db_dsn, TEMPORAL_TASK_QUEUE=task_queue,
-                         TEMPORAL_ADDRESS=f"127.0.0.1:{port}")
+    settings = _settings(
+        DATABASE_URL=db_dsn, TEMPORAL_TASK_QUEUE=task_queue, TEMPORAL_ADDRESS=f"127.0.0.1:{port}"
+    )
     stop = asyncio.Event()
     env: WorkflowEnvironment | None = None
     with capture_logs() as logs:
@@ -317,16 +354,24 @@ async def test_worker_waits_for_temporal_then_registers_search_attributes_and_ru
             await _until(lambda: len(_waiting(logs)) >= 3, timeout=10, what="3 tries", task=task)
             # Temporal comes up on that port, WITHOUT the project's search attributes.
             env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=temporal_cli_path(), port=port,
-                dev_server_log_level="error", dev_server_startup_timeout=STARTUP_TIMEOUT)
-            await _until(lambda: any(e["event"] == "worker_started" for e in logs),
-                         timeout=30, what="the worker to start", task=task)
+                dev_server_existing_path=temporal_cli_path(),
+                port=port,
+                dev_server_log_level="error",
+                dev_server_startup_timeout=STARTUP_TIMEOUT,
+            )
+            await _until(
+                lambda: any(e["event"] == "worker_started" for e in logs),
+                timeout=30,
+                what="the worker to start",
+                task=task,
+            )
         finally:
             await _stop(task, stop, within=40)
             listed = None
             if env is not None:
                 listed = await env.client.operator_service.list_search_attributes(
-                    ListSearchAttributesRequest(namespace="default"))
+                    ListSearchAttributesRequest(namespace="default")
+                )
                 await env.shutdown()
     lines = _waiting(logs)
     _assert_one_line_per_try(lines, "temporal", 0.2)
@@ -345,25 +390,32 @@ async def test_worker_waits_for_temporal_then_registers_search_attributes_and_ru
 
 async def _fresh_namespace(client: Client) -> str:
     name = f"startup-{uuid.uuid4().hex[:10]}"
-    await client.workflow_service.register_namespace(RegisterNamespaceRequest(
-        namespace=name, workflow_execution_retention_period=Duration(seconds=86400)))
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
     return name
 
 
 async def _custom_attributes(client: Client, namespace: str) -> dict[str, int]:
     listed = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=namespace))
+        ListSearchAttributesRequest(namespace=namespace)
+    )
     return dict(listed.custom_attributes)
 
 
 def _create_command(namespace: str, key: Any, address: str) -> str:
-    return (f"temporal operator search-attribute create --namespace {namespace} "
-            f"--name {key.name} --type {search_attribute_type_name(key.indexed_value_type)} "
-            f"--address {address}")
+    return (
+        f"temporal operator search-attribute create --namespace {namespace} "
+        f"--name {key.name} --type {search_attribute_type_name(key.indexed_value_type)} "
+        f"--address {address}"
+    )
 
 
 async def test_dev_server_registers_missing_search_attributes_and_the_check_passes(
-        temporal_env: WorkflowEnvironment) -> None:
+    temporal_env: WorkflowEnvironment,
+) -> None:
     client = temporal_env.client
     namespace = await _fresh_namespace(client)
     assert not set(await _custom_attributes(client, namespace)) & NAMES
@@ -381,8 +433,9 @@ def refused_registration(monkeypatch: pytest.MonkeyPatch) -> list[AddSearchAttri
     the admin role (the one stand-in: a dev server never refuses). Listing stays real."""
     asked: list[AddSearchAttributesRequest] = []
 
-    async def refuse(self: OperatorService, req: AddSearchAttributesRequest,
-                     *args: Any, **kwargs: Any) -> Any:
+    async def refuse(
+        self: OperatorService, req: AddSearchAttributesRequest, *args: Any, **kwargs: Any
+    ) -> Any:
         asked.append(req)
         raise RPCError("Request unauthorized.", RPCStatusCode.PERMISSION_DENIED, b"")
 
@@ -391,8 +444,8 @@ def refused_registration(monkeypatch: pytest.MonkeyPatch) -> list[AddSearchAttri
 
 
 async def test_refused_registration_names_the_exact_commands_to_run(
-        temporal_env: WorkflowEnvironment,
-        refused_registration: list[AddSearchAttributesRequest]) -> None:
+    temporal_env: WorkflowEnvironment, refused_registration: list[AddSearchAttributesRequest]
+) -> None:
     client = temporal_env.client
     address = client.service_client.config.target_host
     namespace = await _fresh_namespace(client)
@@ -404,19 +457,27 @@ async def test_refused_registration_names_the_exact_commands_to_run(
         assert _create_command(namespace, key, address) in message
     assert raised.value.commands == sorted(
         (_create_command(namespace, k, address) for k in SEARCH_ATTRIBUTES),
-        key=lambda c: c.split(" --name ")[1])
+        key=lambda c: c.split(" --name ")[1],
+    )
     assert "PERMISSION_DENIED" in message
     assert not set(await _custom_attributes(client, namespace)) & NAMES
 
 
 async def test_worker_does_not_poll_when_the_search_attributes_cannot_be_registered(
-        temporal_env: WorkflowEnvironment, late_postgres: tuple[LateTcpProxy, str],
-        refused_registration: list[AddSearchAttributesRequest], task_queue: str) -> None:
+    temporal_env: WorkflowEnvironment,
+    late_postgres: tuple[LateTcpProxy, str],
+    refused_registration: list[AddSearchAttributesRequest],
+    task_queue: str,
+) -> None:
     address = temporal_env.client.service_client.config.target_host
     namespace = await _fresh_namespace(temporal_env.client)
     _, url = late_postgres  # never opened: the worker must stop before reaching for it
-    settings = _settings(DATABASE_URL=url, TEMPORAL_TASK_QUEUE=task_queue,
-                         TEMPORAL_ADDRESS=address, TEMPORAL_NAMESPACE=namespace)
+    settings = _settings(
+        DATABASE_URL=url,
+        TEMPORAL_TASK_QUEUE=task_queue,
+        TEMPORAL_ADDRESS=address,
+        TEMPORAL_NAMESPACE=namespace,
+    )
     with capture_logs() as logs, pytest.raises(SearchAttributesMissing) as raised:
         await asyncio.wait_for(run_worker(settings), timeout=30)
     assert _create_command(namespace, SEARCH_ATTRIBUTES[0], address) in str(raised.value)
@@ -425,28 +486,48 @@ async def test_worker_does_not_poll_when_the_search_attributes_cannot_be_registe
 
 
 async def test_worker_process_exits_with_the_commands_when_an_attribute_has_another_type(
-        temporal_env: WorkflowEnvironment) -> None:
+    temporal_env: WorkflowEnvironment,
+) -> None:
     """The real `python worker.py` against a real server: `OrderId` exists as a Keyword."""
     client = temporal_env.client
     address = client.service_client.config.target_host
     namespace = await _fresh_namespace(client)
-    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-        namespace=namespace,
-        search_attributes={"OrderId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MAHAK_", "DATABASE_URL", "TEMPORAL_", "STARTUP_"))}
-    env |= {"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": namespace, "LOG_FORMAT": "json",
-            "DATABASE_URL": f"postgresql://shop:{PASSWORD}@127.0.0.1:{free_port()}/shop"}
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=namespace,
+            search_attributes={"OrderId": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+        )
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MAHAK_", "DATABASE_URL", "TEMPORAL_", "STARTUP_"))
+    }
+    env |= {
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_NAMESPACE": namespace,
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": f"postgresql://shop:{PASSWORD}@127.0.0.1:{free_port()}/shop",
+    }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "worker.py"), cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        sys.executable,
+        str(ROOT / "worker.py"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     stderr = err.decode()
     assert proc.returncode == EXIT_CONFIG, stderr
-    assert (f"temporal operator search-attribute remove --namespace {namespace} --name OrderId "
-            f"--yes --address {address}") in stderr
-    assert (f"temporal operator search-attribute create --namespace {namespace} --name OrderId "
-            f"--type Int --address {address}") in stderr
+    assert (
+        f"temporal operator search-attribute remove --namespace {namespace} --name OrderId "
+        f"--yes --address {address}"
+    ) in stderr
+    assert (
+        f"temporal operator search-attribute create --namespace {namespace} --name OrderId "
+        f"--type Int --address {address}"
+    ) in stderr
     assert "OrderId is Keyword, the workflows need Int" in stderr
     assert "worker_started" not in stderr + out.decode()
     assert PASSWORD not in stderr + out.decode()

@@ -30,20 +30,22 @@ due. Guarded by `PATCH_RECONCILE` so runs recorded before it replay.
 from __future__ import annotations
 
 import asyncio
+import builtins
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.incoming import IncomingActivities
+    from mahak_client.models import INCOMING_ORDER
+    from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
     from workflows.incoming_types import (
         RECONCILE_RUN_PREFIX,
         STOCK_ENTITY,
         CheckConflictsInput,
-        ConflictCheckResult,
         CycleSummary,
         DetectConflictsInput,
         EntityCounts,
@@ -59,8 +61,6 @@ with workflow.unsafe.imports_passed_through():
         Trigger,
         ends_cycle,
     )
-    from mahak_client.models import INCOMING_ORDER
-    from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
     from workflows.order_types import (  # the order workflow's signal
         INCOMING_SYNC_WORKFLOW_ID,
         InventoryConflictNotice,
@@ -81,10 +81,8 @@ PATCH_RECONCILE = "incoming-reconcile"
 
 # Bookkeeping activities (sync-log rows, conflict detection, cursor resets) are small DB
 # calls: short attempts, and a budget after which the cycle moves on without them.
-_SMALL_ACTIVITY = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "schedule_to_close_timeout": timedelta(minutes=2),
-}
+_SMALL_START_TO_CLOSE = timedelta(seconds=30)
+_SMALL_SCHEDULE_TO_CLOSE = timedelta(minutes=2)
 
 
 @workflow.defn(name="IncomingSyncWorkflow")
@@ -148,7 +146,7 @@ class IncomingSyncWorkflow:
                     timeout=timeout,
                     timeout_summary="next incoming sync cycle",
                 )
-            except asyncio.TimeoutError:
+            except builtins.TimeoutError:
                 pass
         return False
 
@@ -159,8 +157,11 @@ class IncomingSyncWorkflow:
         if state.reconcile_pending:
             return True
         every = state.config.reconcile_every_seconds
-        return (every > 0 and state.last_reconciled_at is not None
-                and workflow.now() - state.last_reconciled_at >= timedelta(seconds=every))
+        return (
+            every > 0
+            and state.last_reconciled_at is not None
+            and workflow.now() - state.last_reconciled_at >= timedelta(seconds=every)
+        )
 
     async def _run_cycle(self, trigger: Trigger) -> CycleSummary:
         state = self._state
@@ -170,10 +171,16 @@ class IncomingSyncWorkflow:
         run_id = str(workflow.uuid4())
         summary = CycleSummary(
             run_id=f"{RECONCILE_RUN_PREFIX}{run_id}" if reconcile else run_id,
-            trigger=trigger, started_at=workflow.now(), reconcile=reconcile,
+            trigger=trigger,
+            started_at=workflow.now(),
+            reconcile=reconcile,
         )
-        workflow.logger.info("incoming sync cycle %s started (%s%s)", summary.run_id, trigger,
-                             ", reconciliation" if reconcile else "")
+        workflow.logger.info(
+            "incoming sync cycle %s started (%s%s)",
+            summary.run_id,
+            trigger,
+            ", reconciliation" if reconcile else "",
+        )
         self._running = True
         try:
             for index, entity in enumerate(INCOMING_ORDER):
@@ -181,8 +188,9 @@ class IncomingSyncWorkflow:
                     summary.skipped = list(INCOMING_ORDER[index:])
                     break
                 self._current_entity = entity
-                result, outage = await self._sync_entity(entity, summary.run_id,
-                                                         reconcile=reconcile)
+                result, outage = await self._sync_entity(
+                    entity, summary.run_id, reconcile=reconcile
+                )
                 summary.entities[entity] = result
                 if result.cursor is not None:
                     state.cursors[entity] = result.cursor
@@ -190,7 +198,7 @@ class IncomingSyncWorkflow:
                     state.last_error = f"{entity}: {result.error}"
                     state.last_error_at = workflow.now()
                 if outage:
-                    summary.skipped = list(INCOMING_ORDER[index + 1:])
+                    summary.skipped = list(INCOMING_ORDER[index + 1 :])
                     break
                 if entity == STOCK_ENTITY and not workflow.patched(PATCH_CONFLICTS_AFTER_ORDERS):
                     # A run recorded before the check moved after the orders: replay it here.
@@ -200,13 +208,14 @@ class IncomingSyncWorkflow:
                     )
             # Only on a complete picture of this cycle: stock, and the Mahak orders that its
             # counts already include, all synced to the end. Nothing is judged while paused.
-            if (not state.paused and summary.conflict_picture_complete()
-                    and workflow.patched(PATCH_CONFLICTS_AFTER_ORDERS)):
+            if (
+                not state.paused
+                and summary.conflict_picture_complete()
+                and workflow.patched(PATCH_CONFLICTS_AFTER_ORDERS)
+            ):
                 self._current_entity = None
                 summary.conflicts_checked = True
-                summary.inventory_conflicts = await self._check_inventory_conflicts(
-                    summary.run_id
-                )
+                summary.inventory_conflicts = await self._check_inventory_conflicts(summary.run_id)
         finally:
             self._current_entity = None
             self._running = False
@@ -222,18 +231,23 @@ class IncomingSyncWorkflow:
         self._wake = True
         workflow.logger.info(
             "incoming sync cycle %s finished: ok=%s skipped=%s",
-            summary.run_id, summary.ok, summary.skipped,
+            summary.run_id,
+            summary.ok,
+            summary.skipped,
         )
         return summary
 
-    async def _sync_entity(self, entity: str, run_id: str, *,
-                           reconcile: bool = False) -> tuple[EntitySyncResult, bool]:
+    async def _sync_entity(
+        self, entity: str, run_id: str, *, reconcile: bool = False
+    ) -> tuple[EntitySyncResult, bool]:
         """Returns the entity's result and whether the failure looks like an outage."""
         config = self._state.config
         started_at = workflow.now()
         try:
             result = await workflow.execute_activity_method(
-                IncomingActivities.reconcile_entity if reconcile else IncomingActivities.sync_entity,
+                IncomingActivities.reconcile_entity
+                if reconcile
+                else IncomingActivities.sync_entity,
                 SyncEntityInput(entity=entity, page_size=config.page_size, run_id=run_id),
                 schedule_to_close_timeout=timedelta(seconds=config.entity_timeout_seconds),
                 start_to_close_timeout=timedelta(seconds=config.attempt_timeout_seconds),
@@ -262,18 +276,28 @@ class IncomingSyncWorkflow:
             )
             workflow.logger.warning("incoming sync of %s failed: %s", entity, result.error)
             await self._record_failure(
-                RecordFailureInput(run_id=run_id, entity=entity, started_at=started_at,
-                                   error=result.error or "failed", counts=counts)
+                RecordFailureInput(
+                    run_id=run_id,
+                    entity=entity,
+                    started_at=started_at,
+                    error=result.error or "failed",
+                    counts=counts,
+                )
             )
-            outage = ends_cycle(last.type if last is not None else None,
-                                non_retryable=last is not None and last.non_retryable)
+            outage = ends_cycle(
+                last.type if last is not None else None,
+                non_retryable=last is not None and last.non_retryable,
+            )
             return result, outage
 
     async def _record_failure(self, failure: RecordFailureInput) -> None:
         try:
             await workflow.execute_activity_method(
-                IncomingActivities.record_failure, failure, summary=f"record {failure.entity} failure",
-                **_SMALL_ACTIVITY,
+                IncomingActivities.record_failure,
+                failure,
+                summary=f"record {failure.entity} failure",
+                start_to_close_timeout=_SMALL_START_TO_CLOSE,
+                schedule_to_close_timeout=_SMALL_SCHEDULE_TO_CLOSE,
             )
         except ActivityError as err:
             # The database is down too; the workflow's own state still shows the error.
@@ -312,7 +336,8 @@ class IncomingSyncWorkflow:
                 IncomingActivities.detect_inventory_conflicts,
                 DetectConflictsInput(run_id=run_id),
                 summary="detect inventory conflicts",
-                **_SMALL_ACTIVITY,
+                start_to_close_timeout=_SMALL_START_TO_CLOSE,
+                schedule_to_close_timeout=_SMALL_SCHEDULE_TO_CLOSE,
             )
         except ActivityError as err:
             workflow.logger.warning("inventory conflict check failed: %s", _describe(err.cause))
@@ -330,8 +355,11 @@ class IncomingSyncWorkflow:
             if self._state.signalled_conflicts.get(key) != fingerprint:
                 worst = conflict.worst()
                 notice = InventoryConflictNotice(
-                    product_detail_id=worst.product_detail_id, store_id=worst.store_id,
-                    needed=worst.held, available=worst.available, reason=conflict.describe(),
+                    product_detail_id=worst.product_detail_id,
+                    store_id=worst.store_id,
+                    needed=worst.held,
+                    available=worst.available,
+                    reason=conflict.describe(),
                 )
                 handle = workflow.get_external_workflow_handle(order_workflow_id(conflict.order_id))
                 try:
@@ -411,9 +439,11 @@ class IncomingSyncWorkflow:
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
         async with self._lock:
             result = await workflow.execute_activity_method(
-                IncomingActivities.reset_cursor, request,
+                IncomingActivities.reset_cursor,
+                request,
                 summary=f"reset cursor {request.entity} to {request.row_version}",
-                **_SMALL_ACTIVITY,
+                start_to_close_timeout=_SMALL_START_TO_CLOSE,
+                schedule_to_close_timeout=_SMALL_SCHEDULE_TO_CLOSE,
             )
         self._state.cursors.update(result.cursors)
         return result
@@ -429,7 +459,7 @@ class IncomingSyncWorkflow:
         if not self._state.config.publish_search_attributes:
             return
         current = workflow.info().typed_search_attributes
-        updates = []
+        updates: list[SearchAttributeUpdate[Any]] = []
         if current.get(SYNC_KIND) != SYNC_KIND_VALUE:
             updates.append(SYNC_KIND.value_set(SYNC_KIND_VALUE))
         if current.get(SYNC_PAUSED) != self._state.paused:

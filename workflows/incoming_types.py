@@ -29,9 +29,13 @@ Trigger = Literal["timer", "sync_now", "manual", "cli"]
 # not helped within the entity's budget, the cycle goes on with the other entities. Anything
 # else that outlasts its retries (Mahak or the database unavailable, bad credentials) would
 # meet every later entity too, so it ends the cycle; the next one resumes from the cursors.
-ENTITY_ERROR_TYPES: frozenset[str] = frozenset({
-    ErrorType.MAHAK_REFUSED, ErrorType.MAHAK_BAD_RESPONSE, ErrorType.INVALID_DATA,
-})
+ENTITY_ERROR_TYPES: frozenset[str] = frozenset(
+    {
+        ErrorType.MAHAK_REFUSED,
+        ErrorType.MAHAK_BAD_RESPONSE,
+        ErrorType.INVALID_DATA,
+    }
+)
 
 
 def ends_cycle(error_type: str | None, *, non_retryable: bool) -> bool:
@@ -39,6 +43,7 @@ def ends_cycle(error_type: str | None, *, non_retryable: bool) -> bool:
     cycle, rather than being recorded and skipped. Decided by the error table's type; a
     non-retryable error of any other type is the entity's own too (retrying cannot help)."""
     return not (non_retryable or error_type in ENTITY_ERROR_TYPES)
+
 
 # Sync-log rows of a reconciliation carry a run id with this prefix (the entity as usual).
 RECONCILE_RUN_PREFIX = "reconcile-"
@@ -57,9 +62,12 @@ class EntityCounts(BaseModel):
     dropped: int = 0
 
     def __add__(self, other: EntityCounts) -> EntityCounts:
-        return EntityCounts(**{
-            name: getattr(self, name) + getattr(other, name) for name in EntityCounts.model_fields
-        })
+        return EntityCounts(
+            **{
+                name: getattr(self, name) + getattr(other, name)
+                for name in EntityCounts.model_fields
+            }
+        )
 
 
 class SyncEntityInput(BaseModel):
@@ -125,8 +133,10 @@ class StockShortage(BaseModel):
     available: float  # Mahak's Count1
 
     def describe(self) -> str:
-        return (f"detail {self.product_detail_id} in store {self.store_id}: Mahak has "
-                f"{self.available:g}, paid unsent orders hold {self.held:g}")
+        return (
+            f"detail {self.product_detail_id} in store {self.store_id}: Mahak has "
+            f"{self.available:g}, paid unsent orders hold {self.held:g}"
+        )
 
 
 class OrderStockConflict(BaseModel):
@@ -216,8 +226,9 @@ class CycleSummary(BaseModel):
     def conflict_picture_complete(self) -> bool:
         """Stock, orders and order details all synced to the end, without error, in this
         cycle: the only picture inventory conflicts may be judged on."""
-        return all(entity in self.entities and self.entities[entity].ok
-                   for entity in CONFLICT_PICTURE)
+        return all(
+            entity in self.entities and self.entities[entity].ok for entity in CONFLICT_PICTURE
+        )
 
     def totals(self) -> EntityCounts:
         return sum((result.counts for result in self.entities.values()), EntityCounts())

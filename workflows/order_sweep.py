@@ -17,7 +17,6 @@ legacy `order.sweep` activity (first page only) and an unjittered interval.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -59,8 +58,11 @@ class OrderSweepWorkflow:
     @workflow.query
     def status(self) -> OrderSweepStatus:
         return OrderSweepStatus(
-            cycles=self._cycles, last_started=self._last, cursor=self._cursor,
-            examined=self._page.examined, in_flight=self._page.in_flight,
+            cycles=self._cycles,
+            last_started=self._last,
+            cursor=self._cursor,
+            examined=self._page.examined,
+            in_flight=self._page.in_flight,
             wrapped=self._page.wrapped,
         )
 
@@ -77,18 +79,23 @@ class OrderSweepWorkflow:
             self._cycles += 1
             if self._cycles >= inp.cycles_per_run:
                 workflow.continue_as_new(
-                    inp.model_copy(update={"cursor": self._cursor}) if paged else inp)
-            wait = (jittered(inp.interval, inp.jitter, workflow.random().random())
-                    if paged else inp.interval)
+                    inp.model_copy(update={"cursor": self._cursor}) if paged else inp
+                )
+            wait = (
+                jittered(inp.interval, inp.jitter, workflow.random().random())
+                if paged
+                else inp.interval
+            )
             try:
                 await workflow.wait_condition(lambda: self._wake, timeout=wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _sweep_page(self, limit: int) -> None:
         try:
             page = await workflow.execute_activity_method(
-                OrderSweepActivities.sweep_page, SweepPageRequest(after=self._cursor, limit=limit),
+                OrderSweepActivities.sweep_page,
+                SweepPageRequest(after=self._cursor, limit=limit),
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
@@ -104,7 +111,8 @@ class OrderSweepWorkflow:
         """Before `PAGED_SWEEP_PATCH`: the oldest `limit` orders every time."""
         try:
             self._last = await workflow.execute_activity_method(
-                OrderSweepActivities.sweep, limit,
+                OrderSweepActivities.sweep,
+                limit,
                 start_to_close_timeout=timedelta(minutes=5),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )

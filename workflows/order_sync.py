@@ -24,7 +24,6 @@ decided (synced, or cancelled: then the saga).
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,17 +48,14 @@ with workflow.unsafe.imports_passed_through():
         DisputeNote,
         InventoryConflictNotice,
         MahakFailure,
-        MahakOrderCheck,
         OrderSummary,
         OrderSyncCarry,
         OrderSyncInput,
         OrderSyncPolicy,
         OrderSyncResult,
         OrderSyncStatus,
-        RefundOutcome,
         ResolveAck,
         ResolveDispute,
-        ReverseOutcome,
         ReverseRequest,
         SendOutcome,
         SendRequest,
@@ -171,7 +167,9 @@ class OrderSyncWorkflow:
 
     def _decision_problem(self, decision: ResolveDispute) -> str | None:
         if decision.action not in DISPUTE_ACTIONS:
-            return f"unknown action {decision.action!r}; expected one of {', '.join(DISPUTE_ACTIONS)}"
+            return (
+                f"unknown action {decision.action!r}; expected one of {', '.join(DISPUTE_ACTIONS)}"
+            )
         if self._dispute is None:
             return "no dispute is pending for this order"
         if self._decision is not None:
@@ -208,11 +206,16 @@ class OrderSyncWorkflow:
                 # the shop cancelled the order itself: run the saga, never send. Its steps
                 # are idempotent (the refund is owed once; Mahak is read, not remembered).
                 return await self._compensate(
-                    "finishing a compensation that began earlier" if order.compensation_started
-                    else "the shop cancelled the order before its sync began")
+                    "finishing a compensation that began earlier"
+                    if order.compensation_started
+                    else "the shop cancelled the order before its sync began"
+                )
             self._set_status("cancelled", "cancelled")
-            return self._result("cancelled", note="cancelled earlier; a staff task owns what "
-                                                  f"Mahak kept: {order.mahak_leftovers}")
+            return self._result(
+                "cancelled",
+                note="cancelled earlier; a staff task owns what "
+                f"Mahak kept: {order.mahak_leftovers}",
+            )
         # Mahak's ids alone (a run that died before marking it synced) prove nothing about
         # lines and receipt: such an order goes through the send, whose probe confirms it.
         if order.synced_to_mahak and (order.sync_status == "synced" or not self._v2):
@@ -242,7 +245,8 @@ class OrderSyncWorkflow:
 
             if outcome.kind == "already_registered":
                 check = await self._activity(
-                    OrderActivities.check_in_mahak, self._order_id, timeout=_MAHAK_TIMEOUT)
+                    OrderActivities.check_in_mahak, self._order_id, timeout=_MAHAK_TIMEOUT
+                )
                 if check.found and check.mahak_order_id is not None:
                     self._mahak_order_id = check.mahak_order_id
                 if check.found and check.matches:
@@ -261,18 +265,19 @@ class OrderSyncWorkflow:
                 await self._refresh_and_wait(outcome)
                 continue
             else:
-                decision = await self._dispute_wait(
-                    self._dispute_reason(outcome), outcome.failures
-                )
+                decision = await self._dispute_wait(self._dispute_reason(outcome), outcome.failures)
 
             if decision is None:  # inventory conflict while waiting for the operator
                 return await self._compensate("inventory conflict while in dispute")
             if decision.action == "mark_synced":
                 return await self._finish_synced(
-                    self._mahak_order_id, f"marked synced by operator: {decision.note or ''}".strip()
+                    self._mahak_order_id,
+                    f"marked synced by operator: {decision.note or ''}".strip(),
                 )
             if decision.action == "cancel":
-                return await self._compensate(f"cancelled by operator: {decision.note or ''}".strip())
+                return await self._compensate(
+                    f"cancelled by operator: {decision.note or ''}".strip()
+                )
             self._stale_refreshes = 0  # resend: a fresh round
 
     async def _send_until_answered(self) -> SendOutcome | None:
@@ -281,7 +286,9 @@ class OrderSyncWorkflow:
         Returns None when an inventory conflict should stop the order first."""
         policy = self._policy
         deadline, delay = self._carried_window or (
-            workflow.now() + policy.send_retry_for, policy.first_retry_delay)
+            workflow.now() + policy.send_retry_for,
+            policy.first_retry_delay,
+        )
         self._carried_window = None
         while True:
             if self._conflict is not None:
@@ -316,8 +323,10 @@ class OrderSyncWorkflow:
             self._attempts += 1
             self._attempts_this_run += 1
             self._last_error = error
-            await self._db(OrderActivities.record_attempt, AttemptNote(
-                order_id=self._order_id, error=error, attempt=self._attempts))
+            await self._db(
+                OrderActivities.record_attempt,
+                AttemptNote(order_id=self._order_id, error=error, attempt=self._attempts),
+            )
             if answer is not None:
                 self._absorb(answer)
                 return answer
@@ -325,15 +334,17 @@ class OrderSyncWorkflow:
             if workflow.now() + delay > deadline:
                 return SendOutcome(
                     kind="rejected",
-                    failures=[MahakFailure(
-                        collection="request",
-                        message=f"still failing after {self._attempts} attempts: {error}",
-                    )],
+                    failures=[
+                        MahakFailure(
+                            collection="request",
+                            message=f"still failing after {self._attempts} attempts: {error}",
+                        )
+                    ],
                 )
             self._set_status("retrying", "waiting_to_retry")
             try:
                 await workflow.wait_condition(lambda: self._conflict is not None, timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             delay = min(delay * 2, policy.max_retry_delay)
             if self._history_is_long() and workflow.patched(PATCH_CONTINUE_AS_NEW):
@@ -347,7 +358,8 @@ class OrderSyncWorkflow:
             await self._notify_staff(
                 "mahak_credentials",
                 f"Mahak refused the login while sending order {self._order_id}: check "
-                "MAHAK_USERNAME / MAHAK_PASSWORD. Orders wait and are retried meanwhile.")
+                "MAHAK_USERNAME / MAHAK_PASSWORD. Orders wait and are retried meanwhile.",
+            )
         if kind != ErrorType.MAHAK_BAD_RESPONSE:
             self._bad_responses = 0
             return None
@@ -355,15 +367,22 @@ class OrderSyncWorkflow:
         if self._bad_responses < self._policy.max_bad_responses:
             return None
         self._bad_responses = 0
-        return SendOutcome(kind="rejected", failures=[MahakFailure(
-            collection="request",
-            message=f"Mahak answered {self._policy.max_bad_responses} times in a row with a "
-                    f"body that is not its envelope; last: {error}"[:500])])
+        return SendOutcome(
+            kind="rejected",
+            failures=[
+                MahakFailure(
+                    collection="request",
+                    message=f"Mahak answered {self._policy.max_bad_responses} times in a row with a "
+                    f"body that is not its envelope; last: {error}"[:500],
+                )
+            ],
+        )
 
     def _history_is_long(self) -> bool:
-        return (self._conflict is None
-                and (self._attempts_this_run >= self._policy.attempts_per_run
-                     or workflow.info().is_continue_as_new_suggested()))
+        return self._conflict is None and (
+            self._attempts_this_run >= self._policy.attempts_per_run
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
     async def _continue_as_new(self, deadline: datetime, delay: timedelta) -> None:
         """Hand the retry over to a fresh run (same workflow id, status and search
@@ -371,16 +390,24 @@ class OrderSyncWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._conflict is not None:
             return
-        workflow.continue_as_new(OrderSyncInput(
-            order_id=self._order_id, policy=self._policy,
-            carry=OrderSyncCarry(
-                attempts=self._attempts, retry_deadline=deadline, next_delay=delay,
-                last_error=self._last_error, mahak_order_id=self._mahak_order_id,
-                saved_line_client_ids=self._saved_lines, stale_refreshes=self._stale_refreshes,
-                runs=self._runs + 1, bad_responses=self._bad_responses,
-                credentials_notified=self._credentials_notified,
-            ),
-        ))
+        workflow.continue_as_new(
+            OrderSyncInput(
+                order_id=self._order_id,
+                policy=self._policy,
+                carry=OrderSyncCarry(
+                    attempts=self._attempts,
+                    retry_deadline=deadline,
+                    next_delay=delay,
+                    last_error=self._last_error,
+                    mahak_order_id=self._mahak_order_id,
+                    saved_line_client_ids=self._saved_lines,
+                    stale_refreshes=self._stale_refreshes,
+                    runs=self._runs + 1,
+                    bad_responses=self._bad_responses,
+                    credentials_notified=self._credentials_notified,
+                ),
+            )
+        )
 
     def _resume(self, carry: OrderSyncCarry) -> None:
         self._attempts = carry.attempts
@@ -407,26 +434,34 @@ class OrderSyncWorkflow:
         self._stale_refreshes += 1
         self._set_status("retrying", "refreshing_references")
         try:
-            await workflow.get_external_workflow_handle(INCOMING_SYNC_WORKFLOW_ID).signal("sync_now")
+            await workflow.get_external_workflow_handle(INCOMING_SYNC_WORKFLOW_ID).signal(
+                "sync_now"
+            )
         except Exception as err:  # noqa: BLE001 - the incoming sync may simply not be running
             workflow.logger.warning("could not signal the incoming sync: %s", err)
         workflow.logger.info(
             "stale references %s: refresh %d of %d",
-            outcome.stale_entities, self._stale_refreshes, self._policy.max_stale_refreshes,
+            outcome.stale_entities,
+            self._stale_refreshes,
+            self._policy.max_stale_refreshes,
         )
         try:
             await workflow.wait_condition(
                 lambda: self._conflict is not None, timeout=self._policy.stale_refresh_wait
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     # --- Disputes ----------------------------------------------------------------------------
 
-    async def _dispute_wait(self, reason: str, failures: list[MahakFailure]) -> ResolveDispute | None:
+    async def _dispute_wait(
+        self, reason: str, failures: list[MahakFailure]
+    ) -> ResolveDispute | None:
         self._dispute = DisputeInfo(reason=reason, failures=failures, since=workflow.now())
         self._set_status("dispute", "dispute")
-        marked = await self._db(OrderActivities.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason))
+        marked = await self._db(
+            OrderActivities.mark_dispute, DisputeNote(order_id=self._order_id, reason=reason)
+        )
         if self._v2 and marked is False:
             raise _ShopRefused("mark_dispute")
 
@@ -435,15 +470,18 @@ class OrderSyncWorkflow:
 
         try:
             await workflow.wait_condition(decided, timeout=self._policy.decision_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._dispute.escalated = True
             self._stage = "dispute_escalated"
-            await self._db(OrderActivities.notify_staff, StaffNotice(
-                order_id=self._order_id,
-                kind="order_dispute_escalated",
-                message=f"order {self._order_id} has waited {self._policy.decision_timeout} "
-                        f"for a decision: {reason}"[:1000],
-            ))
+            await self._db(
+                OrderActivities.notify_staff,
+                StaffNotice(
+                    order_id=self._order_id,
+                    kind="order_dispute_escalated",
+                    message=f"order {self._order_id} has waited {self._policy.decision_timeout} "
+                    f"for a decision: {reason}"[:1000],
+                ),
+            )
             await workflow.wait_condition(decided)
 
         decision, self._decision = self._decision, None
@@ -466,9 +504,14 @@ class OrderSyncWorkflow:
         self._conflict = None
         if mahak_order_id is not None:
             self._mahak_order_id = mahak_order_id
-        marked = await self._db(OrderActivities.mark_synced, SyncedNote(
-            order_id=self._order_id, mahak_order_id=self._mahak_order_id, note=note,
-        ))
+        marked = await self._db(
+            OrderActivities.mark_synced,
+            SyncedNote(
+                order_id=self._order_id,
+                mahak_order_id=self._mahak_order_id,
+                note=note,
+            ),
+        )
         if self._v2 and marked is False:
             raise _ShopRefused("mark_synced")
         self._last_error = None
@@ -479,20 +522,24 @@ class OrderSyncWorkflow:
         """The database refused `refused`: reload the order and follow the shop's decision."""
         order: OrderSummary | None = await self._db(OrderActivities.load, self._order_id)
         if order is None:
-            raise ApplicationError(f"order {self._order_id} no longer exists",
-                                   type=ErrorType.ORDER_NOT_FOUND)
+            raise ApplicationError(
+                f"order {self._order_id} no longer exists", type=ErrorType.ORDER_NOT_FOUND
+            )
         if order.sync_status == "synced":
             self._mahak_order_id = order.mahak_order_id or self._mahak_order_id
             self._set_status("synced", "synced")
             return self._result("synced", note="the shop marks the order synced")
         if order.sync_status == "cancelled" or order.compensation_started or not order.paid:
             return await self._compensate(
-                f"the shop cancelled the order or took back its payment ({refused} refused)")
+                f"the shop cancelled the order or took back its payment ({refused} refused)"
+            )
         # Sendable, yet refused: only a concurrent writer explains it. Loud, and the sweep
         # starts a fresh run that sees the settled state.
         raise ApplicationError(
             f"order {self._order_id}: {refused} refused with status {order.sync_status!r}",
-            type=ErrorType.ORDER_STATE, non_retryable=True)
+            type=ErrorType.ORDER_STATE,
+            non_retryable=True,
+        )
 
     async def _compensate(self, reason: str) -> OrderSyncResult:
         if self._v2:
@@ -503,21 +550,32 @@ class OrderSyncWorkflow:
         """Record the decision, undo the shop side at once, then Mahak until done. A step
         that fails for good becomes a staff task and the saga goes on."""
         self._set_status(self._sync_status, "compensating")
-        if not await self._db(OrderActivities.begin_compensation,
-                              CancelRequest(order_id=self._order_id, reason=reason)):
+        if not await self._db(
+            OrderActivities.begin_compensation,
+            CancelRequest(order_id=self._order_id, reason=reason),
+        ):
             await self._staff_task(
                 "compensation_refused",
                 f"order {self._order_id} was to be cancelled ({reason}), but the shop marks it "
-                "synced: nothing was undone. Check the order in Mahak and in the shop.")
+                "synced: nothing was undone. Check the order in Mahak and in the shop.",
+            )
             self._set_status("synced", "synced")
-            return self._result("synced", note=f"not cancelled: the shop marks it synced ({reason})")
+            return self._result(
+                "synced", note=f"not cancelled: the shop marks it synced ({reason})"
+            )
 
-        if await self._saga_step("cancel and restock the order in the shop",
-                                 OrderActivities.cancel_and_restock,
-                                 CancelRequest(order_id=self._order_id, reason=reason)) is not _FAILED:
+        if (
+            await self._saga_step(
+                "cancel and restock the order in the shop",
+                OrderActivities.cancel_and_restock,
+                CancelRequest(order_id=self._order_id, reason=reason),
+            )
+            is not _FAILED
+        ):
             self._compensations.append("cancelled_and_restocked")
-        refund = await self._saga_step("refund the payment", PaymentActivities.refund,
-                                       self._order_id, timeout=_MAHAK_TIMEOUT)
+        refund = await self._saga_step(
+            "refund the payment", PaymentActivities.refund, self._order_id, timeout=_MAHAK_TIMEOUT
+        )
         refunded = refund is not _FAILED and refund.refunded
         if refund is not _FAILED:
             if refund.refunded or not refund.required:
@@ -525,36 +583,58 @@ class OrderSyncWorkflow:
             else:
                 self._compensations.append("refund_manual")
                 await self._staff_task(
-                    "refund_needed", f"refund order {self._order_id} by hand: {refund.detail}")
-        if await self._saga_step("tell the customer", OrderActivities.notify_customer, CustomerNotice(
-                order_id=self._order_id, kind="order_cancelled", refunded=refunded)) is not _FAILED:
+                    "refund_needed", f"refund order {self._order_id} by hand: {refund.detail}"
+                )
+        if (
+            await self._saga_step(
+                "tell the customer",
+                OrderActivities.notify_customer,
+                CustomerNotice(order_id=self._order_id, kind="order_cancelled", refunded=refunded),
+            )
+            is not _FAILED
+        ):
             self._compensations.append("customer_notified")
 
         reversal = await self._saga_step(
-            "delete the order from Mahak", OrderActivities.reverse_in_mahak,
-            ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
-                           line_client_ids=list(self._saved_lines)),
-            timeout=_MAHAK_TIMEOUT)
+            "delete the order from Mahak",
+            OrderActivities.reverse_in_mahak,
+            ReverseRequest(
+                order_id=self._order_id,
+                mahak_order_id=self._mahak_order_id,
+                line_client_ids=list(self._saved_lines),
+            ),
+            timeout=_MAHAK_TIMEOUT,
+        )
         if reversal is not _FAILED:
             if reversal.reversed:
-                self._compensations.append("mahak_reversed" if reversal.found else "nothing_in_mahak")
+                self._compensations.append(
+                    "mahak_reversed" if reversal.found else "nothing_in_mahak"
+                )
             else:
                 self._compensations.append("mahak_reversal_manual")
                 await self._staff_task(
                     "mahak_reversal_needed",
                     f"{' and '.join(reversal.leftovers)} could not be deleted: {reversal.detail}. "
-                    f"Reverse them in Mahak by hand (web order {self._order_id}).")
+                    f"Reverse them in Mahak by hand (web order {self._order_id}).",
+                )
 
         self._last_error = reason
         self._set_status("cancelled", "cancelled")
         if self._staff_tasks:
-            return self._result("cancelled_with_staff_task",
-                                note=f"{reason}; staff: {'; '.join(self._staff_tasks)}"[:1000])
+            return self._result(
+                "cancelled_with_staff_task",
+                note=f"{reason}; staff: {'; '.join(self._staff_tasks)}"[:1000],
+            )
         return self._result("cancelled", note=reason)
 
-    async def _saga_step(self, what: str,
-                         method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
-                         arg: ParamType, *, timeout: timedelta = _DB_TIMEOUT) -> ReturnType | Any:
+    async def _saga_step(
+        self,
+        what: str,
+        method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
+        arg: ParamType,
+        *,
+        timeout: timedelta = _DB_TIMEOUT,
+    ) -> ReturnType | Any:
         """One compensation step, retried until done; a permanent failure is a staff task
         (and `_FAILED` returned)."""
         try:
@@ -562,7 +642,8 @@ class OrderSyncWorkflow:
         except ActivityError as err:
             await self._staff_task(
                 "compensation_step_failed",
-                f"order {self._order_id}: could not {what}: {_describe(err)}")
+                f"order {self._order_id}: could not {what}: {_describe(err)}",
+            )
             return _FAILED
 
     async def _staff_task(self, kind: str, message: str) -> None:
@@ -570,8 +651,10 @@ class OrderSyncWorkflow:
         await self._notify_staff(kind, message)
 
     async def _notify_staff(self, kind: str, message: str) -> None:
-        await self._db(OrderActivities.notify_staff, StaffNotice(
-            order_id=self._order_id, kind=kind, message=message[:1000]))
+        await self._db(
+            OrderActivities.notify_staff,
+            StaffNotice(order_id=self._order_id, kind=kind, message=message[:1000]),
+        )
 
     async def _compensate_before_saga(self, reason: str) -> OrderSyncResult:
         """The compensation of runs recorded before `PATCH_SAGA` (kept for their replay)."""
@@ -582,35 +665,58 @@ class OrderSyncWorkflow:
         if known_in_mahak or (self._attempts > 0 and workflow.patched(PATCH_REVERSE_UNKNOWN_SEND)):
             reversed_ = await self._activity(
                 OrderActivities.reverse_in_mahak,
-                ReverseRequest(order_id=self._order_id, mahak_order_id=self._mahak_order_id,
-                               line_client_ids=list(self._saved_lines)),
+                ReverseRequest(
+                    order_id=self._order_id,
+                    mahak_order_id=self._mahak_order_id,
+                    line_client_ids=list(self._saved_lines),
+                ),
                 timeout=_MAHAK_TIMEOUT,
             )
             self._compensations.append(
-                "mahak_reversal_manual" if not reversed_.reversed
-                else "mahak_reversed" if reversed_.found else "nothing_in_mahak")
+                "mahak_reversal_manual"
+                if not reversed_.reversed
+                else "mahak_reversed"
+                if reversed_.found
+                else "nothing_in_mahak"
+            )
             if not reversed_.reversed:
-                await self._db(OrderActivities.notify_staff, StaffNotice(
-                    order_id=self._order_id,
-                    kind="mahak_reversal_needed",
-                    message=f"reverse order {self._order_id} (Mahak id {self._mahak_order_id}) "
-                            f"by hand in Mahak: {reversed_.detail}"[:1000],
-                ))
-        await self._db(OrderActivities.cancel_and_restock, CancelRequest(order_id=self._order_id, reason=reason))
+                await self._db(
+                    OrderActivities.notify_staff,
+                    StaffNotice(
+                        order_id=self._order_id,
+                        kind="mahak_reversal_needed",
+                        message=f"reverse order {self._order_id} (Mahak id {self._mahak_order_id}) "
+                        f"by hand in Mahak: {reversed_.detail}"[:1000],
+                    ),
+                )
+        await self._db(
+            OrderActivities.cancel_and_restock,
+            CancelRequest(order_id=self._order_id, reason=reason),
+        )
         self._compensations.append("cancelled_and_restocked")
-        refund = await self._activity(PaymentActivities.refund, self._order_id,
-                                      timeout=_MAHAK_TIMEOUT)
+        refund = await self._activity(
+            PaymentActivities.refund, self._order_id, timeout=_MAHAK_TIMEOUT
+        )
         if refund.refunded or not refund.required:
             self._compensations.append("refunded" if refund.refunded else "nothing_to_refund")
         else:
             self._compensations.append("refund_manual")
-            await self._db(OrderActivities.notify_staff, StaffNotice(
-                order_id=self._order_id, kind="refund_needed",
-                message=f"refund order {self._order_id} by hand: {refund.detail}"[:1000],
-            ))
-        await self._db(OrderActivities.notify_customer, CustomerNotice(
-            order_id=self._order_id, kind="order_cancelled", refunded=refund.refunded,
-        ))
+            await self._db(
+                OrderActivities.notify_staff,
+                StaffNotice(
+                    order_id=self._order_id,
+                    kind="refund_needed",
+                    message=f"refund order {self._order_id} by hand: {refund.detail}"[:1000],
+                ),
+            )
+        await self._db(
+            OrderActivities.notify_customer,
+            CustomerNotice(
+                order_id=self._order_id,
+                kind="order_cancelled",
+                refunded=refund.refunded,
+            ),
+        )
         self._compensations.append("customer_notified")
         self._last_error = reason
         self._set_status("cancelled", "cancelled")
@@ -627,19 +733,29 @@ class OrderSyncWorkflow:
 
     def _result(self, outcome: SyncOutcome, note: str | None = None) -> OrderSyncResult:
         return OrderSyncResult(
-            order_id=self._order_id, outcome=outcome,
-            mahak_order_id=self._mahak_order_id, attempts=self._attempts, note=note,
+            order_id=self._order_id,
+            outcome=outcome,
+            mahak_order_id=self._mahak_order_id,
+            attempts=self._attempts,
+            note=note,
         )
 
-    async def _db(self, method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
-                  arg: ParamType) -> ReturnType:
+    async def _db(
+        self, method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType], arg: ParamType
+    ) -> ReturnType:
         return await self._activity(method, arg, timeout=_DB_TIMEOUT)
 
-    async def _activity(self, method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
-                        arg: ParamType, *, timeout: timedelta) -> ReturnType:
+    async def _activity(
+        self,
+        method: MethodAsyncSingleParam[SelfType, ParamType, ReturnType],
+        arg: ParamType,
+        *,
+        timeout: timedelta,
+    ) -> ReturnType:
         """An activity retried until it succeeds or fails for good (by the error table)."""
         return await workflow.execute_activity_method(
-            method, arg, start_to_close_timeout=timeout, retry_policy=_UNTIL_DONE)
+            method, arg, start_to_close_timeout=timeout, retry_policy=_UNTIL_DONE
+        )
 
 
 # A compensation step that failed for good (the staff task is already raised).

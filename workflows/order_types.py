@@ -143,7 +143,9 @@ class SendOutcome(BaseModel):
             return self.kind
         first = self.failures[0]
         more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        return f"{self.kind}: {first.collection}.{first.property or '?'}: {first.message}{more}"[:500]
+        return f"{self.kind}: {first.collection}.{first.property or '?'}: {first.message}{more}"[
+            :500
+        ]
 
 
 class MahakOrderCheck(BaseModel):

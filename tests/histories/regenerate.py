@@ -39,25 +39,24 @@ from pydantic import SecretStr  # noqa: E402
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle  # noqa: E402
 from temporalio.exceptions import ApplicationError  # noqa: E402
 
-from workflows.incoming_types import ResetCursorRequest, SyncConfig, SyncStatus  # noqa: E402
 from activities.order_request import order_request  # noqa: E402
 from mahak_client.client import MahakClient  # noqa: E402
 from mahak_simulator.config import SimulatorConfig  # noqa: E402
 from mahak_simulator.control import SimControl  # noqa: E402
 from mahak_simulator.server import SimulatorServer  # noqa: E402
 from mahak_sync.config import Settings  # noqa: E402
+from mahak_sync.launch import start_incoming  # noqa: E402
 from mahak_sync.orders_api import start_order_sync  # noqa: E402
+from mahak_sync.runtime import build_worker  # noqa: E402
 from mahak_sync.temporal import DevServer, connect, temporal_cli_path  # noqa: E402
 from shopdb import orders  # noqa: E402
 from shopdb.embedded import start_embedded  # noqa: E402
 from shopdb.migrate import migrate  # noqa: E402
 from shopdb.models import NewCustomer, NewOrder, NewOrderLine, ShopOrder  # noqa: E402
 from shopdb.pool import create_pool  # noqa: E402
-from mahak_sync.launch import start_incoming  # noqa: E402
-from mahak_sync.runtime import build_worker  # noqa: E402
 from workflows.incoming_sync import IncomingSyncWorkflow  # noqa: E402
+from workflows.incoming_types import ResetCursorRequest, SyncConfig, SyncStatus  # noqa: E402
 from workflows.order_sweep import OrderSweepWorkflow  # noqa: E402
-from workflows.sweep_types import OrderSweepInput  # noqa: E402
 from workflows.order_sync import OrderSyncWorkflow  # noqa: E402
 from workflows.order_types import (  # noqa: E402
     InventoryConflictNotice,
@@ -67,12 +66,19 @@ from workflows.order_types import (  # noqa: E402
     ResolveDispute,
     order_workflow_id,
 )
+from workflows.sweep_types import OrderSweepInput  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 Handle = WorkflowHandle[Any, Any]
-CONFIG = SyncConfig(interval_seconds=3600, page_size=2, entity_timeout_seconds=3,
-                    attempt_timeout_seconds=3, heartbeat_timeout_seconds=3,
-                    retry_initial_seconds=0.2, retry_max_seconds=0.5)
+CONFIG = SyncConfig(
+    interval_seconds=3600,
+    page_size=2,
+    entity_timeout_seconds=3,
+    attempt_timeout_seconds=3,
+    heartbeat_timeout_seconds=3,
+    retry_initial_seconds=0.2,
+    retry_max_seconds=0.5,
+)
 # Short waits so each order scenario takes seconds; the decisions are those of production.
 ORDER_POLICY = OrderSyncPolicy(
     first_retry_delay=timedelta(milliseconds=200),
@@ -85,33 +91,53 @@ ORDER_POLICY = OrderSyncPolicy(
 # Distinctive, so a leak into history cannot hide behind an everyday word.
 MAHAK_PASSWORD = "mahak-pw-histories-7Qx2"
 WEBHOOK_SECRET = "whsec-histories-not-for-history"
-CUSTOMER = NewCustomer(first_name="Negin", last_name="Karimi-Histories", mobile="09351234567",
-                       phone="07132221100", email="negin.karimi@example.com",
-                       address="Shiraz, Zand Blvd 42", postal_code="7134567890")
+CUSTOMER = NewCustomer(
+    first_name="Negin",
+    last_name="Karimi-Histories",
+    mobile="09351234567",
+    phone="07132221100",
+    email="negin.karimi@example.com",
+    address="Shiraz, Zand Blvd 42",
+    postal_code="7134567890",
+)
 SHIPPING_ADDRESS = "Shiraz, Eram St. 7"
 SHIPPING_PHONE = "07136660000"
 SENSITIVE_VALUES: tuple[str, ...] = (
-    MAHAK_PASSWORD, WEBHOOK_SECRET, SHIPPING_ADDRESS, SHIPPING_PHONE,
+    MAHAK_PASSWORD,
+    WEBHOOK_SECRET,
+    SHIPPING_ADDRESS,
+    SHIPPING_PHONE,
     *(v for v in CUSTOMER.model_dump(exclude={"mahak_person_id"}).values() if v),
 )
 
 
-async def unpaid_order(pool: Any, lines: list[tuple[int, int, float, int]], *,
-                       mahak_person_id: int | None = None) -> ShopOrder:
+async def unpaid_order(
+    pool: Any, lines: list[tuple[int, int, float, int]], *, mahak_person_id: int | None = None
+) -> ShopOrder:
     """An order of `CUSTOMER`, not paid; `lines` are (product detail id, store id, quantity,
     price)."""
     customer = await orders.create_customer(
-        pool, CUSTOMER.model_copy(update={"mahak_person_id": mahak_person_id}))
-    return await orders.create_order(pool, NewOrder(
-        customer_id=customer.id,
-        lines=[NewOrderLine(product_detail_id=d, store_id=s, quantity=Decimal(q),
-                            unit_price=Decimal(p)) for d, s, q, p in lines],
-        shipping_address=SHIPPING_ADDRESS, shipping_phone=SHIPPING_PHONE,
-    ))
+        pool, CUSTOMER.model_copy(update={"mahak_person_id": mahak_person_id})
+    )
+    return await orders.create_order(
+        pool,
+        NewOrder(
+            customer_id=customer.id,
+            lines=[
+                NewOrderLine(
+                    product_detail_id=d, store_id=s, quantity=Decimal(q), unit_price=Decimal(p)
+                )
+                for d, s, q, p in lines
+            ],
+            shipping_address=SHIPPING_ADDRESS,
+            shipping_phone=SHIPPING_PHONE,
+        ),
+    )
 
 
-async def paid_order(pool: Any, lines: list[tuple[int, int, float, int]], *,
-                     mahak_person_id: int | None = None) -> ShopOrder:
+async def paid_order(
+    pool: Any, lines: list[tuple[int, int, float, int]], *, mahak_person_id: int | None = None
+) -> ShopOrder:
     """A paid order of `CUSTOMER`; `lines` are (product detail id, store id, quantity, price)."""
     order = await unpaid_order(pool, lines, mahak_person_id=mahak_person_id)
     await orders.mark_paid(pool, order.id, order.amount, f"PAY-{order.id}")
@@ -119,8 +145,9 @@ async def paid_order(pool: Any, lines: list[tuple[int, int, float, int]], *,
 
 
 class Scenario:
-    def __init__(self, client: Client, settings: Settings, sim: SimControl, pool: Any,
-                 name: str) -> None:
+    def __init__(
+        self, client: Client, settings: Settings, sim: SimControl, pool: Any, name: str
+    ) -> None:
         self.client, self.settings, self.sim, self.pool = client, settings, sim, pool
         self.workflow_id = f"history-{name}"
 
@@ -129,8 +156,9 @@ class Scenario:
         return self.client.get_workflow_handle(self.workflow_id)
 
     async def start(self, *, paused: bool = False) -> None:
-        await start_incoming(self.client, self.settings, config=CONFIG, paused=paused,
-                             workflow_id=self.workflow_id)
+        await start_incoming(
+            self.client, self.settings, config=CONFIG, paused=paused, workflow_id=self.workflow_id
+        )
 
     async def status(self) -> SyncStatus:
         return await self.handle.query(IncomingSyncWorkflow.status)
@@ -160,9 +188,11 @@ class Scenario:
         run_ids = [(await handle.describe()).run_id]
         while True:
             history = await self.client.get_workflow_handle(
-                workflow_id, run_id=run_ids[0]).fetch_history()
-            previous = history.events[0].workflow_execution_started_event_attributes \
-                .continued_execution_run_id
+                workflow_id, run_id=run_ids[0]
+            ).fetch_history()
+            previous = history.events[
+                0
+            ].workflow_execution_started_event_attributes.continued_execution_run_id
             if not previous:
                 return run_ids
             run_ids.insert(0, previous)
@@ -183,8 +213,9 @@ async def operator_updates(s: Scenario) -> int:
     """Run 1: started paused, cursor reset by update, resumed, cycle. Run 2: `run_cycle`
     update, and a pause/resume while waiting."""
     await s.start(paused=True)
-    await s.handle.execute_update(IncomingSyncWorkflow.reset_cursor,
-                                  ResetCursorRequest(entity="*", row_version=0))
+    await s.handle.execute_update(
+        IncomingSyncWorkflow.reset_cursor, ResetCursorRequest(entity="*", row_version=0)
+    )
     await s.handle.signal(IncomingSyncWorkflow.resume)
     await s.cycles(1)
     await s.settled(1)
@@ -250,9 +281,13 @@ async def conflict_after_orders(s: Scenario) -> int:
     held = await paid_order(s.pool, [(d2, store, 4, 1000)], mahak_person_id=person)
     async with MahakClient.from_settings(s.settings) as mahak:
         await mahak.login()
-        await mahak.save_all_data(order_request(
-            await orders.get_order(s.pool, held.id), visitor_id=mahak.visitor_id,
-            person_id=person))
+        await mahak.save_all_data(
+            order_request(
+                await orders.get_order(s.pool, held.id),
+                visitor_id=mahak.visitor_id,
+                person_id=person,
+            )
+        )
     await s.sim.sale(d1, store, 3)  # 2 left for an order of 4
     await s.start()
     await s.cycles(1)
@@ -277,8 +312,9 @@ async def reconcile(s: Scenario) -> int:
     await s.cycles(2)
     cycle = (await s.status()).last_cycle
     if cycle is None or not cycle.reconcile or cycle.entities["products"].counts.inserted != 1:
-        raise AssertionError(f"{s.workflow_id}: expected a reconciliation restoring one row: "
-                             f"{cycle}")
+        raise AssertionError(
+            f"{s.workflow_id}: expected a reconciliation restoring one row: {cycle}"
+        )
     return 2
 
 
@@ -308,8 +344,7 @@ class OrderScenario:
         seeded = await self.sim.seed(2, stock=stock)
         return seeded.product_details, seeded.stores[0], seeded.people[0]
 
-    async def start(self, order: ShopOrder, policy: OrderSyncPolicy = ORDER_POLICY
-                    ) -> Handle:
+    async def start(self, order: ShopOrder, policy: OrderSyncPolicy = ORDER_POLICY) -> Handle:
         workflow_id = await start_order_sync(self.client, order.id, self.settings, policy=policy)
         return self.client.get_workflow_handle(workflow_id, result_type=OrderSyncResult)
 
@@ -335,7 +370,9 @@ class OrderScenario:
         except WorkflowFailureError as err:
             cause = err.cause
             if not isinstance(cause, ApplicationError) or cause.type != error_type:
-                raise AssertionError(f"{handle.id}: failed with {cause!r}, expected {error_type}")
+                raise AssertionError(
+                    f"{handle.id}: failed with {cause!r}, expected {error_type}"
+                ) from err
             return handle
         raise AssertionError(f"{handle.id}: {result} (expected a failure {error_type})")
 
@@ -343,9 +380,13 @@ class OrderScenario:
         """An earlier process sent the order to Mahak and lost its own bookkeeping."""
         async with MahakClient.from_settings(self.settings) as mahak:
             await mahak.login()
-            await mahak.save_all_data(order_request(
-                await orders.get_order(self.pool, order.id), visitor_id=mahak.visitor_id,
-                person_id=person))
+            await mahak.save_all_data(
+                order_request(
+                    await orders.get_order(self.pool, order.id),
+                    visitor_id=mahak.visitor_id,
+                    person_id=person,
+                )
+            )
 
     async def held(self, order: ShopOrder) -> Any:
         """What Mahak holds of the order (`SimOrder`), or None."""
@@ -387,9 +428,13 @@ async def order_already_registered(s: OrderScenario) -> Handle:
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
     async with MahakClient.from_settings(s.settings) as mahak:
         await mahak.login()
-        await mahak.save_all_data(order_request(
-            await orders.get_order(s.pool, order.id), visitor_id=mahak.visitor_id,
-            person_id=person))
+        await mahak.save_all_data(
+            order_request(
+                await orders.get_order(s.pool, order.id),
+                visitor_id=mahak.visitor_id,
+                person_id=person,
+            )
+        )
     await s.sim.mark_imported(order.order_client_id)
     return await s.finished(await s.start(order), "synced")
 
@@ -399,12 +444,15 @@ async def order_dispute_cancel_update(s: OrderScenario) -> Handle:
     update cancels, and the saga reverses the saved part in Mahak and refunds."""
     (d1, d2), store, person = await s.catalogue()
     await s.sim.delete("product_details", d2)
-    order = await paid_order(s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)],
-                             mahak_person_id=person)
+    order = await paid_order(
+        s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)], mahak_person_id=person
+    )
     handle = await s.start(order)
     await s.until(handle, "dispute")
-    await handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                ResolveDispute(action="cancel", note="product withdrawn"))
+    await handle.execute_update(
+        OrderSyncWorkflow.resolve_dispute_update,
+        ResolveDispute(action="cancel", note="product withdrawn"),
+    )
     return await s.finished(handle, "cancelled")
 
 
@@ -414,11 +462,14 @@ async def order_dispute_escalated_signal(s: OrderScenario) -> Handle:
     (d1, _), store, person = await s.catalogue()
     await s.sim.delete("product_details", d1)
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
-    handle = await s.start(order, ORDER_POLICY.model_copy(
-        update={"decision_timeout": timedelta(seconds=1)}))
+    handle = await s.start(
+        order, ORDER_POLICY.model_copy(update={"decision_timeout": timedelta(seconds=1)})
+    )
     await s.until(handle, "dispute_escalated")
-    await handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
-                        ResolveDispute(action="mark_synced", note="entered by hand"))
+    await handle.signal(
+        OrderSyncWorkflow.resolve_dispute_signal,
+        ResolveDispute(action="mark_synced", note="entered by hand"),
+    )
     return await s.finished(handle, "synced")
 
 
@@ -427,8 +478,9 @@ async def order_inventory_saga(s: OrderScenario) -> Handle:
     refund through the gateway, notify the customer."""
     (d1, d2), store, person = await s.catalogue(stock=5)
     await s.sim.set_stock(d2, store, 1)
-    order = await paid_order(s.pool, [(d1, store, 2, 150000), (d2, store, 3, 90000)],
-                             mahak_person_id=person)
+    order = await paid_order(
+        s.pool, [(d1, store, 2, 150000), (d2, store, 3, 90000)], mahak_person_id=person
+    )
     handle = await s.finished(await s.start(order), "cancelled")
     if len([r for r in await s.sim.refunds() if r["payment_ref"] == f"PAY-{order.id}"]) != 1:
         raise AssertionError(f"order {order.id} was not refunded once")
@@ -445,12 +497,16 @@ async def order_sweep(s: OrderScenario) -> Handle:
     waiting = [o.id for o in await orders.paid_orders_without_sync(s.pool)]
     if waiting:
         raise AssertionError(f"paid orders {waiting} would be swept too")
-    lost = [(await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)).id
-            for _ in range(2)]
+    lost = [
+        (await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)).id
+        for _ in range(2)
+    ]
     sweep = await s.client.start_workflow(
         OrderSweepWorkflow.run,
         OrderSweepInput(interval=timedelta(hours=1), batch_limit=1, cycles_per_run=2),
-        id="history-order-sweep", task_queue=s.settings.temporal_task_queue)
+        id="history-order-sweep",
+        task_queue=s.settings.temporal_task_queue,
+    )
     run1 = s.client.get_workflow_handle(sweep.id, run_id=sweep.result_run_id)
 
     async def swept(handle: Handle, cycles: int) -> list[int]:
@@ -474,8 +530,10 @@ async def order_sweep(s: OrderScenario) -> Handle:
         await asyncio.sleep(0.1)
     await swept(s.client.get_workflow_handle(sweep.id, run_id=run2), 1)
     for order_id in lost:
-        await s.finished(s.client.get_workflow_handle(order_workflow_id(order_id),
-                                                      result_type=OrderSyncResult), "synced")
+        await s.finished(
+            s.client.get_workflow_handle(order_workflow_id(order_id), result_type=OrderSyncResult),
+            "synced",
+        )
     await sweep.terminate("history captured")
     return sweep
 
@@ -490,9 +548,12 @@ async def order_long_outage(s: OrderScenario) -> Handle:
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
     policy = {**ORDER_POLICY.model_dump(mode="json"), "attempts_per_run": 2}
     handle = await s.client.start_workflow(
-        "OrderSyncWorkflow", {"order_id": order.id, "policy": policy},
-        id=order_workflow_id(order.id), task_queue=s.settings.temporal_task_queue,
-        result_type=OrderSyncResult)
+        "OrderSyncWorkflow",
+        {"order_id": order.id, "policy": policy},
+        id=order_workflow_id(order.id),
+        task_queue=s.settings.temporal_task_queue,
+        result_type=OrderSyncResult,
+    )
     return await s.finished(handle, "synced")
 
 
@@ -502,11 +563,14 @@ async def order_conflict_during_outage(s: OrderScenario) -> Handle:
     (d1, _), store, person = await s.catalogue()
     await s.sim.add_fault(status_code=503, count=1, endpoints=["SaveAllDataV2"])
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
-    handle = await s.start(order, ORDER_POLICY.model_copy(
-        update={"first_retry_delay": timedelta(hours=1)}))
+    handle = await s.start(
+        order, ORDER_POLICY.model_copy(update={"first_retry_delay": timedelta(hours=1)})
+    )
     await s.until(handle, "waiting_to_retry")
-    await handle.signal("inventory_conflict", {"product_detail_id": d1, "store_id": store,
-                                               "needed": 1, "available": 0})
+    await handle.signal(
+        "inventory_conflict",
+        {"product_detail_id": d1, "store_id": store, "needed": 1, "available": 0},
+    )
     return await s.finished(handle, "cancelled")
 
 
@@ -525,11 +589,15 @@ async def order_resend_after_dispute(s: OrderScenario) -> Handle:
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
     handle = await s.start(order)
     await s.until(handle, "dispute", attempts=1)
-    await handle.execute_update(OrderSyncWorkflow.resolve_dispute_update,
-                                ResolveDispute(action="resend", note="fiscal period reopened"))
+    await handle.execute_update(
+        OrderSyncWorkflow.resolve_dispute_update,
+        ResolveDispute(action="resend", note="fiscal period reopened"),
+    )
     await s.until(handle, "dispute", attempts=2)
-    await handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
-                        ResolveDispute(action="resend", note="really reopened"))
+    await handle.signal(
+        OrderSyncWorkflow.resolve_dispute_signal,
+        ResolveDispute(action="resend", note="really reopened"),
+    )
     await s.finished(handle, "synced")
     held = await s.held(order)
     if held is None or held.submissions != 1:
@@ -544,10 +612,14 @@ async def order_conflict_before_first_send(s: OrderScenario) -> Handle:
     (d1, _), store, person = await s.catalogue()
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
     handle = await s.client.start_workflow(
-        "OrderSyncWorkflow", OrderSyncInput(order_id=order.id, policy=ORDER_POLICY),
-        id=order_workflow_id(order.id), task_queue=s.settings.temporal_task_queue,
-        start_signal="inventory_conflict", start_signal_args=[conflict_notice(d1, store)],
-        result_type=OrderSyncResult)
+        "OrderSyncWorkflow",
+        OrderSyncInput(order_id=order.id, policy=ORDER_POLICY),
+        id=order_workflow_id(order.id),
+        task_queue=s.settings.temporal_task_queue,
+        start_signal="inventory_conflict",
+        start_signal_args=[conflict_notice(d1, store)],
+        result_type=OrderSyncResult,
+    )
     await s.finished(handle, "cancelled")
     if await s.held(order) is not None:
         raise AssertionError(f"order {order.id} reached Mahak")
@@ -560,8 +632,9 @@ async def order_conflict_during_dispute(s: OrderScenario) -> Handle:
     line 1 and the receipt)."""
     (d1, d2), store, person = await s.catalogue()
     await s.sim.delete("product_details", d2)
-    order = await paid_order(s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)],
-                             mahak_person_id=person)
+    order = await paid_order(
+        s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)], mahak_person_id=person
+    )
     handle = await s.start(order)
     await s.until(handle, "dispute")
     await handle.signal(OrderSyncWorkflow.inventory_conflict, conflict_notice(d1, store))
@@ -579,8 +652,9 @@ async def order_conflict_after_lost_answer(s: OrderScenario) -> Handle:
     (d1, _), store, person = await s.catalogue()
     await s.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
-    handle = await s.start(order, ORDER_POLICY.model_copy(
-        update={"first_retry_delay": timedelta(hours=1)}))
+    handle = await s.start(
+        order, ORDER_POLICY.model_copy(update={"first_retry_delay": timedelta(hours=1)})
+    )
     await s.until(handle, "waiting_to_retry")
     await handle.signal(OrderSyncWorkflow.inventory_conflict, conflict_notice(d1, store))
     await s.finished(handle, "cancelled")
@@ -597,8 +671,9 @@ async def order_reversal_refused(s: OrderScenario) -> Handle:
     (d1, _), store, person = await s.catalogue()
     await s.sim.add_fault(malformed="truncated", count=1, endpoints=["SaveAllDataV2"])
     order = await paid_order(s.pool, [(d1, store, 1, 50000)], mahak_person_id=person)
-    handle = await s.start(order, ORDER_POLICY.model_copy(
-        update={"first_retry_delay": timedelta(hours=1)}))
+    handle = await s.start(
+        order, ORDER_POLICY.model_copy(update={"first_retry_delay": timedelta(hours=1)})
+    )
     await s.until(handle, "waiting_to_retry")
     await s.sim.mark_imported(order.order_client_id)
     await handle.signal(OrderSyncWorkflow.inventory_conflict, conflict_notice(d1, store))
@@ -619,19 +694,26 @@ async def order_shop_cancelled_in_dispute(s: OrderScenario) -> Handle:
     deleted, the payment refunded."""
     (d1, d2), store, person = await s.catalogue()
     await s.sim.delete("product_details", d2)
-    order = await paid_order(s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)],
-                             mahak_person_id=person)
+    order = await paid_order(
+        s.pool, [(d1, store, 1, 150000), (d2, store, 1, 90000)], mahak_person_id=person
+    )
     handle = await s.start(order)
     await s.until(handle, "dispute")
     sent = await s.held(order)
     if not await orders.cancel_and_restock(s.pool, order.id, "customer called the shop"):
         raise AssertionError(f"order {order.id} could not be cancelled in the shop")
-    await handle.signal(OrderSyncWorkflow.resolve_dispute_signal,
-                        ResolveDispute(action="resend", note="product re-linked"))
+    await handle.signal(
+        OrderSyncWorkflow.resolve_dispute_signal,
+        ResolveDispute(action="resend", note="product re-linked"),
+    )
     await s.finished(handle, "cancelled")
     held = await s.held(order)
-    if (sent is None or held is None or not held.order["Deleted"]
-            or held.submissions - held.deletions != sent.submissions - sent.deletions):
+    if (
+        sent is None
+        or held is None
+        or not held.order["Deleted"]
+        or held.submissions - held.deletions != sent.submissions - sent.deletions
+    ):
         raise AssertionError(f"order {order.id}: sent again or not deleted: {sent} -> {held}")
     row = await orders.get_order(s.pool, order.id)
     if row is None or row.payment_status != "refunded":
@@ -723,10 +805,21 @@ ORDER_SCENARIOS: dict[str, Callable[[OrderScenario], Awaitable[Handle]]] = {
 
 def export(server: DevServer, workflow_id: str, run_id: str | None, path: Path) -> None:
     shown = subprocess.run(
-        [temporal_cli_path(), "workflow", "show", "--address", server.address,
-         "--workflow-id", workflow_id, *(["--run-id", run_id] if run_id else []),
-         "--output", "json"],
-        check=True, capture_output=True, text=True,
+        [
+            temporal_cli_path(),
+            "workflow",
+            "show",
+            "--address",
+            server.address,
+            "--workflow-id",
+            workflow_id,
+            *(["--run-id", run_id] if run_id else []),
+            "--output",
+            "json",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     path.write_text(shown.stdout)
     print(f"wrote {path.relative_to(ROOT)}")
@@ -734,18 +827,26 @@ def export(server: DevServer, workflow_id: str, run_id: str | None, path: Path) 
 
 def selected(argv: list[str]) -> tuple[list[str], list[str]]:
     """The incoming and order scenarios named on the command line (all when none is)."""
-    names = {**{f"incoming_{n}": n for n in INCOMING_SCENARIOS},
-             **{f"order_{n}": n for n in ORDER_SCENARIOS}}
+    names = {
+        **{f"incoming_{n}": n for n in INCOMING_SCENARIOS},
+        **{f"order_{n}": n for n in ORDER_SCENARIOS},
+    }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                        help="incoming, order, or any of: " + ", ".join(names))
+    parser.add_argument(
+        "scenarios",
+        nargs="*",
+        metavar="SCENARIO",
+        help="incoming, order, or any of: " + ", ".join(names),
+    )
     wanted = parser.parse_args(argv).scenarios or ["incoming", "order"]
     unknown = set(wanted) - {"incoming", "order", *names}
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     chosen = [full for full in names if full in wanted or full.split("_", 1)[0] in wanted]
-    return ([names[f] for f in chosen if f.startswith("incoming_")],
-            [names[f] for f in chosen if f.startswith("order_")])
+    return (
+        [names[f] for f in chosen if f.startswith("incoming_")],
+        [names[f] for f in chosen if f.startswith("order_")],
+    )
 
 
 async def main(argv: list[str]) -> None:
@@ -760,15 +861,22 @@ async def main(argv: list[str]) -> None:
         embedded, dsn = await start_embedded(work / "postgres")
         await migrate(dsn)
         pool = await create_pool(dsn)
-        settings = Settings(TEMPORAL_ADDRESS=server.address, TEMPORAL_TASK_QUEUE="histories",
-                            MAHAK_BASE_URL=simulator.base_url, MAHAK_USERNAME="shop",
-                            MAHAK_PASSWORD=MAHAK_PASSWORD, WEBHOOK_SECRET=WEBHOOK_SECRET,
-                            PAYMENT_GATEWAY_URL=f"{simulator.root_url}/_gateway")
+        settings = Settings(
+            TEMPORAL_ADDRESS=server.address,
+            TEMPORAL_TASK_QUEUE="histories",
+            MAHAK_BASE_URL=simulator.base_url,
+            MAHAK_USERNAME="shop",
+            MAHAK_PASSWORD=MAHAK_PASSWORD,
+            WEBHOOK_SECRET=WEBHOOK_SECRET,
+            PAYMENT_GATEWAY_URL=f"{simulator.root_url}/_gateway",
+        )
         client = await connect(settings)
-        async with SimControl(simulator.root_url) as sim, \
-                MahakClient.from_settings(settings) as mahak, \
-                httpx.AsyncClient() as gateway, \
-                build_worker(client, settings, pool=pool, mahak=mahak, gateway=gateway):
+        async with (
+            SimControl(simulator.root_url) as sim,
+            MahakClient.from_settings(settings) as mahak,
+            httpx.AsyncClient() as gateway,
+            build_worker(client, settings, pool=pool, mahak=mahak, gateway=gateway),
+        ):
             for name in incoming:
                 s = Scenario(client, settings, sim, pool, name)
                 runs = await INCOMING_SCENARIOS[name](s)
