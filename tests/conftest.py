@@ -1,20 +1,31 @@
 """Session-wide fixtures: each real server (PostgreSQL, the Mahak simulator, Temporal) starts
 once per test run and is shared; each plugin module below owns one of them."""
 
+import pytest
+
 pytest_plugins: list[str] = [
     "tests.fixtures_temporal",
     "tests.fixtures_db",
     "tests.fixtures_sim",
 ]
 
-import pytest
 
 # Fixtures that start (or need) a real server: a test using none of them is in the fast tier.
-SERVER_FIXTURES = frozenset({
-    "temporal_env", "temporal_client", "time_skipping_env", "skipping_env", "pg_server",
-    "db_dsn", "db_pool", "empty_db_dsn", "simulator", "sim",
-    "env",  # tests/test_order_workflow.py's time-skipping environment
-})
+SERVER_FIXTURES = frozenset(
+    {
+        "temporal_env",
+        "temporal_client",
+        "time_skipping_env",
+        "skipping_env",
+        "pg_server",
+        "db_dsn",
+        "db_pool",
+        "empty_db_dsn",
+        "simulator",
+        "sim",
+        "env",  # tests/test_order_workflow.py's time-skipping environment
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -16,6 +16,7 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -154,6 +155,8 @@ def config(**overrides: Any) -> SyncConfig:
         "retry_initial_seconds": 1,
         "retry_max_seconds": 5,
         "publish_search_attributes": False,  # the time-skipping server has none registered
+        # One cycle per run (`cycles_done` waits for the new run), as before history-size runs.
+        "cycles_per_run": 1,
     }
     values.update(overrides)
     return SyncConfig(**values)
@@ -252,6 +255,7 @@ async def test_cycles_follow_the_interval_and_sync_now_wakes_early(
 
 
 async def test_continue_as_new_keeps_each_run_small(skipping_env: WorkflowEnvironment) -> None:
+    # Runs started with `cycles_per_run` (all before it became optional) keep that rule.
     stub = StubIncoming()
     cycles = 8
     async with running_sync(skipping_env.client, stub) as handle:
@@ -270,6 +274,36 @@ async def test_continue_as_new_keeps_each_run_small(skipping_env: WorkflowEnviro
     assert len(run_lengths) == cycles
     assert max(run_lengths) < 100, run_lengths
     assert max(run_lengths) - min(run_lengths) <= 10, run_lengths
+
+
+async def test_by_default_a_run_continues_as_new_by_history_size_not_per_cycle(
+    skipping_env: WorkflowEnvironment,
+) -> None:
+    # Issue 15: one run per cycle crowded the Web UI's list; a run now lasts until its
+    # history reaches `history_events_per_run` events (or Temporal suggests a new run).
+    stub = StubIncoming()
+    cycles = 8
+    state = IncomingSyncState(config=config(cycles_per_run=None, history_events_per_run=150))
+    async with running_sync(skipping_env.client, stub, state=state) as handle:
+        for n in range(1, cycles + 1):
+            await until(lambda n=n: _cycles_at_least(handle, n))
+            if n < cycles:
+                await skipping_env.sleep(INTERVAL + 1)
+        final = await status(handle)
+        run_lengths = await _history_lengths_of_finished_runs(skipping_env.client, handle)
+
+    assert final.cycles_done == cycles and stub.cycles_seen() == cycles
+    assert final.cursors == {entity: 10 * cycles for entity in INCOMING_ORDER}
+    # 40-70 events a cycle: a few cycles per run, each ended within a cycle past the limit.
+    assert 1 <= len(run_lengths) < cycles - 2, run_lengths
+    assert all(150 <= n < 150 + 80 for n in run_lengths), run_lengths
+
+
+async def _cycles_at_least(handle: WorkflowHandle[Any, Any], n: int) -> bool:
+    try:
+        return (await status(handle)).cycles_done >= n
+    except RPCError:  # queried while the run hands over to the next one
+        return False
 
 
 async def _history_lengths_of_finished_runs(

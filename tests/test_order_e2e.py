@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,8 +22,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
 from activities.incoming import IncomingSync
@@ -488,6 +490,69 @@ async def test_an_operator_reads_and_resolves_a_dispute_through_the_orders_api(s
     result = await handle.result()
     assert result.outcome == "cancelled" and "customer asked" in (result.note or "")
     assert (await orders.get_order(stack.pool, order.id)).sync_status == "cancelled"
+
+
+async def test_operator_messages_that_do_not_apply_leave_a_trace(stack):
+    # Issue 15: a signal cannot be refused, so one that does not apply is kept in `status`
+    # (and logged); an update is refused outright, for good.
+    (d1, _), store = await stack.seed()
+    for group in await stack.sim.entities("person_groups"):
+        await stack.sim.delete("person_groups", group["PersonGroupId"])
+    order = await stack.paid_order([(d1, store, 1, 50000)])
+    handle = await stack.start(order.id)
+    await stack.until(handle, "dispute")
+
+    async def refused() -> str:
+        for _ in range(100):
+            if (status := await handle.query(OrderSyncWorkflow.status)).last_refused:
+                return status.last_refused
+            await asyncio.sleep(0.05)
+        raise AssertionError("no refusal recorded")
+
+    sent = await stack.cli(
+        "workflow",
+        "signal",
+        "--workflow-id",
+        handle.id,
+        "--name",
+        "resolve_dispute",
+        "--input",
+        json.dumps({"action": "undo"}),
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert "resolve_dispute signal (undo): unknown action 'undo'" in await refused()
+    sent = await stack.cli(
+        "workflow", "signal", "--workflow-id", handle.id, "--name", "resolve_disput"
+    )
+    assert sent.returncode == 0, sent.stderr
+    for _ in range(100):
+        if "resolve_disput'" in await refused():
+            break
+        await asyncio.sleep(0.05)
+    assert "signal 'resolve_disput' is not one this workflow handles" in await refused()
+
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await resolve_order_dispute(stack.client, order.id, "undo")
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError)
+    assert cause.type == "DecisionRefused" and cause.non_retryable
+
+    # The Web UI's current details tell the story without opening payloads.
+    meta = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    assert meta.current_details.startswith(f"web order {order.id}: dispute")
+    assert "PersonGroupId" in meta.current_details
+    await resolve_order_dispute(stack.client, order.id, "cancel")
+    assert (await handle.result()).outcome == "cancelled"
+
+
+async def test_an_order_waiting_to_retry_says_when_it_tries_again(stack):
+    (d1, _), store = await stack.seed()
+    order, handle = await stack.waiting_after_a_lost_answer([(d1, store, 1, 1000)])
+    status = await handle.query(OrderSyncWorkflow.status)
+    assert status.stage == "waiting_to_retry" and status.next_attempt_at is not None
+    wait = status.next_attempt_at - datetime.now(UTC)
+    assert timedelta(minutes=55) < wait <= timedelta(hours=1)
+    await handle.terminate("test over")
 
 
 async def test_sweep_starts_paid_orders_whose_callback_was_lost(stack):

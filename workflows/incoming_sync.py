@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -95,6 +96,7 @@ class IncomingSyncWorkflow:
         self._lock = asyncio.Lock()
         self._current_entity: str | None = None
         self._running = False
+        self._last_refused: str | None = None  # the last signal that did not apply
         self._cycles_this_run = 0
         self._wake = False  # set by anything that changes when the next cycle is due
 
@@ -116,9 +118,11 @@ class IncomingSyncWorkflow:
         workflow.continue_as_new(self._state)
 
     def _should_continue_as_new(self) -> bool:
+        config, info = self._state.config, workflow.info()
         return (
-            self._cycles_this_run >= self._state.config.cycles_per_run
-            or workflow.info().is_continue_as_new_suggested()
+            (config.cycles_per_run is not None and self._cycles_this_run >= config.cycles_per_run)
+            or info.get_current_history_length() >= config.history_events_per_run
+            or info.is_continue_as_new_suggested()
         )
 
     def _due_trigger(self) -> Trigger | None:
@@ -421,6 +425,7 @@ class IncomingSyncWorkflow:
             last_error=state.last_error,
             last_error_at=state.last_error_at,
             config=state.config,
+            last_refused=self._last_refused,
         )
 
     @workflow.update
@@ -432,8 +437,13 @@ class IncomingSyncWorkflow:
 
     @run_cycle.validator
     def _validate_run_cycle(self) -> None:
+        # Refusals are not retryable: the same request would be refused again.
         if self._state.paused:
-            raise ValueError("incoming sync is paused; send `resume` first")
+            raise ApplicationError(
+                "incoming sync is paused; send `resume` first",
+                type="SyncPaused",
+                non_retryable=True,
+            )
 
     @workflow.update
     async def reset_cursor(self, request: ResetCursorRequest) -> ResetCursorResult:
@@ -450,7 +460,19 @@ class IncomingSyncWorkflow:
 
     @reset_cursor.validator
     def _validate_reset_cursor(self, request: ResetCursorRequest) -> None:
-        request.validate_request()
+        try:
+            request.validate_request()
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="InvalidRequest", non_retryable=True) from None
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        # A signal cannot be refused: one without a handler is kept in `status` and logged.
+        self._last_refused = (
+            f"signal {name!r} is not one this workflow handles "
+            "(sync_now, reconcile_now, pause, resume)"
+        )
+        workflow.logger.warning("refused: %s", self._last_refused)
 
     # --- helpers -----------------------------------------------------------------------------
 

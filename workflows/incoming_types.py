@@ -246,7 +246,11 @@ class SyncConfig(BaseModel):
     heartbeat_timeout_seconds: float = Field(60.0, gt=0)
     retry_initial_seconds: float = Field(2.0, gt=0)
     retry_max_seconds: float = Field(60.0, gt=0)
-    cycles_per_run: int = Field(1, ge=1)  # continue-as-new after this many cycles
+    # Continue-as-new after this many cycles (None: by history size only, below), so the Web
+    # UI's list is not one run per cycle; runs recorded with a number keep it.
+    cycles_per_run: int | None = Field(None, ge=1)
+    # ... or once a run's history holds this many events, or when Temporal suggests it.
+    history_events_per_run: int = Field(5_000, ge=100)
     # Upserting an unregistered search attribute fails every workflow task, so a namespace
     # without them (a locked-down Temporal Cloud one, the time-skipping test server) turns
     # this off rather than wedging the sync.
@@ -295,3 +299,5 @@ class SyncStatus(BaseModel):
     last_error: str | None = None
     last_error_at: datetime | None = None
     config: SyncConfig
+    # The last signal that did not apply (no such handler), kept so it is not silently lost.
+    last_refused: str | None = None

@@ -24,11 +24,12 @@ decided (synced, or cancelled: then the saga).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.types import MethodAsyncSingleParam, ParamType, ReturnType, SelfType
 
@@ -116,6 +117,8 @@ class OrderSyncWorkflow:
         self._attempts_this_run = 0
         # The retry window of a run continued in the middle of retrying (else set per round).
         self._carried_window: tuple[datetime, timedelta] | None = None
+        self._next_attempt_at: datetime | None = None
+        self._last_refused: str | None = None  # the last operator message that did not apply
 
     # --- Messages ----------------------------------------------------------------------------
 
@@ -134,6 +137,8 @@ class OrderSyncWorkflow:
             inventory_conflict=self._conflict,
             compensations=list(self._compensations),
             runs=self._runs,
+            next_attempt_at=self._next_attempt_at,
+            last_refused=self._last_refused,
         )
 
     @workflow.signal(name="resolve_dispute")
@@ -141,7 +146,7 @@ class OrderSyncWorkflow:
         # A signal cannot be refused; one that does not apply is logged and dropped.
         problem = self._decision_problem(decision)
         if problem:
-            workflow.logger.warning("resolve_dispute ignored: %s", problem)
+            self._refused(f"resolve_dispute signal ({decision.action}): {problem}")
             return
         self._decision = decision
 
@@ -154,7 +159,20 @@ class OrderSyncWorkflow:
     def _validate_resolve(self, decision: ResolveDispute) -> None:
         problem = self._decision_problem(decision)
         if problem:
-            raise ValueError(problem)
+            # Not retryable: the same decision would be refused again.
+            raise ApplicationError(problem, type="DecisionRefused", non_retryable=True)
+
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        self._refused(
+            f"signal {name!r} is not one this workflow handles "
+            f"(resolve_dispute, inventory_conflict)"
+        )
+
+    def _refused(self, what: str) -> None:
+        """An operator's message that cannot apply: it must not vanish without a trace."""
+        self._last_refused = what[:300]
+        workflow.logger.warning("refused: %s", what)
 
     @workflow.signal
     def inventory_conflict(self, notice: InventoryConflictNotice | None = None) -> None:
@@ -342,10 +360,13 @@ class OrderSyncWorkflow:
                     ],
                 )
             self._set_status("retrying", "waiting_to_retry")
+            self._next_attempt_at = workflow.now() + delay
+            self._describe_current()
             try:
                 await workflow.wait_condition(lambda: self._conflict is not None, timeout=delay)
             except TimeoutError:
                 pass
+            self._next_attempt_at = None
             delay = min(delay * 2, policy.max_retry_delay)
             if self._history_is_long() and workflow.patched(PATCH_CONTINUE_AS_NEW):
                 await self._continue_as_new(deadline, delay)
@@ -730,6 +751,18 @@ class OrderSyncWorkflow:
             self._sync_status = status
             self._status_published = True
             workflow.upsert_search_attributes([SYNC_STATUS_ATTR.value_set(status)])
+        self._describe_current()
+
+    def _describe_current(self) -> None:
+        """The Web UI's "current details" of this order (metadata, not history)."""
+        parts = [f"web order {self._order_id}: {self._stage}", f"attempts {self._attempts}"]
+        if self._next_attempt_at is not None:
+            parts.append(f"next attempt {self._next_attempt_at:%Y-%m-%d %H:%M:%S} UTC")
+        if self._dispute is not None:
+            parts.append(f"dispute: {self._dispute.reason}")
+        elif self._last_error:
+            parts.append(f"last error: {self._last_error}")
+        workflow.set_current_details("; ".join(parts)[:1000])
 
     def _result(self, outcome: SyncOutcome, note: str | None = None) -> OrderSyncResult:
         return OrderSyncResult(

@@ -264,6 +264,10 @@ class OrderSyncStatus(BaseModel):
     inventory_conflict: InventoryConflictNotice | None = None
     compensations: list[str] = Field(default_factory=list)
     runs: int = 1  # > 1 once a long retry has continued as new
+    next_attempt_at: datetime | None = None  # while waiting to retry
+    # The last operator message that did not apply (a signal with a bad action, none pending,
+    # or a signal this workflow has no handler for).
+    last_refused: str | None = None
 
 
 class OrderSyncResult(BaseModel):
