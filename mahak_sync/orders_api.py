@@ -57,6 +57,8 @@ async def start_order_sync(
             task_queue=settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            # The Web UI's list shows it; ids only (customer data stays out of Temporal).
+            static_summary=f"web order {order_id}",
         )
         log.info(
             "order sync started or attached",

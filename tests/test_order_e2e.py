@@ -253,6 +253,7 @@ async def test_happy_path_reaches_mahak_once_with_customer_receipt_and_ids(stack
         == person
     )
     desc = await handle.describe()
+    assert await desc.static_summary() == f"web order {order.id}"
     assert desc.typed_search_attributes.get(SYNC_STATUS_ATTR) == "synced"
     assert desc.typed_search_attributes.get(ORDER_ID_ATTR) == order.id
     assert (await stack.sim.stats()).duplicate_submissions == 0
