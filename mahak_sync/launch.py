@@ -58,7 +58,7 @@ async def start_incoming(
     existing = await running_handle(client, workflow_id)
     if existing is not None:
         return existing, False
-    await ensure_search_attributes(client, settings.temporal_namespace)
+    await ensure_search_attributes(client, client.namespace)
     state = IncomingSyncState(config=config or incoming_config(settings), paused=paused)
     handle = await client.start_workflow(
         IncomingSyncWorkflow.run,

@@ -30,8 +30,10 @@ from mahak_sync.logging import configure_logging, get_logger, register_secret
 from mahak_sync.startup import (
     EXIT_CONFIG,
     StartupAborted,
+    describe_error,
     postgres_is_starting,
     temporal_is_starting,
+    temporal_refused_tls,
     wait_for,
 )
 from mahak_sync.temporal import (
@@ -103,7 +105,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 attempt_timeout=CONNECT_TIMEOUT_SECONDS,
                 **backoff,
             )
-            await verify_search_attributes(client, settings.temporal_namespace)
+            await verify_search_attributes(client, client.namespace)
             # Migrations (MIGRATE_ON_START) run inside each try: a database that drops mid-way
             # is waited for again, and applied migrations are never repeated.
             pool = await wait_for(
@@ -119,7 +121,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 log.info(
                     "worker_started",
                     task_queue=settings.temporal_task_queue,
-                    namespace=settings.temporal_namespace,
+                    namespace=client.namespace,
                 )
                 await stop.wait()
                 log.info("worker_stopping")
@@ -149,5 +151,15 @@ async def main() -> int:
             commands=exc.commands,
         )
         print(exc, file=sys.stderr)  # the commands, copy-pasteable whatever LOG_FORMAT is
+        return EXIT_CONFIG
+    except RuntimeError as exc:
+        if not temporal_refused_tls(exc):
+            raise
+        get_logger(__name__).error("worker_not_started", reason="temporal_tls", error=str(exc))
+        print(
+            f"error: the TLS connection to Temporal failed ({describe_error(exc)}): check "
+            "TEMPORAL_TLS_SERVER_CA_CERT_PATH and the client certificate",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     return 0

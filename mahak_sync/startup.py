@@ -184,6 +184,8 @@ def temporal_is_starting(exc: BaseException) -> bool:
     are waited out."""
     from temporalio.service import RPCError, RPCStatusCode
 
+    if temporal_refused_tls(exc):
+        return False
     if isinstance(exc, RPCError):
         return exc.status not in {
             RPCStatusCode.UNAUTHENTICATED,
@@ -192,3 +194,13 @@ def temporal_is_starting(exc: BaseException) -> bool:
             RPCStatusCode.UNIMPLEMENTED,
         }
     return True
+
+
+# What the Temporal core's connect error says when TLS itself fails (rustls / tonic texts).
+_TLS_FAILURES = ("InvalidCertificate", "certificate", "HandshakeFailure", "CorruptMessage")
+
+
+def temporal_refused_tls(exc: BaseException) -> bool:
+    """A connect that failed on TLS (a CA that did not sign the server's certificate, a
+    client certificate refused): configuration to fix, not a server still starting."""
+    return isinstance(exc, RuntimeError) and any(s in str(exc) for s in _TLS_FAILURES)

@@ -27,10 +27,11 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.service import RPCError
 
 from .config import Settings
-from .logging import get_logger
+from .logging import get_logger, register_secret
 from .search_attributes import SEARCH_ATTRIBUTES, SYNC_KIND, SYNC_PAUSED  # noqa: F401 (re-export)
 
 log = get_logger(__name__)
@@ -74,13 +75,27 @@ def test_server_path() -> str:
     return _bundled_binary("temporal-test-server")
 
 
+def connect_config(settings: Settings) -> ClientConnectConfig:
+    """Where and how to connect, loaded the way the `temporal` CLI loads it, so one profile
+    serves both: the TOML config file's profile (`TEMPORAL_CONFIG_FILE`, `TEMPORAL_PROFILE`),
+    then the `TEMPORAL_*` environment variables (address, namespace, `TEMPORAL_API_KEY`, TLS
+    client cert/key, server CA, server name). `TEMPORAL_ADDRESS`/`TEMPORAL_NAMESPACE` given to
+    the settings (also from `.env`, or by the dev stack) win."""
+    config = ClientConfig.load_client_connect_config()
+    if settings.temporal_address:
+        config["target_host"] = settings.temporal_address
+    config.setdefault("target_host", DEFAULT_ADDRESS)
+    if "temporal_namespace" in settings.model_fields_set or "namespace" not in config:
+        config["namespace"] = settings.temporal_namespace
+    return config
+
+
 async def connect(settings: Settings) -> Client:
-    address = settings.temporal_address or DEFAULT_ADDRESS
-    return await Client.connect(
-        address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+    """The one way every process (worker, starter, webhook, CLI) connects to Temporal."""
+    config = connect_config(settings)
+    if config.get("api_key"):
+        register_secret(str(config["api_key"]))
+    return await Client.connect(**config, data_converter=pydantic_data_converter)
 
 
 async def connect_namespace(settings: Settings) -> Client:
@@ -89,7 +104,7 @@ async def connect_namespace(settings: Settings) -> Client:
     raises like a server that is down, so start-up waits for both alike."""
     client = await connect(settings)
     await client.workflow_service.describe_namespace(
-        DescribeNamespaceRequest(namespace=settings.temporal_namespace),
+        DescribeNamespaceRequest(namespace=client.namespace),
         timeout=timedelta(seconds=10),
     )
     return client
