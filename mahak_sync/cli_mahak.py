@@ -105,10 +105,15 @@ def _login_failure(exc: MahakError, settings: Settings) -> int:
     if isinstance(exc, MahakAuthError):
         return _fail(
             f"Mahak refused the credentials of {settings.mahak_username!r}: "
-            f"{exc.mahak_message or exc}",
+            f"{exc.mahak_message or exc}; fix MAHAK_USERNAME, MAHAK_PASSWORD, "
+            "MAHAK_DATABASE_ID and MAHAK_PACKAGE_NO",
             EXIT_BAD_CREDENTIALS,
         )
-    return _fail(f"cannot reach Mahak at {settings.mahak_base_url}: {exc}", EXIT_UNREACHABLE)
+    return _fail(
+        f"cannot reach Mahak at {settings.mahak_base_url}: {exc}; try again later or fix "
+        "MAHAK_BASE_URL",
+        EXIT_UNREACHABLE,
+    )
 
 
 async def _check(args: argparse.Namespace, settings: Settings | None = None) -> int:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from mahak_client.models import INCOMING_ORDER, entity_name
 from workflows.incoming_types import (
@@ -26,6 +27,8 @@ from workflows.incoming_types import (
     SyncStatus,
 )
 
+from .cli_errors import EXIT_USAGE, CommandFailed
+from .cli_output import add_json_flag, echo, fields, table, when
 from .config import chosen_page_size, get_settings, page_size_arg
 from .temporal import connect
 
@@ -56,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=_once)
 
-    p = sub.add_parser("status", help="the incoming sync workflow's status, as JSON")
+    p = sub.add_parser("status", help="the incoming sync workflow's status")
+    add_json_flag(p)
     p.set_defaults(func=_status)
 
     for name, signal_name, help_text in (
@@ -81,8 +85,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"one of: {', '.join(INCOMING_ORDER)} (or as Mahak spells it, "
         f"e.g. ProductDetails), or '{ALL_ENTITIES}' for all",
     )
-    p.add_argument("--row-version", type=int, default=0, help="default 0: everything")
+    # Not `required=True`: the entity alone still parses (scripts that validate names), and
+    # the handler asks for one of the two before anything is sent.
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--row-version",
+        type=_row_version,
+        metavar="N",
+        help="read the entity again from RowVersion N (rows newer than N)",
+    )
+    where.add_argument(
+        "--to-start",
+        action="store_true",
+        help="read the entity again from the start (RowVersion 0): everything",
+    )
+    add_json_flag(p)
     p.set_defaults(func=_reset_cursor)
+
+
+def _row_version(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a RowVersion: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a RowVersion is 0 or more, got {value}")
+    return value
 
 
 def _incoming_entity(name: str) -> str:
@@ -144,16 +172,125 @@ async def current_progress(
     return None
 
 
+NOT_RUNNING = "the incoming sync is not running; start it with `mahak-sync sync start`"
+
+
+async def _running(client: Client) -> WorkflowHandle[Any, Any]:
+    """The running incoming sync's handle; refuses (exit 1) when none runs."""
+    from .launch import running_handle
+
+    handle = await running_handle(client, _handle(client).id)
+    if handle is None:
+        raise CommandFailed(NOT_RUNNING)
+    return handle
+
+
 async def _status(args: argparse.Namespace) -> int:
     from workflows.incoming_sync import IncomingSyncWorkflow
 
     client = await connect(get_settings())
-    handle = _handle(client)
-    status: SyncStatus = await handle.query(IncomingSyncWorkflow.status)
+    handle = await _running(client)
+    try:
+        status: SyncStatus = await handle.query(IncomingSyncWorkflow.status)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # ended between the two calls
+            raise CommandFailed(NOT_RUNNING) from exc
+        raise
     if status.running:
         status.current_progress = await current_progress(client, handle)
-    _print(status.model_dump(mode="json"))
+    if args.json:
+        _print(status.model_dump(mode="json"))
+    else:
+        echo(status_lines(status))
     return 0
+
+
+def status_lines(status: SyncStatus, *, now: datetime | None = None) -> list[str]:
+    """The `status` query for people: state, last cycle per entity, cursors."""
+    now = now or datetime.now(UTC)
+    if status.paused:
+        state = "paused (resume with `mahak-sync sync resume`)"
+    elif status.running:
+        state = (
+            f"running a cycle, now at {status.current_entity}"
+            if status.current_entity
+            else "running a cycle"
+        )
+    else:
+        state = "idle"
+    progress = status.current_progress
+    config = status.config
+    lines = fields(
+        [
+            ("incoming sync", state),
+            (
+                "progress",
+                progress
+                and f"{progress.entity}: {progress.pages} page(s), cursor {progress.cursor}, "
+                f"{progress.counts.fetched} row(s) fetched",
+            ),
+            ("next run", None if status.running else when(status.next_run_at, now=now)),
+            ("cycles done", status.cycles_done),
+            (
+                "last error",
+                status.last_error
+                and f"{status.last_error} ({when(status.last_error_at, now=now)})",
+            ),
+            (
+                "config",
+                f"every {config.interval_seconds:g} s, page size "
+                f"{config.page_size or 'none'}, reconcile "
+                + (
+                    f"every {config.reconcile_every_seconds:g} s"
+                    if config.reconcile_every_seconds
+                    else "on request only"
+                ),
+            ),
+        ]
+    )
+    cycle = status.last_cycle
+    if cycle is None:
+        lines.append("last cycle     none yet")
+    else:
+        verdict = "ok" if cycle.ok else "with errors"
+        kind = "reconciliation" if cycle.reconcile else "cycle"
+        lines.append(
+            f"last {kind}     {cycle.run_id} ({cycle.trigger}), started {when(cycle.started_at, now=now)}, "
+            + (f"finished {when(cycle.finished_at, now=now)}, " if cycle.finished_at else "")
+            + verdict
+        )
+        if cycle.skipped:
+            lines.append(f"skipped        {', '.join(cycle.skipped)}")
+    rows = []
+    for entity in sorted(set(status.cursors) | set(cycle.entities if cycle else {}), key=_order):
+        result = cycle.entities.get(entity) if cycle else None
+        counts = result.counts if result else None
+        rows.append(
+            [
+                entity,
+                status.cursors.get(entity),
+                counts and counts.fetched,
+                counts and counts.inserted,
+                counts and counts.updated,
+                counts and counts.deleted,
+                counts and counts.dead_lettered,
+                result and result.error,
+            ]
+        )
+    if rows:
+        lines.append("")
+        lines += table(
+            ["entity", "cursor", "fetched", "inserted", "updated", "deleted", "dead", "error"],
+            rows,
+        )
+    return lines
+
+
+def _order(entity: str) -> tuple[int, str]:
+    return (
+        INCOMING_ORDER.index(entity) if entity in INCOMING_ORDER else len(INCOMING_ORDER),
+        entity,
+    )
 
 
 async def _start(args: argparse.Namespace) -> int:
@@ -170,16 +307,7 @@ async def _start(args: argparse.Namespace) -> int:
 
 
 async def _signal(args: argparse.Namespace) -> int:
-    from .launch import running_handle
-
-    client = await connect(get_settings())
-    handle = _handle(client)
-    if await running_handle(client, handle.id) is None:
-        print(
-            f"error: {handle.id} is not running; start it with `mahak-sync sync start`",
-            file=sys.stderr,
-        )
-        return 1
+    handle = await _running(await connect(get_settings()))
     await handle.signal(args.signal_name)
     print(f"{args.signal_name} sent")
     return 0
@@ -188,12 +316,22 @@ async def _signal(args: argparse.Namespace) -> int:
 async def _reset_cursor(args: argparse.Namespace) -> int:
     from workflows.incoming_sync import IncomingSyncWorkflow
 
-    handle = _handle(await connect(get_settings()))
-    request = ResetCursorRequest(entity=args.entity, row_version=args.row_version)
+    if args.row_version is None and not args.to_start:
+        raise CommandFailed(
+            f"say where to read {args.entity} from: --row-version N (rows newer than N) or "
+            "--to-start (everything)",
+            EXIT_USAGE,
+        )
+    handle = await _running(await connect(get_settings()))
+    row_version = 0 if args.to_start else args.row_version
+    request = ResetCursorRequest(entity=args.entity, row_version=row_version)
     try:
         result = await handle.execute_update(IncomingSyncWorkflow.reset_cursor, request)
     except WorkflowUpdateFailedError as exc:
-        print(f"reset refused: {exc.cause}", file=sys.stderr)
-        return 1
-    _print(result.model_dump(mode="json"))
+        raise CommandFailed(f"reset refused: {exc.cause or exc}") from exc
+    if args.json:
+        _print(result.model_dump(mode="json"))
+    else:
+        for entity, cursor in result.cursors.items():
+            print(f"{entity}: cursor set to {cursor}; the next cycle reads it again from there")
     return 0

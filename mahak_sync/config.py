@@ -8,11 +8,14 @@ project reads `os.environ` for configuration.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import re
 from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MAHAK_BASE_URL = "https://mahakacc.mahaksoft.com/API/v3"
@@ -38,6 +41,42 @@ def page_size_arg(text: str) -> int:
     return value
 
 
+# AES-GCM takes 128-, 192- or 256-bit keys.
+PAYLOAD_KEY_SIZES = (16, 24, 32)
+_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def parse_payload_keys(text: str) -> dict[str, bytes]:
+    """`PAYLOAD_ENCRYPTION_KEYS` (`id1:base64key,id2:base64key`) as {key id: key bytes}.
+
+    Raises ValueError naming the problem and the key id, never any key material."""
+    keys: dict[str, bytes] = {}
+    for n, entry in enumerate((part.strip() for part in text.split(",")), start=1):
+        if not entry:
+            continue
+        key_id, sep, encoded = (piece.strip() for piece in entry.partition(":"))
+        if not sep or not key_id or not encoded:
+            raise ValueError(f"entry {n} is not KEY_ID:BASE64_KEY")
+        if not _KEY_ID.fullmatch(key_id):
+            raise ValueError(f"entry {n}: a key id is 1-64 letters, digits, '.', '_' or '-'")
+        if key_id in keys:
+            raise ValueError(f"key id {key_id!r} is listed twice")
+        try:
+            # standard or URL-safe alphabet
+            key = base64.b64decode(encoded.translate(_URLSAFE), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"key {key_id!r} is not base64") from None
+        if len(key) not in PAYLOAD_KEY_SIZES:
+            raise ValueError(
+                f"key {key_id!r} is {len(key)} bytes; AES-GCM needs 16, 24 or 32 (32 recommended)"
+            )
+        keys[key_id] = key
+    if not keys:
+        raise ValueError("no key listed")
+    return keys
+
+
 def chosen_page_size(arg: int | None, settings: Settings) -> int | None:
     """A `--page-size` given (0: no pageSize) over `MAHAK_PAGE_SIZE`."""
     return settings.mahak_page_size if arg is None else (arg or None)
@@ -49,6 +88,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        # An invalid setting's error names the problem, never the value (a key, a password).
+        hide_input_in_errors=True,
     )
 
     # --- Mahak -----------------------------------------------------------------------
@@ -150,6 +191,23 @@ class Settings(BaseSettings):
     webhook_max_skew_seconds: int = Field(300, ge=1, validation_alias="WEBHOOK_MAX_SKEW_SECONDS")
     payment_gateway_url: str | None = Field(None, validation_alias="PAYMENT_GATEWAY_URL")
 
+    # --- Payload encryption --------------------------------------------------------------
+    # `id1:base64key,id2:base64key` (AES-GCM, 16/24/32-byte keys). Unset: payloads go to
+    # Temporal in clear (the dev stack's default). Payloads are encrypted with the key named
+    # by PAYLOAD_ENCRYPTION_KEY_ID and decrypted with whichever listed key they name.
+    payload_encryption_keys: SecretStr | None = Field(
+        None, validation_alias="PAYLOAD_ENCRYPTION_KEYS"
+    )
+    payload_encryption_key_id: str | None = Field(
+        None, validate_default=True, validation_alias="PAYLOAD_ENCRYPTION_KEY_ID"
+    )
+    # `mahak-sync codec-server`: the token its callers send as `Authorization`, and the
+    # origins (comma-separated) of the Temporal Web UIs allowed to call it from a browser.
+    codec_server_token: SecretStr = Field(SecretStr(""), validation_alias="CODEC_SERVER_TOKEN")
+    codec_server_cors_origins: str = Field(
+        "http://localhost:8233", validation_alias="CODEC_SERVER_CORS_ORIGINS"
+    )
+
     # --- Logging -----------------------------------------------------------------------
     log_format: Literal["json", "console"] = Field("console", validation_alias="LOG_FORMAT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
@@ -163,6 +221,49 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, v: str) -> str:
         return v.rstrip("/")
+
+    @field_validator("payload_encryption_keys")
+    @classmethod
+    def _parse_payload_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value().strip():
+            return None
+        parse_payload_keys(v.get_secret_value())  # raises with the problem, never the key
+        return v
+
+    @field_validator("payload_encryption_key_id")
+    @classmethod
+    def _current_key_is_listed(cls, v: str | None, info: ValidationInfo) -> str | None:
+        v = (v or "").strip() or None
+        if "payload_encryption_keys" not in info.data:
+            return v  # the key list itself is invalid: that error is reported
+        keys: SecretStr | None = info.data["payload_encryption_keys"]
+        if keys is None:
+            if v is not None:
+                raise ValueError("set, but PAYLOAD_ENCRYPTION_KEYS is not")
+            return None
+        listed = parse_payload_keys(keys.get_secret_value())
+        if v is None:
+            raise ValueError(
+                f"not set; name the key to encrypt with, one of {', '.join(sorted(listed))}"
+            )
+        if v not in listed:
+            raise ValueError(
+                f"{v!r} is not in PAYLOAD_ENCRYPTION_KEYS (listed: {', '.join(sorted(listed))})"
+            )
+        return v
+
+    @property
+    def payload_keys(self) -> dict[str, bytes]:
+        """PAYLOAD_ENCRYPTION_KEYS parsed: {key id: key}; empty when encryption is off."""
+        if self.payload_encryption_keys is None:
+            return {}
+        return parse_payload_keys(self.payload_encryption_keys.get_secret_value())
+
+    @property
+    def codec_server_cors_origin_list(self) -> list[str]:
+        return [
+            o.strip().rstrip("/") for o in self.codec_server_cors_origins.split(",") if o.strip()
+        ]
 
     @property
     def incoming_sync_interval(self) -> timedelta:

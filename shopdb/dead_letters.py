@@ -95,3 +95,29 @@ async def resolve(
         resolution,
     )
     return status.endswith(" 1")
+
+
+# --- Operator views (`mahak-sync dead-letters ...`) --------------------------------------------
+
+
+async def get(db: Executor, dead_letter_id: int) -> DeadLetter | None:
+    row = await db.fetchrow("SELECT * FROM mahak_dead_letters WHERE id = $1", dead_letter_id)
+    return DeadLetter.from_record(row) if row is not None else None
+
+
+async def open_ids(db: Executor, *, entity: str | None = None) -> list[int]:
+    """Every open letter's id, oldest first."""
+    rows = await db.fetch(
+        """
+        SELECT id FROM mahak_dead_letters
+        WHERE NOT resolved AND ($1::text IS NULL OR entity = $1) ORDER BY id
+        """,
+        entity,
+    )
+    return [r["id"] for r in rows]
+
+
+async def stored_version(db: Executor, table: str, mahak_id: int) -> int | None:
+    """The RowVersion the mirror table `table` holds for `mahak_id` (None: no row)."""
+    value = await db.fetchval(f"SELECT row_version FROM {table} WHERE id = $1", mahak_id)
+    return None if value is None else int(value)

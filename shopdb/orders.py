@@ -567,3 +567,21 @@ async def uncovered_holdings(db: Executor) -> list[UncoveredHolding]:
         for ln in lines:
             left[ln.product_detail_id, ln.store_id] -= ln.quantity
     return sorted(uncovered, key=lambda h: (h.order_id, h.product_detail_id, h.store_id))
+
+
+# --- Operator views (`mahak-sync orders list`) -------------------------------------------------
+
+
+async def list_orders(
+    db: Executor, *, sync_status: str | None = None, limit: int = 50
+) -> list[ShopOrder]:
+    """The newest orders first (without lines or customer), optionally of one sync status."""
+    rows = await db.fetch(
+        """
+        SELECT * FROM shop_orders WHERE ($1::text IS NULL OR sync_status = $1)
+        ORDER BY id DESC LIMIT $2
+        """,
+        sync_status,
+        limit,
+    )
+    return [ShopOrder.from_record(r) for r in rows]
