@@ -37,6 +37,7 @@ from temporalio import activity
 from mahak_client.client import MahakClient
 from mahak_client.models import INCOMING_ORDER, EntityBatch
 from mahak_client.pager import PagerStats, PagingEvidence, iter_pages
+from mahak_sync import metrics
 from mahak_sync.config import DEFAULT_LOOKBACK_ROWVERSIONS, DEFAULT_SHOP_PRICE_LEVEL, Settings
 from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
@@ -291,6 +292,11 @@ class IncomingSync:
                 }
             )
             counted.reread, counted.dropped = stats.reread, stats.dropped
+            for result in ("inserted", "updated", "unchanged", "deleted", "dead_lettered"):
+                metrics.count(
+                    "mahak_sync_rows", getattr(counts, result), entity=entity, result=result
+                )
+            metrics.gauge("mahak_sync_cursor", cursor, entity=entity)
             yield cursor, counts
         if stats.reread or stats.dropped or stats.below_bound:
             log.warning(

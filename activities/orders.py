@@ -34,6 +34,7 @@ from activities.order_request import (
 from mahak_client.client import MahakClient
 from mahak_client.errors import MahakError, MahakPermanentError
 from mahak_client.save import SaveAllDataResult, is_already_registered
+from mahak_sync import metrics
 from mahak_sync.config import Settings
 from mahak_sync.errors import ErrorType
 from mahak_sync.errors import classify as classify_error
@@ -149,6 +150,7 @@ class OrderActivities:
     @activity.defn(name="order.notify_staff")
     async def notify_staff(self, notice: StaffNotice) -> None:
         info = activity.info()
+        metrics.count("mahak_sync_staff_tasks", kind=notice.kind)
         await orders.enqueue_notification(
             self._pool,
             kind=notice.kind,
@@ -218,8 +220,10 @@ class OrderActivities:
                 )
         except MahakError as err:
             bound.warning("mahak send failed", error=type(err).__name__)
+            metrics.count("mahak_sync_send_attempts", result=type(err).__name__)
             raise _redacted(err, order) from None
         outcome = classify(order, result)
+        metrics.count("mahak_sync_send_attempts", result=outcome.kind)
         bound.info(
             "mahak answered",
             outcome=outcome.kind,

@@ -65,6 +65,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(seconds, 0.0)
 
 
+def _outcome(status: int) -> str:
+    if 200 <= status < 300:
+        return "ok"
+    if status == 401:
+        return "unauthorized"
+    if status in (408, 429):
+        return "throttled"
+    return "server_error" if status >= 500 else "rejected"
+
+
 class MahakClient:
     def __init__(
         self,
@@ -82,6 +92,7 @@ class MahakClient:
         language: str = "fa",
         app_id: str = "mahak-sync",
         client_version: str = "0.1.0",
+        observe: Callable[[str, str, float], None] | None = None,
     ) -> None:
         if login_endpoint not in ("Login", "LoginV2"):
             raise ValueError(f"login_endpoint must be Login or LoginV2, not {login_endpoint!r}")
@@ -98,6 +109,8 @@ class MahakClient:
         self._language = language
         self._app_id = app_id
         self._client_version = client_version
+        # Told (endpoint, outcome, seconds) of every request: metrics, injected by the runtime.
+        self._observe = observe
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=timeout)
         self._session: Session | None = None
@@ -226,9 +239,14 @@ class MahakClient:
             headers["Authorization"] = f"Bearer {token}"
         content = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
         url = f"{self._base_url}/Sync/{endpoint}"
+        started = time.monotonic()
+        outcome = "connection_failed"
         try:
-            return await self._http.post(url, content=content, headers=headers)
+            response = await self._http.post(url, content=content, headers=headers)
+            outcome = _outcome(response.status_code)
+            return response
         except httpx.TimeoutException as exc:
+            outcome = "timeout"
             raise MahakTransientError(
                 f"timed out ({type(exc).__name__})", endpoint=endpoint
             ) from None
@@ -236,6 +254,9 @@ class MahakClient:
             raise MahakTransientError(
                 f"connection failed ({type(exc).__name__}: {str(exc)[:120]})", endpoint=endpoint
             ) from None
+        finally:
+            if self._observe is not None:
+                self._observe(endpoint, outcome, time.monotonic() - started)
 
     @staticmethod
     def _error_message(response: httpx.Response) -> str | None:

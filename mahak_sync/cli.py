@@ -30,6 +30,7 @@ _GROUPS = (
     "cli_dev",
     "cli_orders",
     "cli_dead_letters",
+    "cli_codec",
 )
 
 _DEBUG_HELP = "on an error, print the traceback as well as the one-line message"

@@ -26,7 +26,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, PayloadCodec
 
-from .config import Settings, parse_payload_keys
+from .config import Settings
 from .logging import register_secret
 
 ENCODING = b"binary/encrypted"
@@ -116,14 +116,3 @@ def register_key_secrets(settings: Settings) -> None:
     register_secret(text)
     for entry in text.split(","):
         register_secret(entry.partition(":")[2].strip())
-
-
-__all__ = [
-    "ENCODING",
-    "KEY_ID_METADATA",
-    "EncryptionCodec",
-    "PayloadDecryptionError",
-    "data_converter",
-    "parse_payload_keys",
-    "register_key_secrets",
-]

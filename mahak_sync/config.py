@@ -209,6 +209,17 @@ class Settings(BaseSettings):
     )
 
     # --- Logging -----------------------------------------------------------------------
+    # --- Observability -------------------------------------------------------------------
+    # Prometheus metrics (the SDK's and the project's) at http://METRICS_ADDRESS/metrics, e.g.
+    # "0.0.0.0:9464"; unset: none. One endpoint per process (worker, webhook).
+    metrics_address: str | None = Field(None, validation_alias="METRICS_ADDRESS")
+    # The worker's /healthz and /readyz on this port (unset: none).
+    health_port: int | None = Field(None, ge=1, le=65535, validation_alias="HEALTH_PORT")
+    # /readyz fails when the last incoming cycle finished longer ago than this many intervals.
+    ready_max_cycle_age_intervals: float = Field(
+        3.0, gt=0, validation_alias="READY_MAX_CYCLE_AGE_INTERVALS"
+    )
+
     log_format: Literal["json", "console"] = Field("console", validation_alias="LOG_FORMAT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
 

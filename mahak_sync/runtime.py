@@ -11,11 +11,12 @@ import asyncio
 import contextlib
 import signal
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+from starlette.applications import Starlette
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -26,7 +27,16 @@ from activities.payments import PaymentActivities
 from mahak_client.client import MahakClient
 from mahak_sync.config import Settings, get_settings
 from mahak_sync.errors import ErrorClassifier
+from mahak_sync.health import (
+    cycle_age_probe,
+    health_app,
+    polling_probe,
+    postgres_probe,
+    serving,
+    temporal_probe,
+)
 from mahak_sync.logging import configure_logging, get_logger, register_secret
+from mahak_sync.metrics import mahak_observer
 from mahak_sync.startup import (
     EXIT_CONFIG,
     StartupAborted,
@@ -85,6 +95,21 @@ def build_worker(
     )
 
 
+def worker_health_app(
+    settings: Settings, client: Client, pool: asyncpg.Pool, worker: Worker
+) -> Starlette:
+    """The worker's `/healthz` and `/readyz` (`mahak_sync.health`)."""
+    started_at = datetime.now(UTC)
+    return health_app(
+        [
+            postgres_probe(pool),
+            temporal_probe(client),
+            polling_probe(lambda: worker.is_running, settings.temporal_task_queue),
+            cycle_age_probe(pool, settings, started_at),
+        ]
+    )
+
+
 async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (or the process is told to stop).
 
@@ -114,9 +139,15 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 retry_if=postgres_is_starting,
                 **backoff,
             )
-            mahak = await stack.enter_async_context(MahakClient.from_settings(settings))
+            mahak = await stack.enter_async_context(
+                MahakClient.from_settings(settings, observe=mahak_observer(settings))
+            )
             gateway = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
             worker = build_worker(client, settings, pool=pool, mahak=mahak, gateway=gateway)
+            if settings.health_port is not None:
+                await stack.enter_async_context(
+                    serving(worker_health_app(settings, client, pool, worker), settings.health_port)
+                )
             async with worker:
                 log.info(
                     "worker_started",

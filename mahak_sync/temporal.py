@@ -26,12 +26,12 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 from temporalio.service import RPCError
 
 from .config import Settings
 from .logging import get_logger, register_secret
+from .metrics import runtime_for
 from .search_attributes import SEARCH_ATTRIBUTES, SYNC_KIND, SYNC_PAUSED  # noqa: F401 (re-export)
 
 log = get_logger(__name__)
@@ -91,11 +91,21 @@ def connect_config(settings: Settings) -> ClientConnectConfig:
 
 
 async def connect(settings: Settings) -> Client:
-    """The one way every process (worker, starter, webhook, CLI) connects to Temporal."""
+    """The one way every process (worker, starter, webhook, CLI) connects to Temporal.
+
+    Payloads go through the pydantic data converter, encrypted (`mahak_sync.codec`) when
+    PAYLOAD_ENCRYPTION_KEYS is set."""
     config = connect_config(settings)
     if config.get("api_key"):
         register_secret(str(config["api_key"]))
-    return await Client.connect(**config, data_converter=pydantic_data_converter)
+    # Imported here: `cryptography`'s native module cannot be re-imported inside a workflow
+    # sandbox, and test workflows import this module.
+    from .codec import data_converter, register_key_secrets
+
+    register_key_secrets(settings)
+    return await Client.connect(
+        **config, data_converter=data_converter(settings), runtime=runtime_for(settings)
+    )
 
 
 async def connect_namespace(settings: Settings) -> Client:

@@ -36,7 +36,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from temporalio.client import Client
 
+from mahak_sync import metrics
 from mahak_sync.config import Settings
+from mahak_sync.health import postgres_probe, ready_response, temporal_probe
 from mahak_sync.logging import get_logger
 from mahak_sync.orders_api import start_order_sync
 from shopdb import orders
@@ -103,6 +105,17 @@ class _Deps:
 
 
 async def payment_callback(request: Request) -> JSONResponse:
+    response = await _payment_callback(request)
+    deps: _Deps = request.app.state.deps
+    metrics.count(
+        "mahak_sync_webhook_requests",
+        meter=metrics.process_meter(deps.settings),
+        result=str(response.status_code),
+    )
+    return response
+
+
+async def _payment_callback(request: Request) -> JSONResponse:
     deps: _Deps = request.app.state.deps
     settings = deps.settings
     raw = await request.body()
@@ -159,6 +172,13 @@ async def healthz(request: Request) -> JSONResponse:
     return _answer(200, status="ok")
 
 
+async def readyz(request: Request) -> JSONResponse:
+    """PostgreSQL and Temporal answer (`mahak_sync.health`)."""
+    deps: _Deps = request.app.state.deps
+    assert deps.pool is not None and deps.client is not None
+    return await ready_response([postgres_probe(deps.pool), temporal_probe(deps.client)])
+
+
 def create_app(
     settings: Settings,
     *,
@@ -186,6 +206,7 @@ def create_app(
         routes=[
             Route("/payments/callback", payment_callback, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -7,6 +7,7 @@ order, with what) and what an operator sees (query, search attributes, update re
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -410,7 +412,10 @@ async def test_stale_reference_asks_the_incoming_sync_to_refresh_then_resends(en
             assert await incoming.query(FakeIncomingSync.refreshes) == 2
             assert A.mark_dispute not in shop.names()
         finally:
-            await incoming.terminate()
+            # Clean-up only: under load the time-skipping server has been seen to close the
+            # idle stand-in before this (RPCError "Completed workflow"); the checks above ran.
+            with contextlib.suppress(RPCError):
+                await incoming.terminate()
 
 
 async def test_stale_reference_beyond_the_bound_is_a_dispute_even_without_an_incoming_sync(env):

@@ -196,3 +196,25 @@ async def test_healthz(db_pool):
     ) as http:
         response = await http.get("/healthz")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+async def test_readyz_names_postgresql_and_temporal(db_pool, temporal_client):
+    app = create_app(_settings(), pool=db_pool, client=temporal_client)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://x"
+    ) as http:
+        ready = await http.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert {c["name"]: c["ok"] for c in ready.json()["checks"]} == {
+        "postgresql": True,
+        "temporal": True,
+    }
+
+    down = create_app(_settings(), pool=db_pool, client=_NoTemporal())  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=down), base_url="http://x"
+    ) as http:
+        not_ready = await http.get("/readyz")
+    assert not_ready.status_code == 503
+    [temporal] = [c for c in not_ready.json()["checks"] if c["name"] == "temporal"]
+    assert not temporal["ok"] and temporal["detail"]

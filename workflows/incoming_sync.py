@@ -42,6 +42,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 with workflow.unsafe.imports_passed_through():
     from activities.incoming import IncomingActivities
     from mahak_client.models import INCOMING_ORDER
+    from mahak_sync import metrics
     from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
     from workflows.incoming_types import (
         RECONCILE_RUN_PREFIX,
@@ -224,6 +225,11 @@ class IncomingSyncWorkflow:
             self._current_entity = None
             self._running = False
         summary.finished_at = workflow.now()
+        metrics.observe_seconds(
+            "mahak_sync_incoming_cycle_seconds",
+            (summary.finished_at - summary.started_at).total_seconds(),
+            kind="reconcile" if reconcile else "delta",
+        )
         if reconcile and not summary.skipped:
             # Cut short (outage, pause): it stays due and runs again next cycle.
             state.reconcile_pending = False

@@ -36,6 +36,7 @@ from temporalio.types import MethodAsyncSingleParam, ParamType, ReturnType, Self
 with workflow.unsafe.imports_passed_through():
     from activities.orders import OrderActivities
     from activities.payments import PaymentActivities
+    from mahak_sync import metrics
     from mahak_sync.errors import RETRYABLE_TYPES, ErrorType
     from workflows.order_types import (
         DISPUTE_ACTIONS,
@@ -765,6 +766,7 @@ class OrderSyncWorkflow:
         workflow.set_current_details("; ".join(parts)[:1000])
 
     def _result(self, outcome: SyncOutcome, note: str | None = None) -> OrderSyncResult:
+        metrics.count("mahak_sync_orders", outcome=outcome)  # the workflow's meter: not on replay
         return OrderSyncResult(
             order_id=self._order_id,
             outcome=outcome,
