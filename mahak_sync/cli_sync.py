@@ -63,19 +63,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=_status)
 
-    for name, signal_name, help_text in (
-        ("pause", "pause", "stop cycles until resumed"),
-        ("resume", "resume", "resume cycles"),
-        ("now", "sync_now", "wake the workflow for a cycle now (signal sync_now)"),
+    from workflows.incoming_sync import IncomingSyncWorkflow
+
+    for name, signal, help_text in (
+        ("pause", IncomingSyncWorkflow.pause, "stop cycles until resumed"),
+        ("resume", IncomingSyncWorkflow.resume, "resume cycles"),
+        ("now", IncomingSyncWorkflow.sync_now, "wake the workflow for a cycle now (sync_now)"),
         (
             "reconcile",
-            "reconcile_now",
+            IncomingSyncWorkflow.reconcile_now,
             "a full read of every entity from RowVersion 0 now "
             "(signal reconcile_now); results in the sync log",
         ),
     ):
         p = sub.add_parser(name, help=help_text)
-        p.set_defaults(func=_signal, signal_name=signal_name)
+        p.set_defaults(func=_signal, signal=signal)
 
     p = sub.add_parser("reset-cursor", help="re-sync an entity (or all) from a row version")
     p.add_argument(
@@ -308,8 +310,8 @@ async def _start(args: argparse.Namespace) -> int:
 
 async def _signal(args: argparse.Namespace) -> int:
     handle = await _running(await connect(get_settings()))
-    await handle.signal(args.signal_name)
-    print(f"{args.signal_name} sent")
+    await handle.signal(args.signal)
+    print(f"{args.signal.__name__} sent")
     return 0
 
 
