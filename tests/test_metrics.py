@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -24,9 +26,13 @@ from mahak_sync.launch import start_incoming
 from mahak_sync.metrics import METRICS, mahak_observer, runtime_for
 from mahak_sync.runtime import build_worker, run_worker
 from mahak_sync.temporal import free_port
+from mahak_sync.webhook import create_app, sign
+from tests.order_helpers import make_order
 from tests.test_deploy import _dashboard_metrics
 from tests.test_incoming_e2e import fast_config
+from tests.test_worker_startup import LateTcpProxy, late_postgres  # noqa: F401 - a fixture
 from workflows.incoming_sync import IncomingSyncWorkflow
+from workflows.order_types import OrderSyncResult, order_workflow_id
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +53,7 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
     simulator: SimulatorServer,
     sim: SimControl,
 ) -> None:
-    await sim.seed(3)
+    seeded = await sim.seed(3)
     address = f"127.0.0.1:{free_port()}"
     queue = f"metrics-{uuid.uuid4().hex[:8]}"
     settings = Settings(
@@ -57,6 +63,7 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
         MAHAK_BASE_URL=simulator.base_url,
         MAHAK_USERNAME="shop",
         MAHAK_PASSWORD="secret",
+        WEBHOOK_SECRET="metrics-secret",
     )
     runtime = runtime_for(settings)
     assert runtime is not None and runtime_for(settings) is runtime  # one per address
@@ -77,6 +84,33 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
         )
         try:
             await handle.execute_update(IncomingSyncWorkflow.run_cycle)
+            # An order paid through the webhook (same process, same endpoint) and synced.
+            order = await make_order(
+                db_pool, [(seeded.product_details[0], seeded.stores[0], 1, 1000)]
+            )
+            body = json.dumps(
+                {
+                    "order_id": order.id,
+                    "amount": str(order.amount),
+                    "payment_ref": f"PAY-{order.id}",
+                }
+            ).encode()
+            stamp = int(time.time())
+            headers = {
+                "X-Timestamp": str(stamp),
+                "Content-Type": "application/json",
+                "X-Signature": sign("metrics-secret", stamp, body),
+            }
+            app = create_app(settings, pool=db_pool, client=client)
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://shop"
+            ) as shop:
+                paid = await shop.post("/payments/callback", content=body, headers=headers)
+            assert paid.status_code == 202, paid.text
+            result = await client.get_workflow_handle(
+                order_workflow_id(order.id), result_type=OrderSyncResult
+            ).result()
+            assert result.outcome == "synced"
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://{address}/metrics")).text
         finally:
@@ -100,6 +134,14 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
     requests = _samples(text, "mahak_sync_mahak_requests")
     assert any('endpoint="GetAllDataV2"' in k and 'outcome="ok"' in k for k in requests), requests
     assert _samples(text, "mahak_sync_incoming_cycle_seconds_count")
+    # The order: one callback answered 202, one send accepted, one order synced.
+    webhook = _samples(text, "mahak_sync_webhook_requests")
+    assert [v for k, v in webhook.items() if 'result="202"' in k] == [1.0], webhook
+    sends = _samples(text, "mahak_sync_send_attempts")
+    assert [v for k, v in sends.items() if 'result="accepted"' in k] == [1.0], sends
+    finished = _samples(text, "mahak_sync_orders")
+    assert [v for k, v in finished.items() if 'outcome="synced"' in k] == [1.0], finished
+    assert any('endpoint="SaveAllDataV2"' in k for k in requests), requests
     # Every SDK metric the Grafana dashboard queries is one this endpoint exports.
     sdk = {n for n in _dashboard_metrics() if n.startswith("temporal_")}
     missing = [n for n in sdk if not re.search(rf"^{n}(_bucket|_count|_sum)?[{{ ]", text, re.M)]
@@ -108,12 +150,14 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
 
 
 async def test_the_workers_health_and_readiness_name_each_check(
-    temporal_env: Any, db_dsn: str, task_queue: str, db_pool: asyncpg.Pool
+    temporal_env: Any, late_postgres: tuple[LateTcpProxy, str], task_queue: str
 ) -> None:
+    proxy, url = late_postgres
+    await proxy.open()
     port = free_port()
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
-        DATABASE_URL=db_dsn,
+        DATABASE_URL=url,
         TEMPORAL_TASK_QUEUE=task_queue,
         TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
         MAHAK_BASE_URL="http://127.0.0.1:9/API/v3",
@@ -122,30 +166,43 @@ async def test_the_workers_health_and_readiness_name_each_check(
     )
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(settings, stop=stop))
+
+    async def readiness(http: httpx.AsyncClient, status: int) -> dict[str, Any]:
+        for _ in range(300):
+            with contextlib.suppress(httpx.TransportError):
+                answer = await http.get("/readyz")
+                if answer.status_code == status:
+                    return {c["name"]: c for c in answer.json()["checks"]}
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"/readyz never answered {status}")
+
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            checks = await readiness(http, 200)
             assert (await http.get("/healthz")).json() == {"status": "ok"}
-            ready = await http.get("/readyz")
-            assert ready.status_code == 200, ready.text
-            checks = {c["name"]: c for c in ready.json()["checks"]}
             assert set(checks) == {"postgresql", "temporal", "worker", "incoming_cycle"}
             assert all(c["ok"] for c in checks.values())
             assert checks["worker"]["detail"] == f"polling {task_queue}"
 
+            # PostgreSQL down: red, naming it; back: green again.
+            await proxy.close()
+            down = await readiness(http, 503)
+            assert not down["postgresql"]["ok"] and down["temporal"]["ok"]
+            await proxy.open()
+            await readiness(http, 200)
+
             # A last cycle older than 3 intervals (3 min here) makes the worker not ready.
-            await db_pool.execute(
-                "INSERT INTO mahak_sync_log (run_id, entity, started_at, finished_at) "
-                "VALUES ('old', 'stores', now() - interval '1 hour', now() - interval '1 hour')"
-            )
-            stale = await http.get("/readyz")
-            assert stale.status_code == 503
-            [cycle] = [c for c in stale.json()["checks"] if c["name"] == "incoming_cycle"]
-            assert not cycle["ok"] and "more than 180 s" in cycle["detail"]
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(
+                    "INSERT INTO mahak_sync_log (run_id, entity, started_at, finished_at) "
+                    "VALUES ('old', 'stores', now() - interval '1 hour', now() - interval '1 hour')"
+                )
+            finally:
+                await conn.close()
+            stale = await readiness(http, 503)
+            assert not stale["incoming_cycle"]["ok"]
+            assert "more than 180 s" in stale["incoming_cycle"]["detail"]
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

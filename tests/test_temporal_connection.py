@@ -14,12 +14,14 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trustme
 from temporalio.client import Client
 
 from mahak_sync.config import Settings
-from mahak_sync.temporal import connect, connect_config
+from mahak_sync.runtime import run_worker
+from mahak_sync.temporal import connect, connect_config, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +95,7 @@ async def tls_proxy(upstream: str, cert: trustme.LeafCert) -> AsyncIterator[str]
 
 
 async def test_tls_with_the_servers_ca_connects_and_a_wrong_ca_fails_clearly(
-    temporal_client: Client, clean_env: pytest.MonkeyPatch, tmp_path: Path
+    temporal_client: Client, clean_env: pytest.MonkeyPatch, tmp_path: Path, db_dsn: str
 ) -> None:
     ca, stranger = trustme.CA(), trustme.CA()
     ca_file, wrong_file = tmp_path / "ca.pem", tmp_path / "wrong.pem"
@@ -106,6 +108,31 @@ async def test_tls_with_the_servers_ca_connects_and_a_wrong_ca_fails_clearly(
         clean_env.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(ca_file))
         client = await connect(_settings())
         assert await client.count_workflows() is not None  # a real call, over TLS
+
+        # The worker itself, configured by the same variables, polls over TLS.
+        port = free_port()
+        settings = _settings(
+            DATABASE_URL=db_dsn,
+            HEALTH_PORT=str(port),
+            TEMPORAL_TASK_QUEUE=f"tls-{port}",
+            MAHAK_BASE_URL="http://127.0.0.1:9/API/v3",
+        )
+        stop = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop=stop))
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                for _ in range(300):
+                    with contextlib.suppress(httpx.TransportError):
+                        ready = await http.get("/readyz")
+                        if ready.status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)
+                checks = {c["name"]: c for c in ready.json()["checks"]}
+            assert checks["temporal"]["ok"] and address in checks["temporal"]["detail"]
+            assert checks["worker"]["ok"]
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker, 30)
 
         clean_env.setenv("TEMPORAL_TLS_SERVER_CA_CERT_PATH", str(wrong_file))
         with pytest.raises(RuntimeError, match="(?i)connect"):
