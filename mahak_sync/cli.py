@@ -31,6 +31,8 @@ _GROUPS = (
     "cli_orders",
     "cli_dead_letters",
     "cli_codec",
+    "cli_demo",
+    "cli_status",
 )
 
 _DEBUG_HELP = "on an error, print the traceback as well as the one-line message"

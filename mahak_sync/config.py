@@ -188,6 +188,8 @@ class Settings(BaseSettings):
 
     # --- Payment webhook ---------------------------------------------------------------
     webhook_secret: SecretStr = Field(SecretStr(""), validation_alias="WEBHOOK_SECRET")
+    # Where the webhook listens, for `mahak-sync demo order --pay` (the dev stack's by default).
+    webhook_url: str = Field("http://127.0.0.1:8080", validation_alias="WEBHOOK_URL")
     webhook_max_skew_seconds: int = Field(300, ge=1, validation_alias="WEBHOOK_MAX_SKEW_SECONDS")
     payment_gateway_url: str | None = Field(None, validation_alias="PAYMENT_GATEWAY_URL")
 
