@@ -1,16 +1,17 @@
-"""Shared by the order tests: a customer with an order in the shop database, and a snapshot
-of everything a payment callback or a sync may change."""
+"""Shared by the order tests: a customer with an order in the shop database, an order as
+loaded (no database), and a snapshot of everything a payment callback or a sync may change."""
 
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from shopdb import orders
-from shopdb.models import NewCustomer, NewOrder, NewOrderLine, ShopOrder
+from shopdb.models import NewCustomer, NewOrder, NewOrderLine, ShopOrder, ShopOrderLine
 
 
 async def make_order(
@@ -66,3 +67,40 @@ async def db_snapshot(pool: asyncpg.Pool) -> dict[str, Any]:
         rows = await pool.fetch(f"SELECT * FROM {table} ORDER BY 1")
         out[table] = [dict(r) for r in rows]
     return out
+
+
+def loaded_order(paid_at: datetime, **extra: Any) -> ShopOrder:
+    """Order 7 as the shop loads it, paid at `paid_at`: two lines (1 and 2 of product details
+    101 and 102 in store 5, at 1000), client ids as the database derives them."""
+    lines = [
+        ShopOrderLine(
+            id=i,
+            order_id=7,
+            product_detail_id=100 + i,
+            store_id=5,
+            quantity=Decimal(i),
+            unit_price=Decimal(1000),
+            discount=Decimal(0),
+            order_detail_client_id=8_100_000_000_000_000 + i,
+        )
+        for i in (1, 2)
+    ]
+    return ShopOrder(
+        id=7,
+        customer_id=3,
+        amount=Decimal(3000),
+        currency="IRR",
+        payment_status="paid",
+        payment_ref="PAY-7",
+        paid_at=paid_at,
+        shipping_cost=Decimal(0),
+        discount=Decimal(0),
+        order_client_id=8_000_000_000_000_007,
+        sync_status="sending",
+        synced_to_mahak=False,
+        sync_attempts=0,
+        created_at=paid_at,
+        updated_at=paid_at,
+        lines=lines,
+        **extra,
+    )

@@ -3,50 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import pytest
 
 from activities.order_request import OutgoingFields, classify, customer_request, order_request
 from mahak_client.save import EntityError, EntityUpdateResult, SaveAllDataResult
 from mahak_simulator.saving import ALREADY_REGISTERED
-from shopdb.models import ShopCustomer, ShopOrder, ShopOrderLine
+from shopdb.models import ShopCustomer, ShopOrder
+from tests.order_helpers import loaded_order
 
 NOW = datetime(2025, 10, 4, 12, 0, tzinfo=UTC)
 
 
 def _order() -> ShopOrder:
-    lines = [
-        ShopOrderLine(
-            id=i,
-            order_id=7,
-            product_detail_id=100 + i,
-            store_id=5,
-            quantity=Decimal(i),
-            unit_price=Decimal(1000),
-            discount=Decimal(0),
-            order_detail_client_id=8_100_000_000_000_000 + i,
-        )
-        for i in (1, 2)
-    ]
-    return ShopOrder(
-        id=7,
-        customer_id=3,
-        amount=Decimal(3000),
-        currency="IRR",
-        payment_status="paid",
-        payment_ref="PAY-7",
-        paid_at=NOW,
-        shipping_cost=Decimal(0),
-        discount=Decimal(0),
-        order_client_id=8_000_000_000_000_007,
-        sync_status="sending",
-        synced_to_mahak=False,
-        sync_attempts=0,
-        created_at=NOW,
-        updated_at=NOW,
-        lines=lines,
-    )
+    return loaded_order(NOW)
 
 
 def test_wire_shape_of_a_paid_order():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,46 +19,16 @@ from activities.order_request import (
 from mahak_client.envelope import parse_row
 from mahak_client.models import ENTITIES, Order, ProductDetail, RejectedRow, entity_name
 from mahak_client.models import parse_tehran as parse_mahak_datetime
-from shopdb.models import ShopCustomer, ShopOrder, ShopOrderLine
+from shopdb.models import ShopCustomer, ShopOrder
+from tests.order_helpers import loaded_order
 from workflows.incoming_types import ResetCursorRequest
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 UTC = UTC
 
 
-def _order(paid_at: datetime, **extra) -> ShopOrder:
-    lines = [
-        ShopOrderLine(
-            id=i,
-            order_id=7,
-            product_detail_id=100 + i,
-            store_id=5,
-            quantity=Decimal(i),
-            unit_price=Decimal(1000),
-            discount=Decimal(0),
-            order_detail_client_id=8_100_000_000_000_000 + i,
-        )
-        for i in (1, 2)
-    ]
-    return ShopOrder(
-        id=7,
-        customer_id=3,
-        amount=Decimal(3000),
-        currency="IRR",
-        payment_status="paid",
-        payment_ref="PAY-7",
-        paid_at=paid_at,
-        shipping_cost=Decimal(0),
-        discount=Decimal(0),
-        order_client_id=8_000_000_000_000_007,
-        sync_status="sending",
-        synced_to_mahak=False,
-        sync_attempts=0,
-        created_at=paid_at,
-        updated_at=paid_at,
-        lines=lines,
-        **extra,
-    )
+def _order(paid_at: datetime, **extra: Any) -> ShopOrder:
+    return loaded_order(paid_at, **extra)
 
 
 FIELDS = OutgoingFields(tax_percent=9, charge_percent=0, cash_code=1)
