@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -12,6 +13,7 @@ from . import api, control, gateway
 from .auth import bearer_token, issue_token, verify_token
 from .config import SimulatorConfig
 from .faults import FaultInjector, FaultMiddleware
+from .log import get_logger
 from .seed import SeedRequest, seed_base, seed_catalog
 from .state import SimState
 from .wire import password_digest
@@ -22,15 +24,44 @@ class Simulation:
 
     `config` is the live configuration (the control API may change the boundary and the
     token lifetime); a reset restores the one the simulator was started with.
+
+    With a `state_file` the data persists: loaded at start when the file exists (instead of
+    seeding), written by `save()` (the server saves on change and at shutdown). Without one
+    (tests, `mahak-sync simulator`) everything lives in memory.
     """
 
-    def __init__(self, config: SimulatorConfig) -> None:
+    def __init__(self, config: SimulatorConfig, *, state_file: Path | None = None) -> None:
         self.base_config = config
         self.config = config.model_copy()
         self.state = SimState(config)
         self.faults = FaultInjector(config.fault_seed)
         self.gateway = gateway.RefundLedger()
-        self.reset()
+        self.state_file = state_file
+        self._saved_changes = -1
+        if state_file is not None and state_file.exists():
+            self.reconfigure(self.base_config.model_copy())
+            self.state.load(state_file)
+            self._saved_changes = self.state.changes
+            get_logger("mahak_simulator").info(
+                "simulator state loaded",
+                file=str(state_file),
+                row_version=self.state.row_version,
+            )
+        else:
+            self.reset()
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the state file (when persistent) if anything changed since the last save."""
+        if self.state_file is None:
+            return
+        with self.state.lock:
+            changes = self.state.changes
+            if changes == self._saved_changes:
+                return
+            self.state.save(self.state_file)
+            self._saved_changes = changes
 
     def reconfigure(self, config: SimulatorConfig) -> None:
         """Switch to `config` (the control API's `/config`); the state follows its modes."""
@@ -96,9 +127,9 @@ class Simulation:
             return len(expired)
 
 
-def create_app(config: SimulatorConfig | None = None) -> Any:
+def create_app(config: SimulatorConfig | None = None, *, sim: Simulation | None = None) -> Any:
     """The ASGI app: Sync API, control API and fake gateway, behind the fault injector."""
-    sim = Simulation(config or SimulatorConfig())
+    sim = sim or Simulation(config or SimulatorConfig())
     app = Starlette(routes=[*api.routes(), *control.routes(), *gateway.routes()])
     app.state.sim = sim
     return FaultMiddleware(app, sim.state, sim.faults, endpoint_of=_endpoint_of)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
 import httpx
 import uvicorn
 
-from .app import create_app
+from .app import Simulation, create_app
 from .config import SimulatorConfig
 from .log import get_logger
 
@@ -19,12 +20,26 @@ class SimulatorServer:
     """`start()` blocks until the server answers; `stop()` shuts it down and joins the thread.
 
     Tests talk to it over HTTP only (its state belongs to the server thread).
+
+    With `state_file` the simulated data persists there: loaded at start when the file
+    exists, saved within `save_interval` seconds of a change and at `stop()`.
     """
 
-    def __init__(self, config: SimulatorConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        state_file: Path | None = None,
+        save_interval: float = 1.0,
+    ) -> None:
         self.config = config or SimulatorConfig()
+        self.state_file = state_file
+        self.save_interval = save_interval
+        self.simulation: Simulation | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._saver: threading.Thread | None = None
+        self._saver_stop = threading.Event()
         self._port: int | None = None
 
     @property
@@ -55,9 +70,14 @@ class SimulatorServer:
             sock.close()
             raise
         self._port = sock.getsockname()[1]
+        try:
+            self.simulation = Simulation(self.config, state_file=self.state_file)
+        except BaseException:
+            sock.close()
+            raise
         self._server = uvicorn.Server(
             uvicorn.Config(
-                create_app(self.config),
+                create_app(self.config, sim=self.simulation),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
@@ -77,6 +97,12 @@ class SimulatorServer:
         )
         self._thread.start()
         self._wait_ready(timeout)
+        if self.state_file is not None:
+            self._saver_stop.clear()
+            self._saver = threading.Thread(
+                target=self._save_loop, name=f"mahak-simulator-saver-{self._port}", daemon=True
+            )
+            self._saver.start()
         get_logger("mahak_simulator").info("simulator started", url=self.base_url)
         return self
 
@@ -95,11 +121,30 @@ class SimulatorServer:
         self.stop()
         raise TimeoutError(f"the simulator did not answer within {timeout} s")
 
+    def _save_loop(self) -> None:
+        while not self._saver_stop.wait(self.save_interval):
+            self._save("periodic")
+
+    def _save(self, when: str) -> None:
+        if self.simulation is None:
+            return
+        try:
+            self.simulation.save()
+        except Exception as exc:  # noqa: BLE001 - a failed save is retried, never fatal
+            get_logger("mahak_simulator").warning(
+                "simulator state not saved", when=when, file=str(self.state_file), error=str(exc)
+            )
+
     def stop(self, timeout: float = 10.0) -> None:
         if self._server is not None:
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._saver is not None:
+            self._saver_stop.set()
+            self._saver.join(timeout)
+            self._saver = None
+        self._save("shutdown")
         self._server = None
         self._thread = None
 

@@ -13,9 +13,12 @@ that must be consistent and every mutation.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .config import Boundary, PageOrder, SimulatorConfig
@@ -65,9 +68,12 @@ class SimState:
     def __init__(self, config: SimulatorConfig) -> None:
         self.lock = threading.RLock()
         self._row_version = config.row_version_start
-        self._ids: dict[str, itertools.count[int]] = {}
+        # Next server id per collection (never reset, like the RowVersion counter).
+        self._next_ids: dict[str, int] = {}
         self._raw_keys = itertools.count(1)
         self._write_seq = itertools.count(1)
+        # Bumped by every write and reset: what the persistence compares to save on change.
+        self.changes = 0
         # §11.3 late commits: writes made while this is > 0 stay invisible to that many
         # GetAllData requests (`SimulatorConfig.late_commit_lag`, kept in step by the app).
         self.hold_writes_for = 0
@@ -83,7 +89,7 @@ class SimState:
             # Rows not yet "committed": key -> GetAllData requests they stay invisible to.
             self._held: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
             self._client_index: dict[str, dict[int, Any]] = {c.name: {} for c in COLLECTIONS}
-            self._codes: dict[str, itertools.count[int]] = {}
+            self._next_codes: dict[str, int] = {}
             self.orders = OrderBook()
             self.requests: Counter[str] = Counter()
             self.faults_injected = 0
@@ -91,6 +97,7 @@ class SimState:
             self.revoked_tokens: set[str] = set()
             # Request members the schema does not know: (entity, key as sent) -> count.
             self.unknown_fields: Counter[tuple[str, str]] = Counter()
+            self.changes += 1
 
     # --- counters ------------------------------------------------------------------------
 
@@ -105,13 +112,16 @@ class SimState:
 
     def new_id(self, collection: str) -> int:
         with self.lock:
-            seq = self._ids.setdefault(collection, itertools.count(_ID_START.get(collection, 1001)))
-            return next(seq)
+            value = self._next_ids.get(collection, _ID_START.get(collection, 1001))
+            self._next_ids[collection] = value + 1
+            return value
 
     def new_code(self, collection: str) -> int:
         """Mahak desktop codes: small per-entity numbers, restarting with each reset."""
         with self.lock:
-            return next(self._codes.setdefault(collection, itertools.count(1)))
+            value = self._next_codes.get(collection, 1)
+            self._next_codes[collection] = value + 1
+            return value
 
     # --- rows ----------------------------------------------------------------------------
 
@@ -150,6 +160,7 @@ class SimState:
             client_id = stored.get(spec.client_id_field)
             if isinstance(client_id, int) and not isinstance(key, tuple):
                 self._client_index[collection][client_id] = key
+            self.changes += 1
             return stored
 
     def create(self, collection: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -282,6 +293,89 @@ class SimState:
             )
         caps = [c for c in (page_size, server_cap) if c]
         return selected[: min(caps)] if caps else selected
+
+    # --- persistence (the dev stack's simulator remembers its data across restarts) --------
+
+    SNAPSHOT_FORMAT = 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The data a restarted simulator needs to go on where this one stopped: every row
+        (in write order), the RowVersion and id counters, desktop codes and the order book.
+        Tokens, request counters and held (uncommitted) writes are left out."""
+        with self.lock:
+            book = self.orders
+            return {
+                "format": self.SNAPSHOT_FORMAT,
+                "row_version": self._row_version,
+                "next_ids": dict(self._next_ids),
+                "next_codes": dict(self._next_codes),
+                "unordered": sorted(self._unordered),
+                "rows": {
+                    name: [
+                        [list(key) if isinstance(key, tuple) else key, self._seq[name][key], row]
+                        for key, row in rows.items()
+                    ]
+                    for name, rows in self._rows.items()
+                    if rows
+                },
+                "orders": {
+                    "imported": sorted(book.imported),
+                    "desktop": sorted(book.desktop),
+                    "submissions": [[k, v] for k, v in book.submissions.items()],
+                    "deletions": [[k, v] for k, v in book.deletions.items()],
+                    "duplicate_submissions": book.duplicate_submissions,
+                    "stock_moves": [[k, list(v)] for k, v in book.stock_moves.items()],
+                },
+            }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Replace everything with a `snapshot()`; raises ValueError for another format."""
+        if data.get("format") != self.SNAPSHOT_FORMAT:
+            raise ValueError(f"unknown simulator state format {data.get('format')!r}")
+        with self.lock:
+            self.clear()
+            self._row_version = int(data["row_version"])
+            self._next_ids = {k: int(v) for k, v in data["next_ids"].items()}
+            self._next_codes = {k: int(v) for k, v in data["next_codes"].items()}
+            self._unordered = set(data["unordered"]) & set(self._rows)
+            top_seq = top_raw = 0
+            for name, entries in data["rows"].items():
+                if name not in self._rows:
+                    continue  # a collection this version no longer has
+                spec = BY_NAME[name]
+                for raw_key, seq, row in entries:
+                    key: Any = tuple(raw_key) if isinstance(raw_key, list) else raw_key
+                    if isinstance(key, tuple):
+                        top_raw = max(top_raw, int(key[1]))
+                    self._rows[name][key] = row
+                    self._seq[name][key] = int(seq)
+                    top_seq = max(top_seq, int(seq))
+                    client_id = row.get(spec.client_id_field)
+                    if isinstance(client_id, int) and not isinstance(key, tuple):
+                        self._client_index[name][client_id] = key
+            self._write_seq = itertools.count(top_seq + 1)
+            self._raw_keys = itertools.count(top_raw + 1)
+            book = data["orders"]
+            self.orders = OrderBook(
+                imported=set(book["imported"]),
+                desktop=set(book["desktop"]),
+                submissions=Counter({int(k): int(v) for k, v in book["submissions"]}),
+                deletions=Counter({int(k): int(v) for k, v in book["deletions"]}),
+                duplicate_submissions=int(book["duplicate_submissions"]),
+                stock_moves={int(k): tuple(v) for k, v in book["stock_moves"]},  # type: ignore[misc]
+            )
+
+    def save(self, path: Path) -> None:
+        """Write `snapshot()` to `path` atomically (a crash mid-write keeps the old file)."""
+        with self.lock:
+            text = json.dumps(self.snapshot(), ensure_ascii=False, separators=(",", ":"))
+        tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        self.restore(json.loads(path.read_text(encoding="utf-8")))
 
 
 def _version_key(row: dict[str, Any]) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -41,6 +42,12 @@ def register(subparsers: Any) -> None:
         default="inclusive",
         help="GetAllData from-version semantics",
     )
+    p.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep the simulated data in this JSON file across restarts (default: in memory)",
+    )
     p.set_defaults(func=run)
 
 
@@ -62,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    server = SimulatorServer(config).start()
+    server = SimulatorServer(config, state_file=args.state_file).start()
     try:
         print(READY_LINE.format(base_url=server.base_url), flush=True)
         while not stop.wait(0.5):

@@ -10,11 +10,16 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import os
 import re
+import socket
 from datetime import timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -287,6 +292,78 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.outgoing_sweep_interval_seconds)
 
 
+# --- the running dev stack ---------------------------------------------------------------
+
+# `mahak-sync dev` writes its endpoints and credentials here (under MAHAK_SYNC_DATA_DIR).
+DEV_ENV_FILENAME = "dev.env"
+DEV_PID_VARIABLE = "MAHAK_SYNC_DEV_PID"
+# Settings of which the environment's value, when it differs from the dev stack's, means the
+# command belongs to another system: then nothing of the dev stack's file is read.
+_DEV_STACK_IDENTITY = ("TEMPORAL_ADDRESS", "DATABASE_URL")
+
+
+def _data_dir() -> Path:
+    value = os.environ.get("MAHAK_SYNC_DATA_DIR")
+    if value is None and Path(".env").is_file():
+        value = dotenv_values(".env").get("MAHAK_SYNC_DATA_DIR")
+    return Path(value or ".data")
+
+
+def dev_stack_alive(values: dict[str, str | None]) -> bool:
+    """Whether the dev stack that wrote these env-file values still runs: its process exists
+    and its Temporal frontend answers (a pid reused by another process has no such port)."""
+    try:
+        pid = int(values.get(DEV_PID_VARIABLE) or "")
+        os.kill(pid, 0)
+    except PermissionError:
+        pass  # a process of another user: alive
+    except (ValueError, OSError):
+        return False
+    address = values.get("TEMPORAL_ADDRESS") or ""
+    parts = urlsplit(f"//{address}")
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    if not parts.hostname or port is None:
+        return False
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def running_dev_env_file() -> Path | None:
+    """The env file of the dev stack running from this folder (`MAHAK_SYNC_DATA_DIR/dev.env`),
+    or None: when there is none, when the stack that wrote it is gone, or when the
+    environment names another Temporal or database (then the environment wins entirely,
+    never a mix of two systems)."""
+    path = _data_dir() / DEV_ENV_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not dev_stack_alive(values):
+        return None
+    for name in _DEV_STACK_IDENTITY:
+        given = os.environ.get(name)
+        if given and given != values.get(name):
+            return None
+    return path
+
+
+def load_settings(*, dev_stack: bool = True) -> Settings:
+    """Settings from the environment, `.env` and, with `dev_stack`, the running dev stack's
+    env file (read after `.env`; the environment still wins over both)."""
+    dev_env = running_dev_env_file() if dev_stack else None
+    if dev_env is None:
+        return Settings()
+    return Settings(_env_file=(".env", dev_env))  # type: ignore[call-arg]
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -986,6 +987,47 @@ def test_cli_runs_the_simulator_as_a_process() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) == 0
+
+
+def _simulator_process(*args: str) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from mahak_sync.cli import main; main()",
+            "simulator",
+            "--port",
+            "0",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    match = re.fullmatch(r"mahak simulator listening on (http://127\.0\.0\.1:\d+)/API/v3", line)
+    assert match, line
+    return proc, match.group(1)
+
+
+def test_a_state_file_keeps_the_simulated_data_across_restarts(tmp_path: Path) -> None:
+    state = tmp_path / "simulator-state.json"
+    proc, root = _simulator_process("--seed-products", "2", "--state-file", str(state))
+    try:
+        row = {"StoreId": 424242, "Name": "kept"}
+        httpx.post(f"{root}/_sim/rows", json={"entity": "Stores", "row": row}).raise_for_status()
+        before = httpx.get(f"{root}/_sim/entities/Stores").json()["rows"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+    proc, root = _simulator_process("--state-file", str(state))
+    try:
+        after = httpx.get(f"{root}/_sim/entities/Stores").json()["rows"]
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+    assert after == before and any(r["StoreId"] == 424242 for r in after)
 
 
 # --- Open-question modes (shared/mahak-api.md §11; README.md "Simulator modes") ----------------
