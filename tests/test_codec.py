@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import os
 import subprocess
@@ -18,14 +19,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from temporalio import activity, workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
+from activities.orders import OrderActivities
+from activities.payments import PaymentActivities
+from mahak_client.client import MahakClient
+from mahak_simulator.control import SimControl
+from mahak_simulator.server import SimulatorServer
 from mahak_sync import logging as mlog
 from mahak_sync.cli_errors import EXIT_CONFIG, explain
 from mahak_sync.codec import (
@@ -37,8 +42,14 @@ from mahak_sync.codec import (
 )
 from mahak_sync.codec_server import create_app
 from mahak_sync.config import Settings
-from mahak_sync.runtime import WORKFLOWS
+from mahak_sync.health import serving
+from mahak_sync.orders_api import start_order_sync
+from mahak_sync.runtime import INTERCEPTORS, WORKFLOWS
 from mahak_sync.temporal import connect, free_port, temporal_cli_path
+from shopdb import orders
+from tests.order_helpers import make_order
+from workflows.order_sync import OrderSyncWorkflow
+from workflows.order_types import OrderSyncResult
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 KEY_OLD = base64.b64encode(b"o" * 32).decode()
@@ -327,58 +338,143 @@ async def test_an_encrypted_run_keeps_no_plaintext_in_history_and_reads_with_the
     assert result.replay_failure is not None
 
 
+@contextlib.asynccontextmanager
+async def codec_server(settings: Settings) -> AsyncIterator[str]:
+    """The codec server (`mahak-sync codec-server`'s app) on a free port; yields its URL."""
+    port = free_port()
+    async with serving(create_app(settings), port, host="127.0.0.1"):
+        yield f"http://127.0.0.1:{port}"
+
+
+async def temporal_show(
+    temporal_client: Client, workflow_id: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """`temporal workflow show --output json` as an operator runs it (in a thread: the codec
+    server answers on this loop)."""
+    cmd = [
+        temporal_cli_path(),
+        "workflow",
+        "show",
+        "--workflow-id",
+        workflow_id,
+        "--output",
+        "json",
+        "--address",
+        temporal_client.service_client.config.target_host,
+        "--namespace",
+        temporal_client.namespace,
+        *extra,
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
+    return await asyncio.to_thread(
+        subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=env
+    )
+
+
 async def test_temporal_workflow_show_through_the_codec_server(
     temporal_client: Client, encrypted_run: tuple[Settings, Client, str]
 ) -> None:
     """What an operator runs: `temporal workflow show` decodes through the codec server with
     the token, shows ciphertext without the codec server, and fails with a wrong token."""
     settings, _, workflow_id = encrypted_run
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "the codec server did not start"
-            await asyncio.sleep(0.05)
-
-        async def show(*extra: str) -> subprocess.CompletedProcess[str]:
-            cmd = [
-                temporal_cli_path(),
-                "workflow",
-                "show",
-                "--workflow-id",
-                workflow_id,
-                "--output",
-                "json",
-                "--address",
-                temporal_client.service_client.config.target_host,
-                "--namespace",
-                temporal_client.namespace,
-                *extra,
-            ]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("TEMPORAL_")}
-            return await asyncio.to_thread(
-                subprocess.run, cmd, capture_output=True, text=True, timeout=60, env=env
-            )
-
-        endpoint = f"http://127.0.0.1:{port}"
-        decoded = await show("--codec-endpoint", endpoint, "--codec-auth", f"Bearer {TOKEN}")
+    async with codec_server(settings) as endpoint:
+        decoded = await temporal_show(
+            temporal_client,
+            workflow_id,
+            "--codec-endpoint",
+            endpoint,
+            "--codec-auth",
+            f"Bearer {TOKEN}",
+        )
         assert decoded.returncode == 0, decoded.stderr
-        texts = list(_texts(json.loads(decoded.stdout)))
-        assert any(DISTINCTIVE in text for text in texts)
+        assert any(DISTINCTIVE in text for text in _texts(json.loads(decoded.stdout)))
 
-        encrypted = await show()
+        encrypted = await temporal_show(temporal_client, workflow_id)
         assert encrypted.returncode == 0, encrypted.stderr
         assert not [t for t in _texts(json.loads(encrypted.stdout)) if DISTINCTIVE in t]
 
         # A wrong token: the server answers 401, the CLI retries, then fails (no payload shown).
-        refused = await show("--codec-endpoint", endpoint, "--codec-auth", "Bearer wrong")
+        refused = await temporal_show(
+            temporal_client,
+            workflow_id,
+            "--codec-endpoint",
+            endpoint,
+            "--codec-auth",
+            "Bearer wrong",
+        )
         assert refused.returncode != 0 and DISTINCTIVE not in refused.stdout, refused.stdout
-    finally:
-        server.should_exit = True
-        await serving
+
+
+async def test_an_order_synced_with_the_codec_on_is_ciphertext_without_it(
+    temporal_client: Client,
+    task_queue: str,
+    db_pool: Any,
+    simulator: SimulatorServer,
+    sim: SimControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17's case: a real order, synced to the simulator by the production activities
+    with payloads encrypted; `temporal workflow show` reads it through the codec server and,
+    without it, sees ciphertext only (and the customer's name nowhere)."""
+    settings = _codec_settings(temporal_client, monkeypatch).model_copy(
+        update={
+            "temporal_task_queue": task_queue,
+            "mahak_base_url": simulator.base_url,
+            "mahak_username": "shop",
+            "mahak_password": SecretStr("secret"),
+        }
+    )
+    client = await connect(settings)
+    seeded = await sim.seed(2)
+    order = await make_order(db_pool, [(seeded.product_details[0], seeded.stores[0], 1, 1000)])
+    await db_pool.execute(
+        "UPDATE shop_customers SET first_name = $1 WHERE id = $2", DISTINCTIVE, order.customer_id
+    )
+    await orders.mark_paid(db_pool, order.id, order.amount, f"PAY-{order.id}")
+    async with (
+        MahakClient.from_settings(settings) as mahak,
+        httpx.AsyncClient() as gateway,
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[OrderSyncWorkflow],
+            activities=[
+                *OrderActivities(db_pool, mahak, settings).all(),
+                *PaymentActivities(db_pool, gateway, "http://127.0.0.1:9").all(),
+            ],
+            interceptors=INTERCEPTORS,
+        ),
+    ):
+        workflow_id = await start_order_sync(client, order.id, settings)
+        result = await client.get_workflow_handle(workflow_id, result_type=OrderSyncResult).result()
+    assert result.outcome == "synced"
+    assert [o for o in await sim.orders() if o.order_client_id == order.order_client_id]
+
+    async with codec_server(settings) as endpoint:
+        decoded = await temporal_show(
+            temporal_client,
+            workflow_id,
+            "--codec-endpoint",
+            endpoint,
+            "--codec-auth",
+            f"Bearer {TOKEN}",
+        )
+        plain = await temporal_show(temporal_client, workflow_id)
+    assert decoded.returncode == 0 and plain.returncode == 0, decoded.stderr + plain.stderr
+    readable = list(_texts(json.loads(decoded.stdout)))
+    assert any('"outcome":"synced"' in t.replace(" ", "") for t in readable), decoded.stdout[:2000]
+    hidden = list(_texts(json.loads(plain.stdout)))
+    assert not [t for t in hidden if "synced" in t and "outcome" in t]
+    assert not [t for t in [*readable, *hidden] if DISTINCTIVE in t]
+    history = (
+        await temporal_client.get_workflow_handle(workflow_id).fetch_history()
+    ).to_json_dict()
+    # Every payload is ciphertext, but the SDK's own patch markers (`workflow.patched` ids).
+    events = [e for e in history["events"] if "markerRecordedEventAttributes" not in e]
+    payloads = _history_payloads({"events": events})
+    assert len(payloads) >= 6
+    for payload in payloads:
+        assert base64.b64decode(payload["metadata"]["encoding"]) == ENCODING, payload
 
 
 # --- the codec server ----------------------------------------------------------------------
