@@ -10,14 +10,20 @@ Every project metric starts with `mahak_sync_`; `deploy/grafana/` and its test n
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.common import MetricMeter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from .config import Settings
+from .logging import get_logger
+from .startup import describe_error
+
+log = get_logger(__name__)
 
 _runtimes: dict[str, Runtime] = {}
 
@@ -36,6 +42,12 @@ METRICS: Mapping[str, tuple[str, str]] = {
     "mahak_sync_mahak_requests": ("counter", "Mahak API requests, by endpoint and outcome"),
     "mahak_sync_mahak_request_seconds": ("histogram", "Mahak API request latency, by endpoint"),
     "mahak_sync_webhook_requests": ("counter", "payment callbacks, by result"),
+    "mahak_sync_paid_orders": ("gauge", "paid orders by sync status (disputes open included)"),
+    "mahak_sync_entity_lag_seconds": (
+        "gauge",
+        "seconds since each entity was last read from Mahak without error",
+    ),
+    "mahak_sync_dead_letters_open": ("gauge", "dead letters not resolved, by entity"),
 }
 
 
@@ -101,3 +113,43 @@ def mahak_observer(settings: Settings) -> Callable[[str, str, float], None]:
         observe_seconds("mahak_sync_mahak_request_seconds", seconds, meter=meter, endpoint=endpoint)
 
     return observe
+
+
+_PAID_ORDERS = (
+    "SELECT sync_status, count(*) AS n FROM shop_orders WHERE payment_status = 'paid' GROUP BY 1"
+)
+_ENTITY_LAG = """
+    SELECT entity, extract(epoch FROM now() - max(finished_at)) AS lag FROM mahak_sync_log
+    WHERE error IS NULL AND finished_at IS NOT NULL AND entity <> 'inventory_conflicts'
+    GROUP BY entity
+"""
+_DEAD_LETTERS = (
+    "SELECT entity, count(*) AS n FROM mahak_dead_letters WHERE resolved_at IS NULL GROUP BY 1"
+)
+SYNC_STATUSES = ("pending", "sending", "retrying", "dispute", "synced", "cancelled", "failed")
+
+
+async def collect_state(pool: Any, meter: MetricMeter) -> None:
+    """Gauges of what the database holds (disputes open, entity lag, dead letters): taken by
+    the worker every `STATE_EVERY_SECONDS`, as no single activity sees them."""
+    counts = {r["sync_status"]: r["n"] for r in await pool.fetch(_PAID_ORDERS)}
+    for status in sorted({*SYNC_STATUSES, *counts}):
+        gauge("mahak_sync_paid_orders", counts.get(status, 0), meter=meter, status=status)
+    for row in await pool.fetch(_ENTITY_LAG):
+        gauge("mahak_sync_entity_lag_seconds", int(row["lag"]), meter=meter, entity=row["entity"])
+    for row in await pool.fetch(_DEAD_LETTERS):
+        gauge("mahak_sync_dead_letters_open", row["n"], meter=meter, entity=row["entity"])
+
+
+STATE_EVERY_SECONDS = 30.0
+
+
+async def collect_state_forever(
+    pool: Any, meter: MetricMeter, every: float = STATE_EVERY_SECONDS
+) -> None:
+    while True:
+        try:
+            await collect_state(pool, meter)
+        except Exception as exc:  # noqa: BLE001 - the database may be down: the next round retries
+            log.warning("metrics.state_not_collected", error=describe_error(exc))
+        await asyncio.sleep(every)

@@ -36,7 +36,7 @@ from mahak_sync.health import (
     temporal_probe,
 )
 from mahak_sync.logging import configure_logging, get_logger, register_secret
-from mahak_sync.metrics import mahak_observer
+from mahak_sync.metrics import collect_state_forever, mahak_observer, process_meter
 from mahak_sync.startup import (
     EXIT_CONFIG,
     StartupAborted,
@@ -148,6 +148,11 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
                 await stack.enter_async_context(
                     serving(worker_health_app(settings, client, pool, worker), settings.health_port)
                 )
+            if settings.metrics_address:
+                collector = asyncio.create_task(
+                    collect_state_forever(pool, process_meter(settings))
+                )
+                stack.callback(collector.cancel)
             async with worker:
                 log.info(
                     "worker_started",

@@ -23,7 +23,7 @@ from mahak_simulator.control import SimControl
 from mahak_simulator.server import SimulatorServer
 from mahak_sync.config import Settings
 from mahak_sync.launch import start_incoming
-from mahak_sync.metrics import METRICS, mahak_observer, runtime_for
+from mahak_sync.metrics import METRICS, collect_state, mahak_observer, runtime_for
 from mahak_sync.runtime import build_worker, run_worker
 from mahak_sync.temporal import free_port
 from mahak_sync.webhook import create_app, sign
@@ -111,6 +111,7 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
                 order_workflow_id(order.id), result_type=OrderSyncResult
             ).result()
             assert result.outcome == "synced"
+            await collect_state(db_pool, runtime.metric_meter)  # the worker does it every 30 s
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://{address}/metrics")).text
         finally:
@@ -142,6 +143,12 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
     finished = _samples(text, "mahak_sync_orders")
     assert [v for k, v in finished.items() if 'outcome="synced"' in k] == [1.0], finished
     assert any('endpoint="SaveAllDataV2"' in k for k in requests), requests
+    # What the database holds: paid orders by status (no dispute open), entity lag.
+    paid = _samples(text, "mahak_sync_paid_orders")
+    assert [v for k, v in paid.items() if 'status="synced"' in k] == [1.0], paid
+    assert [v for k, v in paid.items() if 'status="dispute"' in k] == [0.0], paid
+    lag = _samples(text, "mahak_sync_entity_lag_seconds")
+    assert any('entity="products"' in k and 0 <= v < 300 for k, v in lag.items()), lag
     # Every SDK metric the Grafana dashboard queries is one this endpoint exports.
     sdk = {n for n in _dashboard_metrics() if n.startswith("temporal_")}
     missing = [n for n in sdk if not re.search(rf"^{n}(_bucket|_count|_sum)?[{{ ]", text, re.M)]
