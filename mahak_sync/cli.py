@@ -33,6 +33,7 @@ _GROUPS = (
     "cli_codec",
     "cli_demo",
     "cli_status",
+    "cli_temporal",
 )
 
 _DEBUG_HELP = "on an error, print the traceback as well as the one-line message"
@@ -118,11 +119,23 @@ def _report(exc: BaseException, settings: Settings | None, args: argparse.Namesp
 
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["temporal"]:
+        # Everything after `temporal` is the temporal CLI's, options included: argparse would
+        # claim the ones it does not know.
+        args = argparse.Namespace(func=_temporal_passthrough, args=given[1:], debug=False)
+    else:
+        args = parser.parse_args(given)
     if not getattr(args, "func", None):
         parser.print_help()
         raise SystemExit(2)
     exit_now(run(args))
+
+
+def _temporal_passthrough(args: argparse.Namespace) -> int:
+    from .cli_temporal import run_temporal
+
+    return run_temporal(list(args.args))
 
 
 def exit_now(code: int) -> None:

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    async with database_dsn(get_settings()) as dsn:
+    async with database_dsn(get_settings(), create=True) as dsn:
         applied = await migrate(dsn, target=args.target)
     print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
     return 0

@@ -125,6 +125,7 @@ def _rules() -> list[Rule]:
 
     from mahak_client.errors import MahakAuthError, MahakError, MahakTransientError
     from shopdb.migrate import MigrationError
+    from shopdb.pool import NoDatabaseConfigured
 
     def settings_error(exc: BaseException, _: Settings | None) -> str:
         assert isinstance(exc, ValidationError)
@@ -168,6 +169,7 @@ def _rules() -> list[Rule]:
             settings_error,
         ),
         # --- PostgreSQL ---
+        Rule(_is(NoDatabaseConfigured), EXIT_CONFIG, lambda exc, s: str(exc)),
         Rule(
             _is(asyncpg.ClientConfigurationError),
             EXIT_CONFIG,

@@ -135,7 +135,7 @@ async def run_worker(settings: Settings, *, stop: asyncio.Event | None = None) -
             # is waited for again, and applied migrations are never repeated.
             pool = await wait_for(
                 "postgresql",
-                lambda: stack.enter_async_context(open_database(settings)),
+                lambda: stack.enter_async_context(open_database(settings, create=True)),
                 retry_if=postgres_is_starting,
                 **backoff,
             )

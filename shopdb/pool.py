@@ -42,14 +42,31 @@ async def transaction(db: Executor) -> AsyncIterator[asyncpg.Connection]:
             yield db
 
 
+class NoDatabaseConfigured(RuntimeError):
+    """No `DATABASE_URL`, and no embedded database where the settings point: a command run
+    from the wrong folder must not quietly create a new, empty one."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(
+            f"no DATABASE_URL, and no dev stack database under {data_dir.resolve()}: set "
+            "DATABASE_URL, or run this from the project folder (MAHAK_SYNC_DATA_DIR) where "
+            "`mahak-sync dev` keeps its database"
+        )
+        self.data_dir = data_dir
+
+
 @asynccontextmanager
-async def database_dsn(settings: Settings) -> AsyncIterator[str]:
+async def database_dsn(settings: Settings, *, create: bool = False) -> AsyncIterator[str]:
     """The DSN of the shop database: `DATABASE_URL`, or the embedded dev server (started
-    for the duration of the block)."""
+    for the duration of the block). A new embedded database is made only with `create`
+    (the worker, `db migrate`); otherwise `NoDatabaseConfigured`."""
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value()
         return
-    embedded, dsn = await start_embedded(Path(settings.data_dir) / "postgres")
+    data_dir = Path(settings.data_dir) / "postgres"
+    if not create and not data_dir.exists():
+        raise NoDatabaseConfigured(Path(settings.data_dir))
+    embedded, dsn = await start_embedded(data_dir)
     try:
         yield dsn
     finally:
@@ -58,13 +75,13 @@ async def database_dsn(settings: Settings) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def open_database(
-    settings: Settings, *, migrate: bool | None = None
+    settings: Settings, *, migrate: bool | None = None, create: bool = False
 ) -> AsyncIterator[asyncpg.Pool]:
     """The shop database pool for this process; migrated first when configured to
-    (`MIGRATE_ON_START`, or `migrate` when given)."""
+    (`MIGRATE_ON_START`, or `migrate` when given). `create`: see `database_dsn`."""
     from .migrate import migrate as run_migrations
 
-    async with database_dsn(settings) as dsn:
+    async with database_dsn(settings, create=create) as dsn:
         if settings.migrate_on_start if migrate is None else migrate:
             await run_migrations(dsn)
         pool = await create_pool(

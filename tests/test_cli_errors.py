@@ -177,3 +177,15 @@ def test_every_other_command_reports_refused_mahak_credentials_as_configuration(
         "unexpected error: ZeroDivisionError: division by zero; rerun with --debug for the "
         "traceback",
     )
+
+
+async def test_outside_the_project_folder_no_new_database_is_created(tmp_path: Path) -> None:
+    # Issue 15: no DATABASE_URL and no dev stack here: say where it looked, create nothing.
+    code, out, err = await run_process("orders", "list", env=clean_env(), cwd=tmp_path)
+    assert code == EXIT_CONFIG and out == ""
+    assert err == (
+        f"error: no DATABASE_URL, and no dev stack database under {tmp_path / '.data'}: set "
+        "DATABASE_URL, or run this from the project folder (MAHAK_SYNC_DATA_DIR) where "
+        "`mahak-sync dev` keeps its database\n"
+    )
+    assert not (tmp_path / ".data").exists()
