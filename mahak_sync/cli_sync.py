@@ -24,6 +24,7 @@ from workflows.incoming_types import (
     CycleSummary,
     EntityProgress,
     ResetCursorRequest,
+    RetryState,
     SyncStatus,
 )
 
@@ -164,14 +165,35 @@ async def current_progress(
     client: Client, handle: WorkflowHandle[Any, Any]
 ) -> EntityProgress | None:
     """Page-level progress of the running entity, from its activity's last heartbeat."""
+    return (await current_activity(client, handle))[0]
+
+
+async def current_activity(
+    client: Client, handle: WorkflowHandle[Any, Any]
+) -> tuple[EntityProgress | None, RetryState | None]:
+    """The running entity's progress (its last heartbeat) and, while Temporal retries it
+    (Mahak or the database failing), the attempt, its last error and the next try."""
     description = await handle.describe()
     for pending in description.raw_description.pending_activities:
-        if pending.activity_type.name in _ENTITY_ACTIVITIES and pending.heartbeat_details.payloads:
+        if pending.activity_type.name not in _ENTITY_ACTIVITIES:
+            continue
+        progress = None
+        if pending.heartbeat_details.payloads:
             [progress] = await client.data_converter.decode(
                 pending.heartbeat_details.payloads, [EntityProgress]
             )
-            return progress
-    return None
+        retry = None
+        if pending.attempt > 1 or pending.HasField("last_failure"):
+            retry = RetryState(
+                entity_activity=pending.activity_type.name,
+                attempt=pending.attempt,
+                last_error=pending.last_failure.message or None,
+                next_attempt_at=pending.next_attempt_schedule_time.ToDatetime(tzinfo=UTC)
+                if pending.HasField("next_attempt_schedule_time")
+                else None,
+            )
+        return progress, retry
+    return None, None
 
 
 NOT_RUNNING = "the incoming sync is not running; start it with `mahak-sync sync start`"
@@ -199,7 +221,7 @@ async def _status(args: argparse.Namespace) -> int:
             raise CommandFailed(NOT_RUNNING) from exc
         raise
     if status.running:
-        status.current_progress = await current_progress(client, handle)
+        status.current_progress, status.current_retry = await current_activity(client, handle)
     if args.json:
         _print(status.model_dump(mode="json"))
     else:
@@ -230,6 +252,17 @@ def status_lines(status: SyncStatus, *, now: datetime | None = None) -> list[str
                 progress
                 and f"{progress.entity}: {progress.pages} page(s), cursor {progress.cursor}, "
                 f"{progress.counts.fetched} row(s) fetched",
+            ),
+            (
+                "retrying",
+                (retry := status.current_retry)
+                and f"attempt {retry.attempt}"
+                + (
+                    f", next {when(retry.next_attempt_at, now=now)}"
+                    if retry.next_attempt_at
+                    else ""
+                )
+                + (f"; last error: {retry.last_error}" if retry.last_error else ""),
             ),
             ("next run", None if status.running else when(status.next_run_at, now=now)),
             ("cycles done", status.cycles_done),

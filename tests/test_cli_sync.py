@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from temporalio import workflow
@@ -20,6 +21,7 @@ import workflows.incoming_sync as incoming_sync_module
 from mahak_sync import cli
 from mahak_sync.cli_sync import NOT_RUNNING, status_lines
 from tests.test_cli_errors import clean_env, run_cli, run_process
+from tests.test_incoming_e2e import start_sync  # noqa: F401 - a fixture
 from workflows.incoming_types import (
     CycleSummary,
     EntityCounts,
@@ -204,3 +206,28 @@ async def test_status_for_people_and_for_programs(
         finally:
             await handle.signal("stop")
             await handle.result()
+
+
+async def test_status_while_mahak_fails_shows_the_attempt_its_error_and_the_next_try(
+    start_sync: Any, sim: Any
+) -> None:
+    # Issue 15: during an outage `sync status` said `running` and nothing else.
+    from mahak_sync.cli_sync import current_activity
+    from tests.test_incoming_e2e import fast_config
+
+    await sim.add_fault(status_code=503, endpoints=["GetAllDataV2"])
+    sync = await start_sync(
+        fast_config(retry_initial_seconds=1, retry_max_seconds=1, entity_timeout_seconds=60)
+    )
+    retry = None
+    for _ in range(200):
+        _, retry = await current_activity(sync.client, sync.handle)
+        if retry is not None and retry.attempt >= 2 and retry.last_error:
+            break
+        await asyncio.sleep(0.05)
+    assert retry is not None and retry.attempt >= 2, retry
+    assert "503" in (retry.last_error or "") or "busy" in (retry.last_error or ""), retry
+    status = (await sync.status()).model_copy(update={"current_retry": retry})
+    [line] = [ln for ln in status_lines(status) if ln.startswith("retrying")]
+    assert f"attempt {retry.attempt}" in line and "last error" in line
+    await sim.clear_faults()

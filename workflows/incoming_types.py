@@ -280,6 +280,16 @@ class IncomingSyncState(BaseModel):
     reconcile_pending: bool = False
 
 
+class RetryState(BaseModel):
+    """The running entity's activity while Temporal retries it (filled by the CLI from the
+    workflow's pending activities, not by the workflow)."""
+
+    entity_activity: str
+    attempt: int
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
 class SyncStatus(BaseModel):
     """Answer of the `status` query.
 
@@ -301,3 +311,5 @@ class SyncStatus(BaseModel):
     config: SyncConfig
     # The last signal that did not apply (no such handler), kept so it is not silently lost.
     last_refused: str | None = None
+    # While Mahak (or the database) fails: the attempt being retried (CLI-filled).
+    current_retry: RetryState | None = None
