@@ -255,10 +255,12 @@ async def test_token_revoked_mid_run_costs_one_relogin(
 async def test_short_lived_token_is_renewed_before_it_expires(
     simulator: SimulatorServer, sim: SimControl
 ) -> None:
-    await sim.configure(token_lifetime_seconds=2)
+    # Lifetime 6 s, margin capped at half of it: renewal is due from 3 s, the token dies at 6
+    # s; the read at ~3.5 s leaves 2.5 s of slack for a loaded machine.
+    await sim.configure(token_lifetime_seconds=6)
     async with new_client(simulator, refresh_margin=300) as c:
         first = (await c.login()).user_token
-        await asyncio.sleep(1.2)  # past exp - margin (margin capped at half the lifetime)
+        await asyncio.sleep(3.5)  # past exp - margin, well before exp
         await c.get_all_data({"stores": 0})
         assert c._session is not None and c._session.token != first
     stats = await sim.stats()
