@@ -24,9 +24,11 @@ from mahak_simulator.server import SimulatorServer
 from mahak_sync.config import Settings
 from mahak_sync.launch import start_incoming
 from mahak_sync.metrics import METRICS, collect_state, mahak_observer, runtime_for
+from mahak_sync.orders_api import start_order_sync
 from mahak_sync.runtime import build_worker, run_worker
 from mahak_sync.temporal import free_port
 from mahak_sync.webhook import create_app, sign
+from shopdb import orders
 from tests.order_helpers import make_order
 from tests.test_deploy import _dashboard_metrics
 from tests.test_incoming_e2e import fast_config
@@ -111,6 +113,16 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
                 order_workflow_id(order.id), result_type=OrderSyncResult
             ).result()
             assert result.outcome == "synced"
+            # A second order Mahak's stock cannot cover: the saga cancels it, and with no
+            # payment gateway configured the refund becomes a staff task.
+            detail, store = seeded.product_details[1], seeded.stores[0]
+            await sim.set_stock(detail, store, 0)
+            short = await make_order(db_pool, [(detail, store, 1, 1000)])
+            await orders.mark_paid(db_pool, short.id, short.amount, f"PAY-{short.id}")
+            cancelled = await client.get_workflow_handle(
+                await start_order_sync(client, short.id, settings), result_type=OrderSyncResult
+            ).result()
+            assert cancelled.outcome == "cancelled_with_staff_task", cancelled
             await collect_state(db_pool, runtime.metric_meter)  # the worker does it every 30 s
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://{address}/metrics")).text
@@ -142,10 +154,19 @@ async def test_one_endpoint_exports_the_sdks_and_the_projects_metrics(
     assert [v for k, v in sends.items() if 'result="accepted"' in k] == [1.0], sends
     finished = _samples(text, "mahak_sync_orders")
     assert [v for k, v in finished.items() if 'outcome="synced"' in k] == [1.0], finished
+    assert [v for k, v in finished.items() if 'outcome="cancelled_with_staff_task"' in k] == [
+        1.0
+    ], finished
+    assert [v for k, v in sends.items() if 'result="inventory"' in k] == [1.0], sends
+    staff = _samples(text, "mahak_sync_staff_tasks")
+    assert [v for k, v in staff.items() if 'kind="refund_needed"' in k] == [1.0], staff
+    latency = _samples(text, "mahak_sync_mahak_request_seconds_count")
+    assert any('endpoint="SaveAllDataV2"' in k and v >= 2 for k, v in latency.items()), latency
     assert any('endpoint="SaveAllDataV2"' in k for k in requests), requests
     # What the database holds: paid orders by status (no dispute open), entity lag.
     paid = _samples(text, "mahak_sync_paid_orders")
     assert [v for k, v in paid.items() if 'status="synced"' in k] == [1.0], paid
+    assert [v for k, v in paid.items() if 'status="cancelled"' in k] == [1.0], paid
     assert [v for k, v in paid.items() if 'status="dispute"' in k] == [0.0], paid
     lag = _samples(text, "mahak_sync_entity_lag_seconds")
     assert any('entity="products"' in k and 0 <= v < 300 for k, v in lag.items()), lag
