@@ -66,6 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     resolve.add_argument("order_id", type=int)
     resolve.add_argument("--action", required=True, choices=DISPUTE_ACTIONS)
     resolve.add_argument("--note", default=None)
+    add_json_flag(resolve)
     resolve.set_defaults(func=_resolve)
     sweep = sub.add_parser(
         "sweep",
@@ -353,13 +354,29 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 async def _resolve(args: argparse.Namespace) -> int:
+    client = await _client()
     try:
-        ack = await resolve_order_dispute(await _client(), args.order_id, args.action, args.note)
+        ack = await resolve_order_dispute(client, args.order_id, args.action, args.note)
     except WorkflowUpdateFailedError as err:
-        print(json.dumps({"order_id": args.order_id, "refused": str(err.cause or err)}))
-        return 1
+        raise CommandFailed(f"order {args.order_id}: refused: {err.cause or err}") from None
     except RPCError as err:
-        print(json.dumps({"order_id": args.order_id, "error": err.message}))
-        return 1
-    print(ack.model_dump_json())
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        try:
+            described = await client.get_workflow_handle(
+                order_workflow_id(args.order_id)
+            ).describe()
+        except RPCError:
+            raise CommandFailed(_no_workflow(args.order_id)) from None
+        state = described.status.name.lower() if described.status else "closed"
+        raise CommandFailed(
+            f"order {args.order_id}: refused: its sync has ended ({state}); nothing to decide"
+        ) from None
+    if args.json:
+        print(ack.model_dump_json())
+    else:
+        print(
+            f"order {args.order_id}: {ack.action} accepted; follow it with "
+            f"`mahak-sync order show {args.order_id}`"
+        )
     return 0

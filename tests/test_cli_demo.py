@@ -85,3 +85,55 @@ async def test_demo_order_is_paid_through_the_webhook_and_reaches_mahak(
     assert report["orders"] == {"synced": 1} and report["synced_today"] == 1
     assert len(report["workers"]) == 1 and report["dead_letters_open"] == 0
     assert {e["entity"] for e in report["entities"]} >= {"products", "product_details"}
+
+
+async def test_order_resolve_through_the_cli_refuses_then_decides(
+    stack: Stack,
+    db_dsn: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = {
+        "DATABASE_URL": db_dsn,
+        "TEMPORAL_ADDRESS": stack.client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": stack.client.namespace,
+        "MAHAK_SYNC_DATA_DIR": str(tmp_path),
+    }
+    (d1, _), store = await stack.seed()
+    for group in await stack.sim.entities("person_groups"):
+        await stack.sim.delete("person_groups", group["PersonGroupId"])
+    order = await stack.paid_order([(d1, store, 1, 50000)])
+    handle = await stack.start(order.id)
+    await stack.until(handle, "dispute")
+
+    assert (
+        await run_cli(monkeypatch, env, "order", "resolve", str(order.id + 1), "--action", "cancel")
+        == 1
+    )
+    assert "has no sync workflow" in capsys.readouterr().err
+    assert (
+        await run_cli(
+            monkeypatch,
+            env,
+            "order",
+            "resolve",
+            str(order.id),
+            "--action",
+            "cancel",
+            "--note",
+            "customer asked",
+        )
+        == 0
+    )
+    assert capsys.readouterr().out == (
+        f"order {order.id}: cancel accepted; follow it with `mahak-sync order show {order.id}`\n"
+    )
+    assert (await handle.result()).outcome == "cancelled"
+    # Nothing pending any more: the update is refused, with the reason.
+    assert (
+        await run_cli(monkeypatch, env, "order", "resolve", str(order.id), "--action", "resend")
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: order {order.id}: refused:"), err
