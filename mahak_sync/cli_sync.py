@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mahak_client.models import INCOMING_ORDER, entity_name
@@ -51,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--paused", action="store_true", help="start paused (send `resume` later)")
     p.set_defaults(func=_start)
+
+    p = sub.add_parser(
+        "run", help="run a cycle now in the workflow (update run_cycle), showing its progress"
+    )
+    add_json_flag(p)
+    p.set_defaults(func=_run)
 
     p = sub.add_parser("once", help="run one sync cycle now, in this process (no Temporal)")
     p.add_argument(
@@ -370,3 +378,59 @@ async def _reset_cursor(args: argparse.Namespace) -> int:
         for entity, cursor in result.cursors.items():
             print(f"{entity}: cursor set to {cursor}; the next cycle reads it again from there")
     return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    """The `run_cycle` update, with the entity being read shown as the cycle goes (the
+    workflow's `status` query, twice a second), then the cycle's counts per entity."""
+    from temporalio.client import WorkflowUpdateStage
+
+    from workflows.incoming_sync import IncomingSyncWorkflow
+
+    client = await connect(get_settings())
+    handle = await _running(client)
+    try:
+        update = await handle.start_update(
+            IncomingSyncWorkflow.run_cycle, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else (cause or exc)
+        raise CommandFailed(f"run_cycle refused: {reason}") from None
+    outcome = asyncio.ensure_future(update.result())
+    shown: str | None = None
+    while not outcome.done():
+        current = (await handle.query(IncomingSyncWorkflow.status)).current_entity
+        if current and current != shown and not args.json:
+            print(f"reading {current} ...", flush=True)
+            shown = current
+        await asyncio.wait([outcome], timeout=0.5)
+    try:
+        summary: CycleSummary = outcome.result()
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.non_retryable:  # a validator's refusal
+            raise CommandFailed(f"run_cycle refused: {cause.message}") from None
+        raise CommandFailed(f"run_cycle failed: {cause or exc}") from None
+    if args.json:
+        _print(summary_json(summary))
+        return 0 if summary.ok else 1
+    echo(
+        table(
+            ["entity", "fetched", "inserted", "updated", "deleted", "error"],
+            [
+                [
+                    name,
+                    r.counts.fetched,
+                    r.counts.inserted,
+                    r.counts.updated,
+                    r.counts.deleted,
+                    (r.error or "")[:80],
+                ]
+                for name, r in summary.entities.items()
+            ],
+        )
+    )
+    verdict = "ok" if summary.ok else f"with errors (skipped: {', '.join(summary.skipped) or '-'})"
+    print(f"cycle {summary.run_id}: {verdict}")
+    return 0 if summary.ok else 1

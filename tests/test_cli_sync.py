@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -231,3 +232,36 @@ async def test_status_while_mahak_fails_shows_the_attempt_its_error_and_the_next
     [line] = [ln for ln in status_lines(status) if ln.startswith("retrying")]
     assert f"attempt {retry.attempt}" in line and "last error" in line
     await sim.clear_faults()
+
+
+async def test_sync_run_shows_the_cycle_as_it_goes_and_its_counts(
+    start_sync: Any,
+    sim: Any,
+    temporal_client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.test_incoming_e2e import fast_config
+
+    await sim.seed(3)
+    sync = await start_sync(fast_config())
+    await sync.cycles(1)
+    monkeypatch.setattr(incoming_sync_module, "WORKFLOW_ID", sync.handle.id)
+    env = _temporal_env(temporal_client)
+    capsys.readouterr()
+    await sim.set_price((await sim.entities("product_details"))[0]["ProductDetailId"], 1, 5)
+    await sim.add_fault(latency_ms=400, endpoints=["GetAllDataV2"])  # slow enough to watch
+    assert await run_cli(monkeypatch, env, "sync", "run") == 0
+    await sim.clear_faults()
+    out = capsys.readouterr().out
+    assert "reading " in out, out
+    [details] = [ln for ln in out.splitlines() if ln.startswith("product_details ")]
+    # fetched (the look-back window re-reads the rest), inserted, updated
+    fetched, inserted, updated = map(int, details.split()[1:4])
+    assert fetched >= 1 and (inserted, updated) == (0, 1), details
+    assert re.search(r"^cycle \S+: ok$", out, re.M), out
+
+    # Refused while paused, with the reason.
+    await sync.handle.signal("pause")
+    assert await run_cli(monkeypatch, env, "sync", "run") == 1
+    assert "run_cycle refused: incoming sync is paused" in capsys.readouterr().err
