@@ -1323,3 +1323,15 @@ async def test_configure_refuses_an_unknown_knob_and_a_bad_value(sim: SimControl
     with pytest.raises(SimControlError, match="422.*late_commit_lag"):
         await sim.configure(late_commit_lag=-1)  # the knob's own constraint, checked by the server
     assert (await sim.configure(boundary="exclusive")).boundary == "exclusive"
+
+
+def test_the_readme_documents_every_control_endpoint() -> None:
+    from mahak_simulator.control import routes
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme.split("### Simulator control API", 1)[1].split("### Simulator modes", 1)[0]
+    for route in routes():
+        for method in sorted(route.methods or {"GET"}):
+            if method == "HEAD":
+                continue
+            assert f"{method} {route.path}" in table, (method, route.path)
