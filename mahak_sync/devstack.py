@@ -157,15 +157,21 @@ def _env_line(name: str, value: object) -> str:
     return f"{name}='{text}'"
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` with mode 0600, atomically (readers never see half a file)."""
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` to `path` atomically (readers, who poll for the file, never see half of
+    it), created with `mode`."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(text)
-    os.chmod(tmp, 0o600)
+    os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """`_write_atomic` with mode 0600 (the env file holds secrets)."""
+    _write_atomic(path, text, 0o600)
 
 
 def load_command(env_file: Path) -> str:
@@ -443,10 +449,10 @@ class DevStack:
         if self.notices:
             self.info["port_notices"] = self.notices
         self._write_env_file()
-        self.ports_file.write_text(
-            json.dumps({"ports": self.ports, "pids": self.pids}, indent=2) + "\n"
+        _write_atomic(
+            self.ports_file, json.dumps({"ports": self.ports, "pids": self.pids}, indent=2) + "\n"
         )
-        self.ready_file.write_text(json.dumps(self.info, indent=2))
+        _write_atomic(self.ready_file, json.dumps(self.info, indent=2))
         log.info("dev_stack_ready", **self.info)
 
     def env_values(self) -> dict[str, object]:
