@@ -114,7 +114,5 @@ async def _pay(url: str, secret: str, order_id: int, amount: Decimal) -> tuple[i
         "Content-Type": "application/json",
     }
     async with httpx.AsyncClient(timeout=30) as http:
-        response = await http.post(
-            f"{url.rstrip('/')}/payments/callback", content=body, headers=headers
-        )
+        response = await http.post(url, content=body, headers=headers)
     return response.status_code, response.text.strip()

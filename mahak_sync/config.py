@@ -193,8 +193,11 @@ class Settings(BaseSettings):
 
     # --- Payment webhook ---------------------------------------------------------------
     webhook_secret: SecretStr = Field(SecretStr(""), validation_alias="WEBHOOK_SECRET")
-    # Where the webhook listens, for `mahak-sync demo order --pay` (the dev stack's by default).
-    webhook_url: str = Field("http://127.0.0.1:8080", validation_alias="WEBHOOK_URL")
+    # The payment callback's full URL, as a gateway is configured with it: what
+    # `mahak-sync demo order --pay` calls (the dev stack's env file sets its own).
+    webhook_url: str = Field(
+        "http://127.0.0.1:8080/payments/callback", validation_alias="WEBHOOK_URL"
+    )
     webhook_max_skew_seconds: int = Field(300, ge=1, validation_alias="WEBHOOK_MAX_SKEW_SECONDS")
     payment_gateway_url: str | None = Field(None, validation_alias="PAYMENT_GATEWAY_URL")
 

@@ -18,6 +18,7 @@ A refused call changes nothing in the database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import time
@@ -48,6 +49,8 @@ log = get_logger(__name__)
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Timestamp"
 _SCHEME = "sha256="
+# How long the webhook waits for PostgreSQL and for Temporal at start-up before it exits.
+_GIVE_UP_AFTER = 300.0
 
 
 class PaymentCallback(BaseModel):
@@ -194,12 +197,28 @@ def create_app(
         if deps.pool is not None and deps.client is not None:
             yield
             return
-        from mahak_sync.temporal import connect
+        from mahak_sync.startup import postgres_is_starting, temporal_is_starting, wait_for
+        from mahak_sync.temporal import CONNECT_TIMEOUT_SECONDS, connect
         from shopdb.pool import open_database
 
-        async with open_database(settings) as opened:
-            deps.pool = opened
-            deps.client = await connect(settings)
+        # Started beside PostgreSQL and Temporal (compose, the dev stack, a reboot), it waits
+        # for each with backoff, one line per try, rather than dying on the first refusal; it
+        # gives up after a while so that a supervisor's restart policy takes over.
+        backoff = {"maximum": settings.startup_retry_max_seconds, "give_up_after": _GIVE_UP_AFTER}
+        async with contextlib.AsyncExitStack() as stack:
+            deps.pool = await wait_for(
+                "postgresql",
+                lambda: stack.enter_async_context(open_database(settings)),
+                retry_if=postgres_is_starting,
+                **backoff,
+            )
+            deps.client = await wait_for(
+                "temporal",
+                lambda: connect(settings),
+                retry_if=temporal_is_starting,
+                attempt_timeout=CONNECT_TIMEOUT_SECONDS,
+                **backoff,
+            )
             yield
 
     app = Starlette(

@@ -58,7 +58,7 @@ async def test_demo_order_is_paid_through_the_webhook_and_reaches_mahak(
         client=stack.client,
     )
     async with serving(webhook, port, host="127.0.0.1"):
-        env["WEBHOOK_URL"] = f"http://127.0.0.1:{port}"
+        env["WEBHOOK_URL"] = f"http://127.0.0.1:{port}/payments/callback"
         code = await run_cli(monkeypatch, env, "demo", "order", "--lines", "2", "--pay")
     out = capsys.readouterr().out
     assert code == 0, out

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+import httpx
 import pytest
 import pytest_asyncio
 from google.protobuf.duration_pb2 import Duration
@@ -55,6 +56,8 @@ from mahak_sync.temporal import (
     temporal_cli_path,
     verify_search_attributes,
 )
+from mahak_sync.webhook import create_app
+from shopdb.migrate import migrate
 from tests.fixtures_temporal import STARTUP_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -311,6 +314,45 @@ async def test_worker_waits_for_postgres_then_migrates_and_runs(
         assert await conn.fetchval("SELECT to_regclass('shop_orders') IS NOT NULL")
     finally:
         await conn.close()
+
+
+async def test_webhook_waits_for_postgres_then_temporal_and_serves(
+    late_postgres: tuple[LateTcpProxy, str], temporal_env: WorkflowEnvironment, empty_db_dsn: str
+) -> None:
+    """The payment webhook started before its database (compose, the dev stack, a reboot)
+    waits for it, one line per try, instead of failing its start-up."""
+    proxy, url = late_postgres
+    await migrate(empty_db_dsn)
+    settings = _settings(
+        DATABASE_URL=url,
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        WEBHOOK_SECRET="s",
+    )
+    app = create_app(settings)
+    entered = asyncio.Event()
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            entered.set()
+            await asyncio.Event().wait()
+
+    with capture_logs() as logs:
+        task = asyncio.create_task(serve())
+        try:
+            await _until(lambda: len(_waiting(logs)) >= 3, timeout=10, what="3 tries", task=task)
+            assert not entered.is_set()
+            await proxy.open()
+            await _until(entered.is_set, timeout=30, what="the webhook to start", task=task)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://w") as http:
+                ready = await http.get("/readyz")
+            assert ready.status_code == 200, ready.text
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    _assert_one_line_per_try(_waiting(logs), "postgresql", 0.2)
+    assert PASSWORD not in repr(logs)
 
 
 async def test_worker_waiting_for_postgres_stops_cleanly_on_the_stop_event(
