@@ -122,7 +122,9 @@ async def _start(args: argparse.Namespace) -> int:
     if order.payment_status != "paid":
         refunded = " (it was refunded)" if order.payment_status == "refunded" else ""
         raise CommandFailed(f"order {args.order_id} is not paid{refunded}")
-    workflow_id = await start_order_sync(await _client(), args.order_id, get_settings())
+    workflow_id = await start_order_sync(
+        await _client(), args.order_id, get_settings(), order=order
+    )
     print(json.dumps({"order_id": args.order_id, "workflow_id": workflow_id}))
     return 0
 

@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mahak_sync.config import Settings
 from mahak_sync.logging import get_logger
+from shopdb.models import ShopOrder
 from workflows.order_sync import OrderSyncWorkflow
 from workflows.order_types import (
     OrderSyncInput,
@@ -46,8 +47,10 @@ async def start_order_sync(
     settings: Settings,
     *,
     policy: OrderSyncPolicy | None = None,
+    order: ShopOrder | None = None,
 ) -> str:
-    """Start the order's workflow, or attach to the one already syncing it; returns its id."""
+    """Start the order's workflow, or attach to the one already syncing it; returns its id.
+    Given the order's row, the Web UI's summary names its customer (by id) and total too."""
     workflow_id = order_workflow_id(order_id)
     try:
         handle: WorkflowHandle = await client.start_workflow(
@@ -57,8 +60,8 @@ async def start_order_sync(
             task_queue=settings.temporal_task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-            # The Web UI's list shows it; ids only (customer data stays out of Temporal).
-            static_summary=f"web order {order_id}",
+            # The Web UI's list shows it; ids and amounts only (no customer data in Temporal).
+            static_summary=order_summary(order_id, order),
         )
         log.info(
             "order sync started or attached",
@@ -70,6 +73,13 @@ async def start_order_sync(
         # Completed before (synced or cancelled): never a second run.
         log.info("order sync already completed", order_id=order_id, workflow_id=workflow_id)
     return workflow_id
+
+
+def order_summary(order_id: int, order: ShopOrder | None) -> str:
+    """`web order 42: customer 17, total 300000` (what the Web UI lists for the workflow)."""
+    if order is None:
+        return f"web order {order_id}"
+    return f"web order {order_id}: customer {order.customer_id}, total {order.amount:f}"
 
 
 async def order_sync_status(client: Client, order_id: int) -> OrderSyncStatus:

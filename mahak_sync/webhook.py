@@ -163,7 +163,7 @@ async def _payment_callback(request: Request) -> JSONResponse:
         bound.warning("order not payable", reason=type(err).__name__)
         return _answer(409, error="order is not payable")
     try:
-        workflow_id = await start_order_sync(deps.client, callback.order_id, settings)
+        workflow_id = await start_order_sync(deps.client, callback.order_id, settings, order=order)
     except Exception as err:  # noqa: BLE001 - the payment is safe; the sweep starts the sync
         bound.error("could not start the order sync", error=type(err).__name__)
         return _answer(503, error="payment recorded; sync not started yet")

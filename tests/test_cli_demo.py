@@ -72,6 +72,11 @@ async def test_demo_order_is_paid_through_the_webhook_and_reaches_mahak(
     assert result.outcome == "synced"
     order = await orders.get_order(stack.pool, order_id)
     assert order is not None and len(order.lines) == 2 and order.payment_status == "paid"
+    # The Web UI's list names the order, its customer (by id) and its total.
+    described = await stack.client.get_workflow_handle(order_workflow_id(order_id)).describe()
+    assert await described.static_summary() == (
+        f"web order {order_id}: customer {order.customer_id}, total {order.amount:f}"
+    )
     [held] = [o for o in await stack.sim.orders() if o.order_client_id == order.order_client_id]
     assert len(held.details) == 2
 

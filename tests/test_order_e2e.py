@@ -544,6 +544,11 @@ async def test_operator_messages_that_do_not_apply_leave_a_trace(stack):
     assert "PersonGroupId" in meta.current_details
     await resolve_order_dispute(stack.client, order.id, "cancel")
     assert (await handle.result()).outcome == "cancelled"
+    # No note given: the reason reads whole, without a dangling colon.
+    reason = await stack.pool.fetchval(
+        "SELECT cancel_reason FROM shop_orders WHERE id = $1", order.id
+    )
+    assert reason == "cancelled by operator"
 
 
 async def test_an_order_waiting_to_retry_says_when_it_tries_again(stack):

@@ -291,12 +291,10 @@ class OrderSyncWorkflow:
             if decision.action == "mark_synced":
                 return await self._finish_synced(
                     self._mahak_order_id,
-                    f"marked synced by operator: {decision.note or ''}".strip(),
+                    _by_operator("marked synced", decision.note),
                 )
             if decision.action == "cancel":
-                return await self._compensate(
-                    f"cancelled by operator: {decision.note or ''}".strip()
-                )
+                return await self._compensate(_by_operator("cancelled", decision.note))
             self._stale_refreshes = 0  # resend: a fresh round
 
     async def _send_until_answered(self) -> SendOutcome | None:
@@ -809,3 +807,9 @@ def _describe(err: ActivityError) -> str:
     text = str(cause) if cause is not None else str(err)
     kind = type(cause).__name__ if cause is not None else "ActivityError"
     return f"{kind}: {text}"[:500]
+
+
+def _by_operator(what: str, note: str | None) -> str:
+    """`cancelled by operator: <note>`, or without the colon when there is no note."""
+    note = (note or "").strip()
+    return f"{what} by operator: {note}" if note else f"{what} by operator"
