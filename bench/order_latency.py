@@ -443,7 +443,7 @@ def report(mode: str, orders: Figures, floor: Figures, args: argparse.Namespace)
             f"  ratios: p50 {o50 / f50:.1f} x floor, p99 {o99 / f99:.1f} x floor; "
             f"worker CPU {orders.cpu['worker'] / max(floor.cpu['worker'], 1e-9):.1f} x floor, "
             f"server CPU {orders.cpu['temporal'] / max(floor.cpu['temporal'], 1e-9):.1f} x floor; "
-            f"poller p50 {poll[0] / o50:,.0f} x orders p50; "
+            f"poller p50 {poll[0] / o50:,.1f} x orders p50; "
             f"achieved {orders.achieved / args.rate:.2f} x the arrival rate"
         )
 

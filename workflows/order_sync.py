@@ -220,8 +220,16 @@ class OrderSyncWorkflow:
             # run, and the search attributes come along; go straight back to sending.
             self._resume(inp.carry)
             return await self._sync()
-        workflow.upsert_search_attributes([ORDER_ID_ATTR.value_set(inp.order_id)])
-        self._set_status("pending", "loading")
+        if self._fast:
+            # One search-attribute update where there were two.
+            self._stage, self._sync_status, self._status_published = "loading", "pending", True
+            workflow.upsert_search_attributes(
+                [ORDER_ID_ATTR.value_set(inp.order_id), SYNC_STATUS_ATTR.value_set("pending")]
+            )
+            self._describe_current()
+        else:
+            workflow.upsert_search_attributes([ORDER_ID_ATTR.value_set(inp.order_id)])
+            self._set_status("pending", "loading")
 
         order: OrderSummary | None = await (
             self._local(OrderActivities.load, inp.order_id)
