@@ -41,7 +41,7 @@ from mahak_sync.errors import classify as classify_error
 from mahak_sync.logging import get_logger
 from shopdb import mapping, orders
 from shopdb.models import ShopOrder
-from shopdb.pool import transaction
+from shopdb.pool import Executor, transaction
 from workflows.order_types import (
     AttemptNote,
     CancelRequest,
@@ -63,9 +63,9 @@ log = get_logger(__name__)
 STAFF_RECIPIENT = "staff"
 
 
-async def existing_order(pool: asyncpg.Pool, order_id: int) -> ShopOrder:
+async def existing_order(db: Executor, order_id: int) -> ShopOrder:
     """The order, or a non-retryable `OrderNotFound` (no retry makes it appear)."""
-    order = await orders.get_order(pool, order_id)
+    order = await orders.get_order(db, order_id)
     if order is None:
         raise ApplicationError(
             f"order {order_id} does not exist", type=ErrorType.ORDER_NOT_FOUND, non_retryable=True
@@ -130,11 +130,15 @@ class OrderActivities:
         """False (nothing written) when the order left the sendable statuses meanwhile, e.g.
         the shop cancelled it or a compensation began."""
         async with transaction(self._pool) as conn:
-            moved = await orders.transition_status(
-                conn, note.order_id, orders.SENDABLE, "synced", last_mahak_error=note.note
-            )
-            if moved and note.mahak_order_id is not None:
-                await orders.record_mahak_ids(conn, note.order_id, note.mahak_order_id)
+            return await self._mark_synced(conn, note)
+
+    @staticmethod
+    async def _mark_synced(conn: asyncpg.Connection, note: SyncedNote) -> bool:
+        moved = await orders.transition_status(
+            conn, note.order_id, orders.SENDABLE, "synced", last_mahak_error=note.note
+        )
+        if moved and note.mahak_order_id is not None:
+            await orders.record_mahak_ids(conn, note.order_id, note.mahak_order_id)
         return moved
 
     @activity.defn(name="order.mark_dispute")
@@ -180,14 +184,36 @@ class OrderActivities:
 
     @activity.defn(name="order.send")
     async def send(self, req: SendRequest) -> SendOutcome:
-        order = await existing_order(self._pool, req.order_id)
+        """Send the order (probing Mahak first after an earlier attempt). With `req.claim`,
+        also the bookkeeping around it: one transaction claims and loads the order before the
+        Mahak call, one records the attempt (and marks an accepted order synced) after it."""
+        if not req.claim:
+            order = await existing_order(self._pool, req.order_id)
+            return await self._send(order, probe_first=req.probe_first)
+        async with transaction(self._pool) as conn:
+            if not await orders.begin_send(conn, req.order_id):
+                # Nothing sent: the workflow reloads the order and follows the shop.
+                return SendOutcome(kind="rejected", claimed=False)
+            order = await existing_order(conn, req.order_id)
+        outcome = await self._send(order, probe_first=req.probe_first)
+        error = None if outcome.kind == "accepted" else outcome.summary()
+        async with transaction(self._pool) as conn:
+            await orders.record_attempt(conn, order.id, error, attempt=req.attempt)
+            if outcome.kind == "accepted":
+                outcome.marked_synced = await self._mark_synced(
+                    conn, SyncedNote(order_id=order.id, mahak_order_id=outcome.mahak_order_id)
+                )
+        outcome.attempt_recorded = True
+        return outcome
+
+    async def _send(self, order: ShopOrder, *, probe_first: bool) -> SendOutcome:
         bound = log.bind(order_id=order.id, order_client_id=order.order_client_id)
         try:
             async with Heartbeat():
                 # An earlier attempt, of this run or of an earlier run (the order row says
                 # so), may have reached Mahak: look before sending.
                 if (
-                    req.probe_first
+                    probe_first
                     or activity.info().attempt > 1
                     or order.sync_attempts > 0
                     or order.mahak_order_id is not None

@@ -14,6 +14,7 @@ schema does not know are counted (`/_sim/unknown-fields`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +224,10 @@ async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: An
 
 async def save_all(sim: Simulation, _: Request, body: dict[str, Any], claims: Any) -> Response:
     ok, objects = save_all_data(sim.state, sim.config, body, visitor_id=_token_visitor(claims))
+    stored_at = time.time()
+    for result in objects["Orders"]["Results"]:
+        if result["Result"] and (client_id := result.get("EntityClientId")) is not None:
+            sim.received_at.setdefault(client_id, stored_at)
     if not ok:
         failed = {
             name: sum(not r["Result"] for r in c["Results"])

@@ -38,6 +38,9 @@ class Simulation:
         self.gateway = gateway.RefundLedger()
         self.state_file = state_file
         self._saved_changes = -1
+        # OrderClientId -> wall-clock time (epoch seconds) SaveAllData first stored it: what a
+        # latency benchmark compares with the payment callback's arrival. Not persisted.
+        self.received_at: dict[int, float] = {}
         if state_file is not None and state_file.exists():
             self.reconfigure(self.base_config.model_copy())
             self.state.load(state_file)
@@ -75,6 +78,7 @@ class Simulation:
             self.state.clear()
             self.faults.clear()
             self.gateway.clear()
+            self.received_at.clear()
             seed_base(self.state, self.config)
             if self.config.seed_products:
                 seed_catalog(

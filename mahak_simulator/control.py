@@ -98,6 +98,8 @@ class SimOrder(BaseModel):
     source: str  # "api" (SaveAllData) or "desktop" (an in-store sale)
     submissions: int  # how many times its OrderClientId was sent
     deletions: int = 0  # how many of those asked to delete it (a client's reversal)
+    # Wall-clock time (epoch seconds) SaveAllData first stored it; None for desktop sales.
+    received_at: float | None = None
     order: dict[str, Any]
     details: list[dict[str, Any]]
 
@@ -266,6 +268,7 @@ def _orders(sim: Simulation, _: None) -> list[SimOrder]:
                 if client_id is not None
                 else 0,
                 deletions=state.orders.deletions.get(client_id, 0) if client_id is not None else 0,
+                received_at=sim.received_at.get(client_id) if client_id is not None else None,
                 order=order,
                 details=sorted(details.get(order["OrderId"], []), key=lambda r: r["OrderDetailId"]),
             )

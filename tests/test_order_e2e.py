@@ -257,6 +257,14 @@ async def test_happy_path_reaches_mahak_once_with_customer_receipt_and_ids(stack
     assert desc.typed_search_attributes.get(SYNC_STATUS_ATTR) == "synced"
     assert desc.typed_search_attributes.get(ORDER_ID_ATTR) == order.id
     assert (await stack.sim.stats()).duplicate_submissions == 0
+    # One round trip through Temporal (issue 16): the send is the only regular activity;
+    # loading, claiming, recording the attempt and marking synced run beside or inside it.
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in (await handle.fetch_history()).events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled == ["order.send"]
 
     # A duplicate callback / `starter.py order` afterwards starts nothing and sends nothing.
     run_id = desc.run_id

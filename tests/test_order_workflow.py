@@ -114,10 +114,13 @@ class FakeShop:
         check: MahakOrderCheck | None = None,
         sync_status: str = "pending",
         claims: list[bool] | None = None,
+        mark_refused: bool = False,
     ) -> None:
         self.answers = list(answers)
         # Successive answers of `begin_send` (the database's compare-and-set); True after.
         self.claims = list(claims or [])
+        # `mark_synced` refuses: the shop cancelled the order while Mahak took it.
+        self.mark_refused = mark_refused
         self.paid = paid
         self.synced = synced
         self.sync_status = sync_status
@@ -130,6 +133,19 @@ class FakeShop:
 
     def args(self, name: str) -> list[Any]:
         return [arg for n, arg in self.calls if n == name]
+
+    def claim(self, order_id: int) -> bool:
+        self.calls.append((A.begin_send, order_id))
+        claimed = self.claims.pop(0) if self.claims else True
+        if not claimed:
+            self.sync_status = "cancelled"  # refused: the shop cancelled the order
+        return claimed
+
+    def mark(self, note: SyncedNote) -> bool:
+        self.calls.append((A.mark_synced, note))
+        if self.mark_refused:
+            self.sync_status = "cancelled"
+        return not self.mark_refused
 
     def activities(self) -> list[Any]:
         shop = self
@@ -150,20 +166,34 @@ class FakeShop:
 
         @activity.defn(name=A.begin_send)
         async def begin_send(order_id: int) -> bool:
-            shop.calls.append((A.begin_send, order_id))
-            claimed = shop.claims.pop(0) if shop.claims else True
-            if not claimed:
-                shop.sync_status = "cancelled"  # refused: the shop cancelled the order
-            return claimed
+            return shop.claim(order_id)
 
         @activity.defn(name=A.send)
         async def send(req: SendRequest) -> SendOutcome:
+            # With `claim` (PATCH_FAST_SEND), the real send's bookkeeping is its own: the
+            # steps are recorded under their names, in the order the real one runs them.
+            if req.claim and not shop.claim(req.order_id):
+                return SendOutcome(kind="rejected", claimed=False)
             shop.calls.append((A.send, req))
             shop.sends.append(req)
             answer = shop.answers.pop(0)
             if isinstance(answer, Exception):
                 raise answer
-            return answer
+            if not req.claim:
+                return answer
+            error = None if answer.kind == "accepted" else answer.summary()
+            shop.calls.append(
+                (
+                    A.record_attempt,
+                    AttemptNote(order_id=req.order_id, error=error, attempt=req.attempt),
+                )
+            )
+            marked = None
+            if answer.kind == "accepted":
+                marked = shop.mark(
+                    SyncedNote(order_id=req.order_id, mahak_order_id=answer.mahak_order_id)
+                )
+            return answer.model_copy(update={"attempt_recorded": True, "marked_synced": marked})
 
         @activity.defn(name=A.record_attempt)
         async def record_attempt(note: AttemptNote) -> None:
@@ -171,8 +201,7 @@ class FakeShop:
 
         @activity.defn(name=A.mark_synced)
         async def mark_synced(note: SyncedNote) -> bool:
-            shop.calls.append((A.mark_synced, note))
-            return True
+            return shop.mark(note)
 
         @activity.defn(name=A.mark_dispute)
         async def mark_dispute(note: DisputeNote) -> bool:
@@ -325,7 +354,9 @@ async def test_happy_path_sends_once_and_records_the_mahak_id(env):
         result: OrderSyncResult = await run.handle.result()
         assert result.outcome == "synced" and result.mahak_order_id == 777 and result.attempts == 1
         assert shop.names() == [A.load, A.begin_send, A.send, A.record_attempt, A.mark_synced]
-        assert shop.sends == [SendRequest(order_id=run.order_id, probe_first=False)]
+        assert shop.sends == [
+            SendRequest(order_id=run.order_id, probe_first=False, claim=True, attempt=1)
+        ]
         assert shop.args(A.record_attempt) == [
             AttemptNote(order_id=run.order_id, error=None, attempt=1)
         ]
@@ -670,27 +701,10 @@ async def test_begin_send_refused_because_the_shop_cancelled_runs_the_saga_and_s
 
 
 async def test_mark_synced_refused_because_the_shop_cancelled_reverses_mahak(env):
-    shop = FakeShop([accepted(793)])
+    shop = FakeShop([accepted(793)], mark_refused=True)
     async with Run(env, shop) as run:
-        original = {a.__name__: a for a in shop.activities()}
-
-        @activity.defn(name=A.mark_synced)
-        async def refuse(note: SyncedNote) -> bool:
-            shop.calls.append((A.mark_synced, note))
-            shop.sync_status = "cancelled"
-            return False
-
-        original["mark_synced"] = refuse
-        run.worker = Worker(
-            run.client,
-            task_queue=f"{run.queue}-b",
-            workflows=[OrderSyncWorkflow, FakeIncomingSync],
-            activities=list(original.values()),
-        )
-        run.queue = f"{run.queue}-b"
-        async with run.worker:
-            await run.start()
-            result = await run.handle.result()
+        await run.start()
+        result = await run.handle.result()
         assert result.outcome == "cancelled"
         assert shop.names()[:5] == [A.load, A.begin_send, A.send, A.record_attempt, A.mark_synced]
         assert [n for n in shop.names() if n in SAGA] == SAGA

@@ -35,7 +35,7 @@ from temporalio.worker import Replayer
 from activities.orders import OrderActivities
 from mahak_sync.runtime import WORKFLOWS
 from tests.histories.regenerate import ORDER_SCENARIOS
-from workflows.order_sync import PATCH_SAGA, OrderSyncWorkflow
+from workflows.order_sync import PATCH_FAST_SEND, PATCH_SAGA, OrderSyncWorkflow
 from workflows.order_types import OrderSyncInput, OrderSyncResult, ReverseOutcome
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -263,7 +263,8 @@ def test_every_path_has_its_scenario_and_histories() -> None:
             f"{history_path(f'order_{name}').name} missing: run "
             f"tests/histories/regenerate.py order_{name}"
         )
-        assert PATCH_SAGA in _patches(f"order_{name}"), f"{name}: recorded before {PATCH_SAGA}"
+        for patch in (PATCH_SAGA, PATCH_FAST_SEND):
+            assert patch in _patches(f"order_{name}"), f"{name}: recorded before {patch}"
         assert callable(getattr(OrderSyncWorkflow, path.method, None)), path.method
         for control in path.controls:
             assert history_path(control).is_file(), f"{name}: control {control}.json missing"

@@ -125,6 +125,11 @@ class SendRequest(BaseModel):
     order_id: int
     # A previous attempt may have reached Mahak (timeout, crash): look before sending again.
     probe_first: bool = False
+    # The one-activity send (`PATCH_FAST_SEND`): claim the order (`begin_send`) in the
+    # transaction that loads it, and after Mahak's answer record the attempt (numbered
+    # `attempt`, the workflow's count) and, when accepted, mark it synced, in one transaction.
+    claim: bool = False
+    attempt: int | None = None
 
 
 class SendOutcome(BaseModel):
@@ -137,6 +142,12 @@ class SendOutcome(BaseModel):
     stale_entities: list[str] = Field(default_factory=list)
     # True when the probe found the order already in Mahak and nothing was sent.
     found_by_probe: bool = False
+    # Of a send with `claim` (else the defaults): False when the database refused the claim
+    # (nothing was sent; the shop decided otherwise); whether the attempt was recorded; for an
+    # accepted order, whether it was marked synced (False: the shop refused, e.g. cancelled).
+    claimed: bool = True
+    attempt_recorded: bool = False
+    marked_synced: bool | None = None
 
     def summary(self) -> str:
         if not self.failures:

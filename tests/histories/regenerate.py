@@ -789,7 +789,9 @@ ORDER_SCENARIOS: dict[str, Callable[[OrderScenario], Awaitable[Handle]]] = {
     # Recorded after `PATCH_SAGA` ("order-saga-v2"), as are the scenarios above except the
     # sweep: their runs from before it are kept as `order_<name>_before_saga.json` (and the
     # still older `*_before_patch.json`); `tests/test_replay_harness.py` maps each path below
-    # to its history.
+    # to its history. Every scenario but the sweep was recorded again after
+    # `PATCH_FAST_SEND` ("order-fast-send"); the runs recorded between the two patches are
+    # kept as `order_<name>_before_fast.json` (`_run<i>_before_fast.json`).
     "resend_after_dispute": order_resend_after_dispute,
     "conflict_before_first_send": order_conflict_before_first_send,
     "conflict_during_dispute": order_conflict_during_dispute,
