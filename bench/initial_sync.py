@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from typing import Any
 import asyncpg
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from bench.apply_page import pages, raw_copy
@@ -120,6 +122,18 @@ class WorkerProcess:
                 self.proc.wait()
 
 
+def spy(out: Path, pid: int | None = None) -> subprocess.Popen[bytes]:
+    """py-spy recording `pid` (this process: the simulator's thread) as collapsed stacks."""
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid or os.getpid())]
+    command += ["-o", str(out), "--format", "raw", "--rate", "200", "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spy(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    process.wait(timeout=60)
+
+
 async def seed(sim_url: str, details: int) -> None:
     async with SimControl(sim_url) as control:
         await control.reset()
@@ -147,7 +161,12 @@ async def stored_rows(pool: asyncpg.Pool) -> dict[str, int]:
 async def first_cycle(handle: WorkflowHandle[Any, Any], timeout: float) -> SyncStatus:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        status: SyncStatus = await handle.query(IncomingSyncWorkflow.status)
+        try:
+            status: SyncStatus = await handle.query(
+                IncomingSyncWorkflow.status, rpc_timeout=timedelta(seconds=5)
+            )
+        except RPCError:  # a worker busy with a large page answers late: ask again
+            continue
         if status.cycles_done >= 1:
             return status
         await asyncio.sleep(0.05)
@@ -243,15 +262,17 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
             update={"publish_search_attributes": True}
         )
         client: Client = env.client
-        start = time.perf_counter()
+        start = datetime.now(UTC)
         handle, _ = await start_incoming(
             client, settings, config=config, workflow_id=f"bench-incoming-{queue}"
         )
         status = await first_cycle(handle, timeout=args.timeout)
-        synced_in = time.perf_counter() - start
         peak_rss = worker.peak_rss_mb()
         summary = status.last_cycle
-        assert summary is not None
+        assert summary is not None and summary.finished_at is not None
+        # From the start request to the cycle's end as the workflow saw it (same clock), so
+        # the polling's delay is not counted.
+        synced_in = (summary.finished_at - start).total_seconds()
         if not summary.ok:
             raise RuntimeError(f"the initial sync failed: {summary.model_dump_json()}")
         counts = await stored_rows(pool)
@@ -259,6 +280,12 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
 
         wall: list[float] = []
         inside: list[float] = []
+        spies = (
+            [spy(args.profile / "worker.txt", worker.proc.pid), spy(args.profile / "simulator.txt")]
+            if args.profile
+            else []
+        )
+        await asyncio.sleep(1 if spies else 0)  # attached
         for _ in range(args.cycles):
             t0 = time.perf_counter()
             cycle: CycleSummary = await handle.execute_update(IncomingSyncWorkflow.run_cycle)
@@ -268,6 +295,8 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
             changed = cycle.totals()
             if changed.inserted or changed.updated or changed.deleted or not cycle.ok:
                 raise RuntimeError(f"a no-change cycle changed rows: {cycle.model_dump_json()}")
+        for process in spies:
+            stop_spy(process)
         await handle.terminate("benchmark done")
         worker.stop()
 
@@ -318,6 +347,12 @@ async def main() -> None:
     parser.add_argument("--cycles", type=int, default=5, help="no-change cycles timed")
     parser.add_argument("--sample", type=int, default=5_000, help="rows of the per-row upsert")
     parser.add_argument("--timeout", type=float, default=3_600.0)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the worker and this process (the simulator) during the no-change cycles: "
+        "collapsed stacks into DIR/worker.txt, DIR/simulator.txt",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1000 details")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
