@@ -262,12 +262,23 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
             update={"publish_search_attributes": True}
         )
         client: Client = env.client
+        spies = (
+            [
+                spy(args.profile / "worker-sync.txt", worker.proc.pid),
+                spy(args.profile / "simulator-sync.txt"),
+            ]
+            if args.profile
+            else []
+        )
+        await asyncio.sleep(1 if spies else 0)  # attached
         start = datetime.now(UTC)
         handle, _ = await start_incoming(
             client, settings, config=config, workflow_id=f"bench-incoming-{queue}"
         )
         status = await first_cycle(handle, timeout=args.timeout)
         peak_rss = worker.peak_rss_mb()
+        for process in spies:
+            stop_spy(process)
         summary = status.last_cycle
         assert summary is not None and summary.finished_at is not None
         # From the start request to the cycle's end as the workflow saw it (same clock), so
@@ -350,8 +361,9 @@ async def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy the worker and this process (the simulator) during the no-change cycles: "
-        "collapsed stacks into DIR/worker.txt, DIR/simulator.txt",
+        help="py-spy the worker and this process (the simulator): collapsed stacks of the "
+        "initial sync in DIR/worker-sync.txt, DIR/simulator-sync.txt, of the no-change cycles "
+        "in DIR/worker.txt, DIR/simulator.txt",
     )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1000 details")
     args = parser.parse_args()
