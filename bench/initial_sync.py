@@ -257,7 +257,7 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
         settings = Settings(_env_file=None, TEMPORAL_TASK_QUEUE=queue)  # type: ignore[call-arg]
         overrides: dict[str, Any] = {"interval_seconds": 24 * 3600.0, "reconcile_every_seconds": 0}
         if args.page_size is not None:
-            overrides["page_size"] = args.page_size or None
+            overrides["page_size"] = args.page_size  # 0: none (incoming_config reads it so)
         config = incoming_config(settings, **overrides).model_copy(
             update={"publish_search_attributes": True}
         )
