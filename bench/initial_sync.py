@@ -361,7 +361,8 @@ async def main() -> None:
     parser.add_argument(
         "--profile",
         type=Path,
-        help="py-spy the worker and this process (the simulator): collapsed stacks of the "
+        help="py-spy (pip install py-spy) the worker and this process (the simulator): "
+        "collapsed stacks of the "
         "initial sync in DIR/worker-sync.txt, DIR/simulator-sync.txt, of the no-change cycles "
         "in DIR/worker.txt, DIR/simulator.txt",
     )
