@@ -26,10 +26,13 @@ activity resumes exactly where the last committed page left off.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from temporalio import activity
@@ -59,6 +62,8 @@ from workflows.incoming_types import (
     ResetCursorRequest,
     ResetCursorResult,
     StockShortage,
+    SyncEntitiesInput,
+    SyncEntitiesResult,
     SyncEntityInput,
     Trigger,
     ends_cycle,
@@ -72,12 +77,44 @@ log = get_logger(__name__)
 CONFLICTS_LOG_ENTITY = "inventory_conflicts"
 _MAX_ERROR_TEXT = 2000
 _ABSENT_SAMPLE = 20  # ids named in the sync log's note of rows Mahak no longer lists
+_LIVE_LOG_SECONDS = 1.0  # an entity's sync-log row is updated this often while it drains
 
 ProgressCallback = Callable[[EntityProgress], None]
+T = TypeVar("T")
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def prefetched(items: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
+    """`items`, with the next one fetched while the caller works on the current one (one
+    ahead at most, so memory stays bounded by two pages): a drain then takes as long as the
+    slower of fetching and applying, not their sum.
+
+    An error fetching the next item is raised where the caller asks for it, i.e. after the
+    current item was handled (its page stored with its cursor). Whatever ends the loop (the
+    end, an error on either side, cancellation, the caller breaking off) cancels and awaits
+    the fetch in flight and closes `items`, so no task outlives the drain."""
+    ahead: asyncio.Future[T] | None = asyncio.ensure_future(anext(items))
+    try:
+        while ahead is not None:
+            try:
+                item = await ahead
+            except StopAsyncIteration:
+                ahead = None
+                return
+            ahead = asyncio.ensure_future(anext(items))
+            yield item
+    finally:
+        if ahead is not None and not ahead.done():
+            ahead.cancel()
+            # Let the cancelled fetch unwind before `items` is closed (a generator still
+            # running cannot be closed).
+            await asyncio.gather(ahead, return_exceptions=True)
+        elif ahead is not None and not ahead.cancelled():
+            ahead.exception()  # an error nobody will ask for any more: retrieved, not logged
+        await items.aclose()
 
 
 def _counts(batch: EntityBatch, applied: ApplyCounts) -> EntityCounts:
@@ -138,19 +175,29 @@ class IncomingSync:
         cursor = progress.cursor = stored
         if on_progress:
             on_progress(progress)
-        async for cursor, applied in self._apply_pages(
-            entity, stored, request.page_size, request.run_id, lookback=self.lookback
-        ):
-            progress.pages += 1
-            progress.cursor = cursor
-            progress.counts = progress.counts + applied
-            if on_progress:
-                on_progress(progress)
-            # Live progress for operators; the same row is completed below.
-            await self._log_row(request.run_id, progress)
-            bound.debug(
-                "incoming.page_applied", page=progress.pages, cursor=cursor, **applied.model_dump()
+        log_due = time.monotonic() + _LIVE_LOG_SECONDS
+        async with aclosing(
+            self._apply_pages(
+                entity, stored, request.page_size, request.run_id, lookback=self.lookback
             )
+        ) as pages:
+            async for cursor, applied in pages:
+                progress.pages += 1
+                progress.cursor = cursor
+                progress.counts = progress.counts + applied
+                if on_progress:
+                    on_progress(progress)
+                if time.monotonic() >= log_due:
+                    # Live progress for operators, once a second at most (a quiet entity's
+                    # one page costs no extra write); the same row is completed below.
+                    await self._log_row(request.run_id, progress)
+                    log_due = time.monotonic() + _LIVE_LOG_SECONDS
+                bound.debug(
+                    "incoming.page_applied",
+                    page=progress.pages,
+                    cursor=cursor,
+                    **applied.model_dump(),
+                )
         await self._log_row(request.run_id, progress, finished_at=_now())
         if progress.counts.fetched:
             bound.info(
@@ -162,6 +209,48 @@ class IncomingSync:
         return EntitySyncResult(
             entity=entity, counts=progress.counts, cursor=cursor, pages=progress.pages
         )
+
+    async def sync_entities(
+        self, request: SyncEntitiesInput, *, on_progress: ProgressCallback | None = None
+    ) -> SyncEntitiesResult:
+        """`sync_entity` for each of `request.entities` in order while the budget lasts,
+        then, when all of them synced, the inventory check. An entity that fails ends it,
+        unrecorded: the workflow gives that entity and the rest one activity each, with their
+        retries and failure policy, so nothing here decides what an error means."""
+        out = SyncEntitiesResult()
+        started = time.monotonic()
+        for entity in request.entities:
+            if out.results and time.monotonic() - started >= request.budget_seconds:
+                return out
+            try:
+                out.results.append(
+                    await self.sync_entity(
+                        SyncEntityInput(
+                            entity=entity, page_size=request.page_size, run_id=request.run_id
+                        ),
+                        on_progress=on_progress,
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - left to the entity's own activity
+                log.info(
+                    "incoming.entity_left_to_own_activity",
+                    entity=entity,
+                    run_id=request.run_id,
+                    error=classify(exc).message[:300],
+                )
+                return out
+        if request.check_conflicts:
+            try:
+                out.conflicts = await self.check_inventory_conflicts(
+                    request.run_id, page_size=request.page_size
+                )
+            except Exception as exc:  # noqa: BLE001 - the workflow's own check runs instead
+                log.info(
+                    "incoming.conflicts_left_to_own_activity",
+                    run_id=request.run_id,
+                    error=classify(exc).message[:300],
+                )
+        return out
 
     async def reconcile_entity(
         self,
@@ -194,15 +283,16 @@ class IncomingSync:
             on_progress(progress)
         seen: set[int] = set()
         # Never with `pageSize`: this read is what catches a page size trusted wrongly.
-        async for cursor, applied in self._apply_pages(
-            entity, stored, None, request.run_id, start=0, seen=seen
-        ):
-            progress.pages += 1
-            progress.cursor = cursor
-            progress.counts = progress.counts + applied
-            if on_progress:
-                on_progress(progress)
-            await self._log_row(request.run_id, progress)
+        async with aclosing(
+            self._apply_pages(entity, stored, None, request.run_id, start=0, seen=seen)
+        ) as pages:
+            async for cursor, applied in pages:
+                progress.pages += 1
+                progress.cursor = cursor
+                progress.counts = progress.counts + applied
+                if on_progress:
+                    on_progress(progress)
+                await self._log_row(request.run_id, progress)
         absent = await self._absent_ids(entity, seen)
         counts = progress.counts
         note = None
@@ -251,7 +341,7 @@ class IncomingSync:
         lookback: int = 0,
         start: int | None = None,
         seen: set[int] | None = None,
-    ) -> AsyncIterator[tuple[int, EntityCounts]]:
+    ) -> AsyncGenerator[tuple[int, EntityCounts], None]:
         """Mahak's rows of `entity` from `cursor - lookback`, page by page, each page stored
         in the transaction that advances the cursor (so it never passes rows not stored);
         yields the cursor and the counts after each page.
@@ -269,35 +359,40 @@ class IncomingSync:
         id_field = mirror(entity).id_field if seen is not None else ""
         stats = PagerStats()
         counted = PagerStats()
-        async for batch in iter_pages(
-            self.mahak,
-            entity,
-            start,
-            page_size,
-            include_held=True,
-            stats=stats,
-            evidence=self.paging,
-        ):
-            if seen is not None:
-                seen.update(getattr(row, id_field) for row in batch.rows)
-                seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
-            cursor = max(cursor, batch.max_row_version or cursor)
-            applied = await catalog.apply_page(
-                self.pool, batch, new_cursor=cursor, run_id=run_id, price_level=self.price_level
-            )
-            counts = _counts(batch, applied).model_copy(
-                update={
-                    "reread": stats.reread - counted.reread,
-                    "dropped": stats.dropped - counted.dropped,
-                }
-            )
-            counted.reread, counted.dropped = stats.reread, stats.dropped
-            for result in ("inserted", "updated", "unchanged", "deleted", "dead_lettered"):
-                metrics.count(
-                    "mahak_sync_rows", getattr(counts, result), entity=entity, result=result
+
+        async def fetched() -> AsyncGenerator[tuple[EntityBatch, int, int], None]:
+            # The guards' counts as they stood when the page came: the next page's are
+            # being counted while this one is applied.
+            async for batch in iter_pages(
+                self.mahak,
+                entity,
+                start,
+                page_size,
+                include_held=True,
+                stats=stats,
+                evidence=self.paging,
+            ):
+                yield batch, stats.reread, stats.dropped
+
+        async with aclosing(prefetched(fetched())) as pages:
+            async for batch, reread, dropped in pages:
+                if seen is not None:
+                    seen.update(getattr(row, id_field) for row in batch.rows)
+                    seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
+                cursor = max(cursor, batch.max_row_version or cursor)
+                applied = await catalog.apply_page(
+                    self.pool, batch, new_cursor=cursor, run_id=run_id, price_level=self.price_level
                 )
-            metrics.gauge("mahak_sync_cursor", cursor, entity=entity)
-            yield cursor, counts
+                counts = _counts(batch, applied).model_copy(
+                    update={"reread": reread - counted.reread, "dropped": dropped - counted.dropped}
+                )
+                counted.reread, counted.dropped = reread, dropped
+                for result in ("inserted", "updated", "unchanged", "deleted", "dead_lettered"):
+                    metrics.count(
+                        "mahak_sync_rows", getattr(counts, result), entity=entity, result=result
+                    )
+                metrics.gauge("mahak_sync_cursor", cursor, entity=entity)
+                yield cursor, counts
         if stats.reread or stats.dropped or stats.below_bound:
             log.warning(
                 "incoming.paging_guard",
@@ -360,11 +455,12 @@ class IncomingSync:
         reread = EntityCounts()
         for entity in CONFLICT_PICTURE:
             cursors[entity] = await catalog.get_cursor(self.pool, entity)
-            async for cursor, applied in self._apply_pages(
-                entity, cursors[entity], page_size, run_id
-            ):
-                cursors[entity] = cursor
-                reread = reread + applied
+            async with aclosing(
+                self._apply_pages(entity, cursors[entity], page_size, run_id)
+            ) as pages:
+                async for cursor, applied in pages:
+                    cursors[entity] = cursor
+                    reread = reread + applied
         after = await self._conflicts()
         still = [conflict for conflict in after if conflict.order_id in before]
         cleared = len(before) - len(still)
@@ -508,6 +604,15 @@ class IncomingActivities:
     async def sync_entity(self, request: SyncEntityInput) -> EntitySyncResult:
         return await self._with_progress(self.sync.sync_entity, request)
 
+    @activity.defn(name="incoming.sync_entities")
+    async def sync_entities(self, request: SyncEntitiesInput) -> SyncEntitiesResult:
+        # Progress is heartbeated for liveness only: a failed attempt is not retried (the
+        # workflow falls back to one activity per entity, which resumes from the cursors).
+        async with Heartbeat() as beat:
+            return await self.sync.sync_entities(
+                request, on_progress=lambda progress: beat.report(progress.model_copy(deep=True))
+            )
+
     @activity.defn(name="incoming.reconcile_entity")
     async def reconcile_entity(self, request: SyncEntityInput) -> EntitySyncResult:
         return await self._with_progress(self.sync.reconcile_entity, request)
@@ -555,6 +660,7 @@ class IncomingActivities:
     def all(self) -> list[Any]:
         return [
             self.sync_entity,
+            self.sync_entities,
             self.reconcile_entity,
             self.record_failure,
             self.check_inventory_conflicts,

@@ -4,12 +4,13 @@ The protocol leaves open (shared/mahak-api.md §3, §10 (a), §11 1-3) whether `
 returns `RowVersion >= v` or `> v`, which rows a `pageSize`-capped list holds and in which
 order, whether the server caps lists silently below `pageSize`, and whether rows commit late.
 
-`page_size=None` (the default everywhere, as §10 (a) prefers and OS, MO, SD do) sends no
-`pageSize`. With a `pageSize` the pager **trusts** that a capped list holds the lowest
+`page_size=None` (as §10 (a) prefers and OS, MO, SD do; `MAHAK_PAGE_SIZE=0`) sends no
+`pageSize`; the sync's default is 5000 (`mahak_sync.config.DEFAULT_MAHAK_PAGE_SIZE`: memory).
+With a `pageSize` the pager **trusts** that a capped list holds the lowest
 RowVersions above the bound: no answer can prove it (there is no upper bound to ask with), and
 a server that caps in id order with an answer that happens to be ascending cannot be told from
-one that does not. Set a page size only where `mahak-sync mahak check --paging` found capped
-lists to be the lowest RowVersions; the periodic reconciliation (which never sends `pageSize`)
+one that does not. Where `mahak-sync mahak check --paging` finds capped lists are not the
+lowest RowVersions, send none; the periodic reconciliation (which never sends `pageSize`)
 reports and repairs what a wrong trust missed.
 The pager assumes none of it and keeps one invariant: **every row with RowVersion <= `done`
 has been handed on**, `done` starting at the caller's cursor; each request asks `from = done`.

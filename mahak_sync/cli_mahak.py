@@ -179,10 +179,10 @@ async def _check_paging(client: MahakClient, size: int, settings: Settings) -> i
     current = (
         f"MAHAK_PAGE_SIZE={settings.mahak_page_size}"
         if settings.mahak_page_size
-        else "MAHAK_PAGE_SIZE unset (no pageSize)"
+        else "MAHAK_PAGE_SIZE=0 (no pageSize)"
     )
     if any(p.trusted is False for p in probes):
-        print(f"verdict    leave MAHAK_PAGE_SIZE unset: a page size would skip rows ({current})")
+        print(f"verdict    set MAHAK_PAGE_SIZE=0: a page size would skip rows ({current})")
         return EXIT_PAGING_UNSAFE if settings.mahak_page_size else 0
     if any(p.trusted for p in probes):
         print(

@@ -27,10 +27,24 @@ DEFAULT_MAHAK_BASE_URL = "https://mahakacc.mahaksoft.com/API/v3"
 # Defaults that code below the entry points also uses when a caller passes no value.
 DEFAULT_LOOKBACK_ROWVERSIONS = 1000
 DEFAULT_SHOP_PRICE_LEVEL = 1
+# MAHAK_PAGE_SIZE's default (issue 16, measured in bench/RESULTS.md "## initial_sync"). Why a
+# page size at all: without one an entity comes back in ONE answer, held whole while it is
+# parsed and stored (worker peak RSS 763 MB for 100 000 product details, uncapped; 173 MB at
+# 5000 for 30 000, where uncapped took 278 MB), so memory grows with the catalogue. Why 5000:
+# it is the one page size seen working against the live server (MX, shared/mahak-api.md §3:
+# with 5000 every row arrived; the rows lost at 100 were ties cut at the cap, which the
+# pager's tie rule hands on safely), and past ~1000 rows a page's round trip is a small part
+# of its cost, so larger pages buy little speed and cost memory. The trust this puts in
+# capped lists (the lowest RowVersions, ascending) is checked on every answer by the pager
+# (ascending, nothing below the bound, no more rows than asked: else re-read without
+# pageSize), can be tested against a server with `mahak-sync mahak check --paging`, and the
+# periodic reconciliation, which never sends pageSize, repairs and counts what a wrong trust
+# missed. MAHAK_PAGE_SIZE=0 sends no pageSize (§10 (a)'s preference) where memory allows.
+DEFAULT_MAHAK_PAGE_SIZE = 5000
 
 
 def _means_no_page_size(value: object) -> bool:
-    return value == 0 or (isinstance(value, str) and value.strip().lower() in ("", "0", "none"))
+    return value == 0 or (isinstance(value, str) and value.strip().lower() in ("0", "none"))
 
 
 def page_size_arg(text: str) -> int:
@@ -103,10 +117,13 @@ class Settings(BaseSettings):
     mahak_password: SecretStr = Field(SecretStr(""), validation_alias="MAHAK_PASSWORD")
     mahak_database_id: int | None = Field(None, validation_alias="MAHAK_DATABASE_ID")
     mahak_package_no: str | None = Field(None, validation_alias="MAHAK_PACKAGE_NO")
-    # Unset (or 0): no `pageSize`, as shared/mahak-api.md §10 (a) prefers. A page size makes
+    # Rows per entity per GetAllData request; unset (or empty): DEFAULT_MAHAK_PAGE_SIZE (see
+    # there for the evidence and measurements behind it); 0: no `pageSize`. A page size makes
     # the pager trust that capped lists hold the lowest RowVersions, which no answer proves:
-    # set one only where `mahak-sync mahak check --paging` found it so.
-    mahak_page_size: int | None = Field(None, ge=1, le=10_000, validation_alias="MAHAK_PAGE_SIZE")
+    # where `mahak-sync mahak check --paging` finds otherwise, set 0.
+    mahak_page_size: int | None = Field(
+        DEFAULT_MAHAK_PAGE_SIZE, ge=1, le=10_000, validation_alias="MAHAK_PAGE_SIZE"
+    )
     # `LoginV2` sends the extended login body; `Login` only user name and password.
     mahak_login_endpoint: Literal["Login", "LoginV2"] = Field(
         "LoginV2", validation_alias="MAHAK_LOGIN_ENDPOINT"
@@ -236,6 +253,8 @@ class Settings(BaseSettings):
     @field_validator("mahak_page_size", mode="before")
     @classmethod
     def _no_page_size(cls, v: object) -> object:
+        if isinstance(v, str) and not v.strip():  # `MAHAK_PAGE_SIZE=` (compose passes it so)
+            return DEFAULT_MAHAK_PAGE_SIZE
         return None if _means_no_page_size(v) else v
 
     @field_validator("mahak_base_url")

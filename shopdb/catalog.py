@@ -75,7 +75,10 @@ async def apply_page(
             applied, failed = await _upsert_rows(conn, m, types, rows, columns)
             letters.extend(failed)
         await dead_letters.record_many(conn, letters, run_id)
-        await dead_letters.resolve_superseded(conn, m.entity, m.table)
+        if applied.total or letters:
+            # Only a row stored newer (or a letter just recorded) can supersede a letter: a
+            # page that changed nothing (a quiet cycle's look-back window) skips the query.
+            await dead_letters.resolve_superseded(conn, m.entity, m.table)
         await _advance(conn, m.entity, new_cursor)
 
     rows_failed = len(letters) - len(batch.rejected)

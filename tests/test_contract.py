@@ -590,8 +590,8 @@ async def test_cli_check_reports_account_and_entities(
     ("page_order", "page_size", "code", "verdict"),
     [
         ("row_version", "2", 0, "capped lists held the lowest RowVersions"),
-        ("id", "2", 5, "leave MAHAK_PAGE_SIZE unset"),
-        ("id", "0", 0, "leave MAHAK_PAGE_SIZE unset"),  # unset already: nothing to fix
+        ("id", "2", 5, "set MAHAK_PAGE_SIZE=0"),
+        ("id", "0", 0, "set MAHAK_PAGE_SIZE=0"),  # 0 already: nothing to fix
     ],
 )
 async def test_cli_check_paging_says_whether_a_page_size_is_safe(

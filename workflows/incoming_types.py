@@ -178,6 +178,28 @@ class ConflictCheckResult(BaseModel):
     cursors: dict[str, int] = Field(default_factory=dict)  # of the re-read entities, after it
 
 
+class SyncEntitiesInput(BaseModel):
+    """`incoming.sync_entities`: the entities of a cycle in one activity while they are quick
+    (a quiet cycle costs one activity, not one per entity)."""
+
+    entities: list[str]
+    page_size: int | None = Field(None, ge=1)
+    run_id: str
+    # No further entity is started once the activity has run this long: the rest go through
+    # one activity each, so a pause still takes effect between entities of a long sync.
+    budget_seconds: float = Field(1.0, gt=0)
+    # Check inventory conflicts too when every entity was synced (the cycle's last step).
+    check_conflicts: bool = True
+
+
+class SyncEntitiesResult(BaseModel):
+    """The entities synced, in order, up to the first that failed (not recorded: its own
+    activity runs it again, with retries) or the budget; the conflict check when it ran."""
+
+    results: list[EntitySyncResult] = Field(default_factory=list)
+    conflicts: ConflictCheckResult | None = None
+
+
 class ResetCursorRequest(BaseModel):
     entity: str  # a name from INCOMING_ORDER, or "*" for all of them
     row_version: int = 0

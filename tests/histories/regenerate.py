@@ -318,6 +318,29 @@ async def reconcile(s: Scenario) -> int:
     return 2
 
 
+async def quick_entities(s: Scenario) -> int:
+    """Recorded with `PATCH_QUICK_ENTITIES`. Run 1: the first cycle starts with the entities
+    in one activity (`incoming.sync_entities`) while they are quick, the rest one activity
+    each. Run 2: Mahak refuses the quick activity's first request (a 503), so every entity
+    goes through its own activity, retried."""
+    await s.sim.seed(2)
+    await start_incoming(
+        s.client,
+        s.settings,
+        config=CONFIG.model_copy(update={"cycles_per_run": 1}),
+        workflow_id=s.workflow_id,
+    )
+    await s.cycles(1)
+    await s.settled(1)
+    await s.sim.add_fault(status_code=503, count=1)
+    await s.handle.signal(IncomingSyncWorkflow.sync_now)
+    await s.settled(2)
+    cycle = (await s.status()).last_cycle
+    if cycle is None or not cycle.ok:
+        raise AssertionError(f"{s.workflow_id}: expected the second cycle to recover: {cycle}")
+    return 2
+
+
 INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
     # Recorded before `PATCH_CONFLICTS_AFTER_ORDERS`: they replay the check after the stock.
     # Regenerating them records the new path instead; keep the old files (rename them
@@ -329,6 +352,8 @@ INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
     "paused_mid_cycle": paused_mid_cycle,
     "conflict_after_orders": conflict_after_orders,
     "reconcile": reconcile,
+    # Recorded with `PATCH_QUICK_ENTITIES` (quiet cycles in one activity).
+    "quick_entities": quick_entities,
 }
 
 

@@ -1,0 +1,53 @@
+"""`bench/initial_sync.py --quick` runs end to end (its own PostgreSQL, simulator, Temporal dev
+server and worker process) and prints sane figures and ratios. No timing is asserted: speed
+lives in the benchmark's own output (bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def figure(out: str, pattern: str) -> float:
+    found = re.search(pattern, out)
+    assert found, f"{pattern!r} not in:\n{out}"
+    return float(found.group(1).replace(",", ""))
+
+
+def test_quick_initial_sync_bench_prints_sane_figures() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.initial_sync", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    # 1000 details, 6 rows each, plus the seeded stores and categories: all stored.
+    stored = figure(out, r"product details, ([\d,]+) rows stored")
+    assert stored == 6_006, out
+    rates = {
+        name: figure(out, rf"{name}\s+([\d,]+) rows/s")
+        for name in ("end to end", "raw COPY", "per-row")
+    }
+    assert all(rate > 0 for rate in rates.values()), rates
+    # Each ratio printed is its rate over the raw COPY's, and the raw COPY's is 1.
+    for name, rate in rates.items():
+        ratio = figure(out, rf"{name}\s+[\d,]+ rows/s\s+([\d.]+) x raw")
+        assert ratio == pytest.approx(rate / rates["raw COPY"], abs=0.006), (name, out)
+    assert figure(out, r"end to end / per-row: ([\d.]+) x") == pytest.approx(
+        rates["end to end"] / rates["per-row"], abs=0.051
+    )
+    assert figure(out, r"no-change cycle at ([\d,]+) stored rows") == stored
+    assert figure(out, r"median (\d+) ms") > 0
+    rss = figure(out, r"worker peak RSS: (\d+) MB")
+    assert 20 < rss < 4_000, "a Python worker's resident set, in MB"
