@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import threading
 from bisect import bisect_left, bisect_right
@@ -146,6 +147,9 @@ class SimState:
             # Collections holding an injected older version: kept for the snapshot format
             # (a state file written here stays readable by a simulator without the index).
             self._unordered: set[str] = set()
+            # Rows holding a NaN or an infinity (injected on purpose): JSON has no such
+            # numbers, and only the stdlib encoder writes them as Mahak's .NET would not.
+            self._non_finite: set[tuple[str, Any]] = set()
             # Rows not yet "committed": key -> GetAllData requests they stay invisible to.
             self._held: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
             self._client_index: dict[str, dict[int, Any]] = {c.name: {} for c in COLLECTIONS}
@@ -215,6 +219,7 @@ class SimState:
             table[key] = stored
             self._seq[collection][key] = next(self._write_seq)
             self._index[collection].add(key, stored, replaced, table)
+            self._note_non_finite(collection, key, stored)
             if hold:
                 self._held[collection][key] = hold
             else:
@@ -224,6 +229,17 @@ class SimState:
                 self._client_index[collection][client_id] = key
             self.changes += 1
             return stored
+
+    def _note_non_finite(self, collection: str, key: Any, row: dict[str, Any]) -> None:
+        if _has_non_finite(row):
+            self._non_finite.add((collection, key))
+        elif self._non_finite:
+            self._non_finite.discard((collection, key))
+
+    @property
+    def holds_non_finite(self) -> bool:
+        """Whether any row holds a NaN or an infinity (see `api.encode_answer`)."""
+        return bool(self._non_finite)
 
     def create(self, collection: str, values: dict[str, Any]) -> dict[str, Any]:
         """Insert a new row with a fresh server id, every column present."""
@@ -420,6 +436,7 @@ class SimState:
                     client_id = row.get(spec.client_id_field)
                     if isinstance(client_id, int) and not isinstance(key, tuple):
                         self._client_index[name][client_id] = key
+                    self._note_non_finite(name, key, row)
                 self._reindex(name)
             self._write_seq = itertools.count(top_seq + 1)
             self._raw_keys = itertools.count(top_raw + 1)
@@ -455,6 +472,16 @@ class SimState:
 
     def load(self, path: Path) -> None:
         self.restore(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _version_key(row: dict[str, Any]) -> int:

@@ -7,7 +7,7 @@ update, an injected older or equal version goes in its place among equals, a lat
 hides a row, and a reload from the state file rebuilds the index. Random sequences of those
 writes run against `SimState`, and after each one every paging mode's answer is compared with
 a reference written here the simple way: every current row sorted by (RowVersion, write
-order), filtered, cut.
+order), filtered, cut. The answer's JSON encoder (msgspec) writes what `json.dumps` did.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mahak_simulator.api import encode_answer
 from mahak_simulator.config import SimulatorConfig
 from mahak_simulator.state import SimState
 
@@ -256,3 +257,31 @@ def test_updates_move_rows_to_the_end_and_survive_a_reload(tmp_path: Any) -> Non
     # A write after the reload still lands after every row read back.
     newest = reloaded.update("Stores", ids[0], Name="after reload")
     assert reloaded.query("Stores", newest["RowVersion"] - 1, boundary="exclusive") == [newest]
+
+
+def test_answers_are_the_json_the_stdlib_writes_even_for_values_json_lacks() -> None:
+    """GetAllData answers are encoded by msgspec; a NaN or an infinity (which it would write
+    as null) or an integer past 64 bits in the table sends the answer through `json.dumps`,
+    so an injected oddity reaches the client exactly as before."""
+    state = SimState(SimulatorConfig())
+    plain = state.create("Stores", {"Name": "انبار ي", "Stock": 1})
+
+    def stdlib(answer: Any) -> bytes:
+        return json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    answer = {"Result": True, "Data": {"Objects": {"Stores": [plain], "Orders": None}}}
+    assert json.loads(encode_answer(answer, state)) == answer
+
+    for odd in (float("nan"), float("-inf"), 2**70):
+        row = state.update("Stores", plain["StoreId"], Stock=odd)
+        answer = {"Result": True, "Data": {"Objects": {"Stores": [row]}}}
+        assert encode_answer(answer, state) == stdlib(answer)
+    # The oddity overwritten: the table is plain again, and so is the answer.
+    row = state.update("Stores", plain["StoreId"], Stock=2)
+    answer = {"Result": True, "Data": {"Objects": {"Stores": [row]}}}
+    assert not state.holds_non_finite
+    assert json.loads(encode_answer(answer, state)) == answer
+    # A reload finds a NaN read back from the state file too.
+    state.update("Stores", plain["StoreId"], Stock=float("nan"))
+    reloaded = _reloaded(state)
+    assert reloaded.holds_non_finite
