@@ -148,7 +148,8 @@ class SimState:
             # (a state file written here stays readable by a simulator without the index).
             self._unordered: set[str] = set()
             # Rows holding a NaN or an infinity (injected on purpose): JSON has no such
-            # numbers, and only the stdlib encoder writes them as Mahak's .NET would not.
+            # numbers; json.dumps writes `NaN`, msgspec `null`, so while any row holds one
+            # the answers go through json.dumps as before (`api.encode_answer`).
             self._non_finite: set[tuple[str, Any]] = set()
             # Rows not yet "committed": key -> GetAllData requests they stay invisible to.
             self._held: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
