@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
+import msgspec
 from pydantic import ValidationError
 
 from mahak_sync.logging import get_logger
@@ -29,6 +30,7 @@ from .types import INT64_MAX, INT64_MIN, MahakModel, _lenient_int, fold_key
 _log = get_logger("mahak_client")
 _MAX_SNIPPET = 120
 _M = TypeVar("_M", bound=MahakModel)
+_DECODER = msgspec.json.Decoder()
 
 
 def field(obj: Mapping[str, Any], name: str) -> Any:
@@ -60,6 +62,13 @@ def load_json(
     content_type: str | None = None,
 ) -> Any:
     """Decode a body, naming what it was instead when it is not JSON."""
+    try:
+        # msgspec reads a large answer in half the time of `json.loads` (bench/parse.py),
+        # values alike, integers past 64 bits too; what it refuses (a BOM, NaN, an
+        # out-of-range float, a lone surrogate, broken JSON) the stdlib reads or names below.
+        return _DECODER.decode(content)
+    except (msgspec.DecodeError, RecursionError):
+        pass
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -24,6 +24,7 @@ from .types import (
     MahakText,
     fold_key,
     parse_mahak_datetime,
+    wall_clock,
 )
 
 # --- Dates (shared/mahak-api.md §1.1) ------------------------------------------------------
@@ -34,6 +35,8 @@ TEHRAN = ZoneInfo("Asia/Tehran")
 
 def parse_tehran(value: Any) -> Any:
     """A Mahak date-time; one without an offset is Asia/Tehran wall-clock time."""
+    if isinstance(value, str) and (fast := wall_clock(value, TEHRAN)) is not None:
+        return fast
     parsed = parse_mahak_datetime(value)
     if isinstance(parsed, datetime) and (parsed.tzinfo is None or parsed.tzinfo is IRAN_TZ):
         return parsed.replace(tzinfo=TEHRAN)  # no offset given: the wall clock is Tehran's

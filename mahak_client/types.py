@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, model_validator
@@ -37,8 +37,41 @@ def normalize_text(value: Any) -> Any:
     return value
 
 
+def wall_clock(value: str, tz: tzinfo) -> datetime | None:
+    """The common case of `parse_mahak_datetime` without its regex: exactly
+    `YYYY-MM-DDTHH:MM:SS[.fraction]` (what Mahak sends), read as a wall clock in `tz`; None
+    for any other spelling, which the regex then reads."""
+    if not (
+        len(value) >= 19
+        and value[4] == "-"
+        and value[7] == "-"
+        and value[10] in "T "
+        and value[13] == ":"
+        and value[16] == ":"
+    ):
+        return None
+    frac = value[20:]
+    if len(value) > 19 and (value[19] != "." or not frac.isdecimal()):
+        return None
+    y, mo, d, h, mi, sec = (
+        value[0:4],
+        value[5:7],
+        value[8:10],
+        value[11:13],
+        value[14:16],
+        value[17:19],
+    )
+    # isdecimal() is what the regex's \d accepts (and int() reads).
+    if not (y + mo + d + h + mi + sec).isdecimal():
+        return None
+    micro = int(frac[:6].ljust(6, "0")) if frac else 0
+    return datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, tzinfo=tz)
+
+
 def parse_mahak_datetime(value: Any) -> Any:
     """Parse `2025-10-04T15:18:38.2345036` (7 digits, no offset = Iran time) and kin."""
+    if isinstance(value, str) and (fast := wall_clock(value, IRAN_TZ)) is not None:
+        return fast
     if value is None or isinstance(value, datetime):
         if isinstance(value, datetime) and value.tzinfo is None:
             return value.replace(tzinfo=IRAN_TZ)
@@ -79,6 +112,8 @@ def _lenient_int(value: Any) -> Any:
     """Accept `"42"`, `"42.0"` and `42.0`; refuse real fractions rather than truncate them.
 
     Booleans are refused too: `true` where an id belongs is a broken row, not the number 1."""
+    if type(value) is int:  # what nearly every value is: no further checks
+        return value
     if isinstance(value, bool):
         raise ValueError("a boolean is not an integer")
     if isinstance(value, str):
@@ -100,6 +135,8 @@ def _lenient_int(value: Any) -> Any:
 def _lenient_float(value: Any) -> Any:
     """Accept `"1500"` and `"1,500.5"`; refuse booleans and NaN/infinity (Python's JSON
     reader lets `NaN` through, and a NaN price would be stored as one)."""
+    if type(value) is int:  # what nearly every value is: no further checks
+        return value
     if isinstance(value, bool):
         raise ValueError("a boolean is not a number")
     if isinstance(value, str):
@@ -133,6 +170,10 @@ MahakFloat = Annotated[float, BeforeValidator(_lenient_float)]
 MahakBool = Annotated[bool, BeforeValidator(_lenient_bool)]
 
 
+# Distinct key sets remembered per model (a LIVE answer has one per entity and casing).
+_KEY_PLANS_KEPT = 256
+
+
 def fold_key(name: str) -> str:
     """A key with case and underscores folded: how Mahak's (ASP.NET) model binder matches."""
     return name.replace("_", "").lower()
@@ -160,18 +201,34 @@ class MahakModel(BaseModel):
     def _fold_keys(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        index = cls.__dict__.get("_folded_fields")
-        if index is None:
-            index = {fold_key(name): name for name in cls.model_fields}
-            type.__setattr__(cls, "_folded_fields", index)
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            if not isinstance(key, str):
-                continue
-            target = index.get(fold_key(key))
-            if target is not None and target not in out:
-                out[target] = value
-        return out
+        # Rows of one answer share one key set: match it once, then only copy values.
+        plans: dict[tuple[Any, ...], tuple[tuple[str, str], ...]] | None = cls.__dict__.get(
+            "_key_plans"
+        )
+        if plans is None:
+            plans = {}
+            type.__setattr__(cls, "_key_plans", plans)
+        keys = tuple(data)
+        plan = plans.get(keys)
+        if plan is None:
+            plan = cls._key_plan(keys)
+            if len(plans) >= _KEY_PLANS_KEPT:  # random payloads must not grow it for ever
+                plans.clear()
+            plans[keys] = plan
+        return {target: data[key] for key, target in plan}
+
+    @classmethod
+    def _key_plan(cls, keys: tuple[Any, ...]) -> tuple[tuple[str, str], ...]:
+        """(key as sent, field) for each key naming a field, case and underscores folded;
+        the first of several keys folding to one field wins."""
+        index = {fold_key(name): name for name in cls.model_fields}
+        plan: dict[str, str] = {}
+        for key in keys:
+            if isinstance(key, str):
+                target = index.get(fold_key(key))
+                if target is not None and target not in plan.values():
+                    plan[key] = target
+        return tuple(plan.items())
 
     def to_wire(self) -> dict[str, Any]:
         """camelCase JSON-ready dict, nulls dropped: what SaveAllData expects."""

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -30,6 +31,7 @@ from .wire import camel_keys
 
 if TYPE_CHECKING:
     from .app import Simulation
+    from .state import SimState
 
 SYNC_PREFIX = "/API/v3/Sync"
 SYNC_ENDPOINTS = (
@@ -65,6 +67,22 @@ def mahak_json(data: Any, status: int = 200) -> Response:
 def _answer(sim: Simulation, data: Any) -> Response:
     """A Sync envelope in the configured key casing (`answer_casing`; LIVE: PascalCase)."""
     return mahak_json(camel_keys(data) if sim.config.answer_casing == "camel" else data)
+
+
+def encode_answer(data: Any, state: SimState) -> bytes:
+    """A GetAllData answer as JSON: msgspec, 10x faster than `json.dumps` on a page of rows
+    (bench/simulator.py) and the same JSON values, except a NaN or an infinity, which it
+    writes as `null` where `json.dumps` writes `NaN`: a table holding one (injected by a
+    test), and whatever else msgspec refuses, go through `json.dumps` as before."""
+    if not state.holds_non_finite:
+        try:
+            return _ENCODER.encode(data)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 UNAUTHORIZED = {"message": "Unauthorized"}
@@ -219,7 +237,11 @@ async def get_all_data(sim: Simulation, _: Request, body: dict[str, Any], __: An
             for name, from_version in wanted.items()
         }
         sim.state.commit_tick()  # late commits (§11.3) draw one request nearer
-    return _answer(sim, {"Result": True, "Data": {"Objects": objects}})
+        answer: Any = {"Result": True, "Data": {"Objects": objects}}
+        if sim.config.answer_casing == "camel":
+            answer = camel_keys(answer)
+        body = encode_answer(answer, sim.state)
+    return Response(body, media_type="application/json; charset=utf-8")
 
 
 async def save_all(sim: Simulation, _: Request, body: dict[str, Any], claims: Any) -> Response:

@@ -6,6 +6,10 @@ back (not even on reset), so a client's stored cursors stay meaningful across te
 Server ids likewise keep counting. A write always replaces a row with a new dict, so a row
 handed out for serialisation is never mutated behind the reader's back.
 
+Each collection also keeps an index in RowVersion order (`_Index`), so a GetAllData page is
+a bisection plus the page itself, not a scan of the table: the cost of a page no longer grows
+with the table, and a request with nothing new is cheap at any size.
+
 Thread safety: the server thread owns the state; callers hold `lock` around every read
 that must be consistent and every mutation.
 """
@@ -14,8 +18,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import threading
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +70,58 @@ class OrderBook:
     stock_moves: dict[int, tuple[int, int, float, float]] = field(default_factory=dict)
 
 
+class _Index:
+    """One collection's rows in ascending (RowVersion, write order): parallel lists of the
+    version, the row's key and the row dict as written.
+
+    A write appends (or, for an explicit older version, inserts at `bisect_right`, after its
+    equals: every write is the newest so far, so ties keep write order). The entry of the
+    row it replaced is left behind, stale, and recognised by identity (`rows[key] is not
+    row`: every write stores a new dict); stale entries are dropped in one pass once they
+    outnumber the live ones, so a write costs O(1) amortised and the index stays within
+    twice the table.
+    """
+
+    __slots__ = ("versions", "keys", "rows", "stale")
+
+    def __init__(self) -> None:
+        self.versions: list[int] = []
+        self.keys: list[Any] = []
+        self.rows: list[dict[str, Any]] = []
+        self.stale = 0
+
+    def add(self, key: Any, row: dict[str, Any], replaced: bool, table: dict[Any, Any]) -> None:
+        version = _version_key(row)
+        if not self.versions or version >= self.versions[-1]:
+            self.versions.append(version)
+            self.keys.append(key)
+            self.rows.append(row)
+        else:
+            at = bisect_right(self.versions, version)
+            self.versions.insert(at, version)
+            self.keys.insert(at, key)
+            self.rows.insert(at, row)
+        if replaced:
+            self.stale += 1
+            if self.stale > max(1024, len(table)):
+                self.compact(table)
+
+    def compact(self, table: dict[Any, Any]) -> None:
+        live = [i for i, (k, r) in enumerate(zip(self.keys, self.rows)) if table.get(k) is r]
+        self.versions = [self.versions[i] for i in live]
+        self.keys = [self.keys[i] for i in live]
+        self.rows = [self.rows[i] for i in live]
+        self.stale = 0
+
+    def start(self, from_version: int, boundary: Boundary) -> int:
+        """The first position the bound lets through (every row when `from_version <= 0`)."""
+        if from_version <= 0:
+            return 0
+        if boundary == "exclusive":
+            return bisect_right(self.versions, from_version)
+        return bisect_left(self.versions, from_version)
+
+
 class SimState:
     def __init__(self, config: SimulatorConfig) -> None:
         self.lock = threading.RLock()
@@ -85,7 +143,14 @@ class SimState:
             # unless a test injected an explicit, older version (then `_unordered`).
             self._rows: dict[str, dict[Any, dict[str, Any]]] = {c.name: {} for c in COLLECTIONS}
             self._seq: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
+            self._index: dict[str, _Index] = {c.name: _Index() for c in COLLECTIONS}
+            # Collections holding an injected older version: kept for the snapshot format
+            # (a state file written here stays readable by a simulator without the index).
             self._unordered: set[str] = set()
+            # Rows holding a NaN or an infinity (injected on purpose): JSON has no such
+            # numbers; json.dumps writes `NaN`, msgspec `null`, so while any row holds one
+            # the answers go through json.dumps as before (`api.encode_answer`).
+            self._non_finite: set[tuple[str, Any]] = set()
             # Rows not yet "committed": key -> GetAllData requests they stay invisible to.
             self._held: dict[str, dict[Any, int]] = {c.name: {} for c in COLLECTIONS}
             self._client_index: dict[str, dict[int, Any]] = {c.name: {} for c in COLLECTIONS}
@@ -150,9 +215,12 @@ class SimState:
                 if isinstance(row_id, int) and not isinstance(row_id, bool)
                 else ("raw", next(self._raw_keys))
             )
-            self._rows[collection].pop(key, None)
-            self._rows[collection][key] = stored
+            table = self._rows[collection]
+            replaced = table.pop(key, None) is not None
+            table[key] = stored
             self._seq[collection][key] = next(self._write_seq)
+            self._index[collection].add(key, stored, replaced, table)
+            self._note_non_finite(collection, key, stored)
             if hold:
                 self._held[collection][key] = hold
             else:
@@ -162,6 +230,17 @@ class SimState:
                 self._client_index[collection][client_id] = key
             self.changes += 1
             return stored
+
+    def _note_non_finite(self, collection: str, key: Any, row: dict[str, Any]) -> None:
+        if _has_non_finite(row):
+            self._non_finite.add((collection, key))
+        elif self._non_finite:
+            self._non_finite.discard((collection, key))
+
+    @property
+    def holds_non_finite(self) -> bool:
+        """Whether any row holds a NaN or an infinity (see `api.encode_answer`)."""
+        return bool(self._non_finite)
 
     def create(self, collection: str, values: dict[str, Any]) -> dict[str, Any]:
         """Insert a new row with a fresh server id, every column present."""
@@ -198,13 +277,10 @@ class SimState:
     def rows(self, collection: str) -> list[dict[str, Any]]:
         """Every row, ascending RowVersion (write order among equals)."""
         with self.lock:
-            if collection not in self._unordered:
-                return list(self._rows[collection].values())
-            seq = self._seq[collection]
-            items = self._rows[collection].items()
-            # Ties between equal RowVersions (injected on purpose) keep write order.
-            ordered = sorted(items, key=lambda kv: (_version_key(kv[1]), seq[kv[0]]))
-            return [row for _, row in ordered]
+            index, table = self._index[collection], self._rows[collection]
+            if not index.stale:
+                return list(index.rows)
+            return [r for k, r in zip(index.keys, index.rows) if table.get(k) is r]
 
     def note_unknown(self, entity: str, keys: list[str]) -> None:
         """Count request members the schema does not know; they fail nothing (the real
@@ -222,14 +298,6 @@ class SimState:
         )
 
     # --- late commits (§11.3) --------------------------------------------------------------
-
-    def _visible(self, collection: str) -> list[dict[str, Any]]:
-        """`rows()` without the rows whose write has not "committed" yet."""
-        held = self._held[collection]
-        if not held:
-            return self.rows(collection)
-        hidden = {id(self._rows[collection][k]) for k in held}
-        return [r for r in self.rows(collection) if id(r) not in hidden]
 
     def commit_tick(self) -> None:
         """One GetAllData request went by: held rows are one request closer to visible."""
@@ -268,21 +336,38 @@ class SimState:
 
         The paging modes (`SimulatorConfig.page_order`, `server_cap`, `stray_row`) bend this
         the way a server other than §9's default could; rows still held by a late commit
-        (`late_commit_lag`) are left out."""
-        selected = []
-        stray = None
-        for row in self._visible(collection):
-            if order_types and row.get("OrderType") not in order_types:
-                continue
-            version = _version_key(row)
-            if from_version > 0 and (
-                version < from_version or (boundary == "exclusive" and version == from_version)
-            ):
-                stray = row  # rows() is ascending: the last one excluded is the newest
-                continue
-            selected.append(row)
-        if stray_row and stray is not None:
-            selected.insert(0, stray)
+        (`late_commit_lag`) are left out. The index is bisected at the bound and read up to
+        the cap, except in "id" order, which must see every row past the bound to sort them."""
+        index, table, held = self._index[collection], self._rows[collection], self._held[collection]
+        versions, keys, rows = index.versions, index.keys, index.rows
+        current = table.get
+
+        def shown(first: int, end: int) -> list[dict[str, Any]]:
+            """The rows of positions first..end-1 the answer may hold: current (not a stale
+            entry), committed, and of a wanted order type."""
+            return [
+                row
+                for key, row in zip(keys[first:end], rows[first:end])
+                if current(key) is row
+                and key not in held
+                and not (order_types and row.get("OrderType") not in order_types)
+            ]
+
+        start = index.start(from_version, boundary)
+        selected: list[dict[str, Any]] = []
+        if stray_row and from_version > 0:
+            # The newest row the bound excludes, in its place in the order (just before).
+            selected += next((s for i in range(start - 1, -1, -1) if (s := shown(i, i + 1))), [])
+        caps = [c for c in (page_size, server_cap) if c]
+        cap = min(caps) if caps else None
+        # In RowVersion order the page is complete once it holds `cap` rows (a stray row
+        # taking one of them); in id order every row past the bound is a candidate.
+        stop = cap if cap is not None and page_order != "id" else len(versions)
+        first = start
+        while len(selected) < stop and first < len(versions):
+            end = min(len(versions), first + stop - len(selected))
+            selected += shown(first, end)
+            first = end
         if page_order == "id":
             id_field = BY_NAME[collection].id_field
             selected.sort(
@@ -291,8 +376,7 @@ class SimState:
                     r.get(id_field) if isinstance(r.get(id_field), int) else 0,
                 )
             )
-        caps = [c for c in (page_size, server_cap) if c]
-        return selected[: min(caps)] if caps else selected
+        return selected[:cap] if cap else selected
 
     # --- persistence (the dev stack's simulator remembers its data across restarts) --------
 
@@ -353,6 +437,8 @@ class SimState:
                     client_id = row.get(spec.client_id_field)
                     if isinstance(client_id, int) and not isinstance(key, tuple):
                         self._client_index[name][client_id] = key
+                    self._note_non_finite(name, key, row)
+                self._reindex(name)
             self._write_seq = itertools.count(top_seq + 1)
             self._raw_keys = itertools.count(top_raw + 1)
             book = data["orders"]
@@ -365,6 +451,17 @@ class SimState:
                 stock_moves={int(k): tuple(v) for k, v in book["stock_moves"]},  # type: ignore[misc]
             )
 
+    def _reindex(self, collection: str) -> None:
+        """Rebuild a collection's index from its rows (after a restore)."""
+        seq = self._seq[collection]
+        index = self._index[collection] = _Index()
+        ordered = sorted(
+            self._rows[collection].items(), key=lambda kv: (_version_key(kv[1]), seq[kv[0]])
+        )
+        index.versions = [_version_key(row) for _, row in ordered]
+        index.keys = [key for key, _ in ordered]
+        index.rows = [row for _, row in ordered]
+
     def save(self, path: Path) -> None:
         """Write `snapshot()` to `path` atomically (a crash mid-write keeps the old file)."""
         with self.lock:
@@ -376,6 +473,16 @@ class SimState:
 
     def load(self, path: Path) -> None:
         self.restore(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _version_key(row: dict[str, Any]) -> int:

@@ -348,3 +348,64 @@ def test_a_logical_delete_with_a_null_required_number_still_deletes():
     assert [(r.product_detail_id, r.deleted) for r in batch.rows] == [(5, True)]
     assert [r.mahak_id for r in batch.rejected] == [6]
     assert batch.max_row_version == 4_000_000_002
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # unbounded: past 64 bits too
+    | st.integers(2**62, 2**66).map(lambda i: -i)
+    | st.floats()  # NaN and infinities too (Python's JSON writes and reads them)
+    | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+
+
+@SETTINGS
+@given(json_values, st.booleans(), st.booleans())
+def test_bodies_read_as_the_stdlib_reads_them(value: Any, bom: bool, ascii_only: bool) -> None:
+    """Answers are decoded by msgspec (issue 16) where it reads them as `json.loads` would,
+    and by `json.loads` otherwise: the values are the same either way, types included."""
+    body = (b"\xef\xbb\xbf" if bom else b"") + json.dumps(value, ensure_ascii=ascii_only).encode()
+    expected = json.loads(body.decode("utf-8-sig"))
+    # json.dumps tells 1 from 1.0 and writes NaN as NaN: equal dumps, equal values and types.
+    assert json.dumps(load_json(ENDPOINT, body)) == json.dumps(expected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'"\\ud800"', b"-9223372036854775809", b"18446744073709551616", b"1e400", b"[NaN]"],
+)
+def test_values_msgspec_refuses_are_read_as_before(body: bytes) -> None:
+    assert json.dumps(load_json(ENDPOINT, body)) == json.dumps(json.loads(body))
+
+
+def test_each_key_set_of_a_page_matches_its_own_fields_first_spelling_first() -> None:
+    """Keys are matched once per distinct key set (issue 16): rows of one page in different
+    casings, with a field spelled twice (the first spelling wins, as key by key), and more
+    distinct key sets than are remembered, all parse as if each row were folded alone."""
+    rows: list[dict[str, Any]] = [
+        {"ProductDetailId": 1, "ProductId": 1, "RowVersion": 10, "Price1": 5},
+        {"productDetailId": 2, "productId": 1, "rowVersion": 11, "price1": 6},
+        {"PRODUCT_DETAIL_ID": 3, "product_id": 1, "RowVersion": 12, "Price1": 7, "price1": 8},
+        {"ProductDetailId": 4, "ProductId": 1, "RowVersion": 13, "price1": 9, "Price1": 10},
+        {"PRODUCT_DETAIL_ID": 5, "product_id": 1, "RowVersion": 14, "Price1": 11, "price1": 12},
+    ]
+    expected = [(1, 5.0), (2, 6.0), (3, 7.0), (4, 9.0), (5, 11.0)]
+    for i in range(300):  # each with an unknown column of its own: a new key set each
+        rows.append({"ProductDetailId": 100 + i, "ProductId": 1, f"Extra{i}": i, "Price1": i})
+        expected.append((100 + i, float(i)))
+    body = json.dumps({"Result": True, "Data": {"Objects": {"ProductDetails": rows}}}).encode()
+    for _ in range(2):  # the second time with key sets seen before
+        batch = parse_get_all_data(ENDPOINT, load_json(ENDPOINT, body), ["product_details"])[
+            "product_details"
+        ]
+        assert not batch.rejected
+        assert [(r.product_detail_id, r.price1) for r in batch.rows] == expected
+        assert batch.rows[0].model_fields_set == {
+            "product_detail_id",
+            "product_id",
+            "row_version",
+            "price1",
+        }

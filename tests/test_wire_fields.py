@@ -9,6 +9,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from activities.order_request import (
     OutgoingFields,
@@ -68,6 +70,33 @@ def test_naive_server_dates_are_read_as_tehran_by_the_tz_database():
     assert order.order_date == datetime(2020, 7, 15, 10, 0, tzinfo=UTC)
     # An explicit offset is kept.
     assert parse_mahak_datetime("2025-07-15T10:00:00Z") == datetime(2025, 7, 15, 10, 0, tzinfo=UTC)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 26), st.sampled_from("0123456789-T :.Z+\u0663x")),
+        max_size=3,
+    ),
+    st.integers(16, 27),
+)
+def test_mahaks_usual_date_spelling_reads_as_every_other_spelling(
+    edits: list[tuple[int, str]], length: int
+) -> None:
+    """Issue 16: `YYYY-MM-DDTHH:MM:SS[.f]` is read without the regex; mangled variants of it
+    read exactly as the regex reads them (a leading space sends a value to the regex)."""
+    chars = list("2020-07-15T14:30:00.1234567"[:length])
+    for at, char in edits:
+        chars[at % len(chars)] = char
+    value = "".join(chars)
+
+    def read(text: str) -> Any:
+        try:
+            return parse_mahak_datetime(text)
+        except ValueError:
+            return ValueError
+
+    assert read(value) == read(" " + value)
 
 
 # --- 2. Person group ----------------------------------------------------------------------
