@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -190,9 +191,17 @@ async def effective_percents(
     return {r["id"]: (float(r["tax"]), float(r["charge"])) for r in rows}
 
 
-async def default_percents(db: Executor) -> tuple[float | None, float | None]:
-    """Mahak's default tax and charge percent (Settings 14001 / 14000; 0 when 14008 turns tax
-    off), None where the mirror holds no such setting."""
+@dataclass(frozen=True)
+class TaxDefaults:
+    """What Mahak's Settings say about a line's tax and charge: whether tax is on (14008) and
+    the default percents (14001 tax, 14000 charge; None where the mirror has no value)."""
+
+    enabled: bool = True
+    tax_percent: float | None = None
+    charge_percent: float | None = None
+
+
+async def tax_defaults(db: Executor) -> TaxDefaults:
     row = await db.fetchrow(
         """
         SELECT mahak_setting_number(14008) AS enabled, mahak_setting_number(14001) AS tax,
@@ -200,12 +209,11 @@ async def default_percents(db: Executor) -> tuple[float | None, float | None]:
         """
     )
     if row is None:
-        return None, None
-    if row["enabled"] is not None and row["enabled"] == 0:
-        return 0.0, 0.0
-    return (
-        None if row["tax"] is None else float(row["tax"]),
-        None if row["charge"] is None else float(row["charge"]),
+        return TaxDefaults()
+    return TaxDefaults(
+        enabled=row["enabled"] is None or row["enabled"] != 0,
+        tax_percent=None if row["tax"] is None else float(row["tax"]),
+        charge_percent=None if row["charge"] is None else float(row["charge"]),
     )
 
 

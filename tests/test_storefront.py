@@ -248,4 +248,6 @@ async def test_tax_off_in_mahak_means_no_tax_or_charge(db_pool: asyncpg.Pool) ->
     await catalog.apply_page(db_pool, page("settings", [off]), new_cursor=50)
     row = await db_pool.fetchrow("SELECT tax_percent, charge_percent FROM shop_catalog")
     assert (row["tax_percent"], row["charge_percent"]) == (0, 0)
-    assert await storefront.default_percents(db_pool) == (0.0, 0.0)
+    assert await storefront.tax_defaults(db_pool) == storefront.TaxDefaults(
+        enabled=False, tax_percent=9, charge_percent=3
+    )
