@@ -62,6 +62,8 @@ async def apply_page(
 
     async with transaction(db) as conn:
         types = await _column_types(conn, m)
+        # Issue 18 hook: decode variant attributes into their columns before the write.
+        flagged = await storefront.before_write(conn, m, columns)
         try:
             async with conn.transaction():  # savepoint: a refused bulk write falls back below
                 applied = await _bulk_apply(conn, m, types, columns)
@@ -80,8 +82,8 @@ async def apply_page(
             # page that changed nothing (a quiet cycle's look-back window) skips the query.
             await dead_letters.resolve_superseded(conn, m.entity, m.table)
         if applied.total:
-            # Issue 18 hook: decode variant attributes, count warnings, NOTIFY the changed ids.
-            await storefront.after_page(conn, m, columns[0], run_id=run_id)
+            # Issue 18 hook: count decode warnings, NOTIFY the changed ids.
+            await storefront.after_page(conn, m, columns[0], flagged, run_id=run_id)
         await _advance(conn, m.entity, new_cursor)
 
     rows_failed = len(letters) - len(batch.rejected)

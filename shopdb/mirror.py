@@ -80,6 +80,20 @@ def _shop_price_level(rows: Sequence[Any], level: int) -> list[int]:
     return [level] * len(rows)
 
 
+# The variant's decoded attributes (issue 18): filled in by `shopdb.storefront.before_write`
+# in the page's transaction, where the property descriptions are read; undecoded, the
+# column defaults.
+DERIVED_COLUMNS = ("attributes", "unknown_attributes")
+
+
+def _no_attributes(rows: Sequence[Any], level: int) -> list[str]:
+    return ["{}"] * len(rows)
+
+
+def _no_unknown_attributes(rows: Sequence[Any], level: int) -> list[str]:
+    return ["[]"] * len(rows)
+
+
 MIRRORS: dict[str, MirrorTable] = {
     m.entity: m
     for m in (
@@ -148,6 +162,8 @@ MIRRORS: dict[str, MirrorTable] = {
             ("shop_price_level", _shop_price_level),
             "data_hash",
             ("mahak_created_at", "create_date"),
+            ("attributes", _no_attributes),
+            ("unknown_attributes", _no_unknown_attributes),
         ),
         _table(
             "visitor_products",

@@ -2,10 +2,10 @@
 
 Inside the page's transaction, after its rows are written and before its cursor moves:
 
-- product details just written get their `properties` decoded into `attributes` (names and
-  values) by the migration's `mahak_decode_properties`; a code no live property description
-  names stays in `unknown_attributes`, is logged at WARNING and counted in the run's
-  `mahak_sync_log.warnings`;
+- product details get their `properties` decoded into `attributes` (names and values,
+  `decode`) before they are written (`before_write`), so a page is written once; an element
+  no live property description names stays in `unknown_attributes`, and each detail stored
+  with one is logged at WARNING and counted in the run's `mahak_sync_log.warnings`;
 - when property descriptions change (renamed, added, deleted), every detail whose decoding
   changes with them is decoded again;
 - the ids the page changed are announced with `NOTIFY` on `CHANGES_CHANNEL`, as JSON
@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 
+from mahak_client.types import normalize_text
 from mahak_sync.logging import get_logger
 
 from .mirror import MirrorTable
@@ -42,21 +43,70 @@ PROPERTY_DESCRIPTIONS = "property_descriptions"
 _SAMPLE = 20  # ids named in a warning
 
 
+async def before_write(
+    conn: asyncpg.Connection, m: MirrorTable, columns: list[list[Any]]
+) -> dict[int, str]:
+    """For a page of product details: decode each row's `properties` into the `attributes`
+    and `unknown_attributes` columns (in place, so the one write stores them). Returns the
+    live rows left with unknown elements: id -> those elements as JSON."""
+    if m.entity != PRODUCT_DETAILS or not columns[0]:
+        return {}
+    at = {name: i for i, name in enumerate(m.columns)}
+    names = await _names(conn)
+    attributes: list[str] = []
+    unknowns: list[str] = []
+    flagged: dict[int, str] = {}
+    seen: dict[str | None, tuple[str, str]] = {}  # variants often repeat their properties
+    for row_id, deleted, properties in zip(
+        columns[0], columns[at["deleted"]], columns[at["properties"]], strict=True
+    ):
+        encoded = seen.get(properties)
+        if encoded is None:
+            encoded = seen[properties] = _encoded(properties, names)
+        attributes.append(encoded[0])
+        unknowns.append(encoded[1])
+        if encoded[1] != _NONE and not deleted:
+            flagged[row_id] = encoded[1]
+    columns[at["attributes"]] = attributes
+    columns[at["unknown_attributes"]] = unknowns
+    return flagged
+
+
+_EMPTY, _NONE = "{}", "[]"
+
+
+def _encoded(properties: str | None, names: dict[str, str]) -> tuple[str, str]:
+    """`decode` as the columns' JSON text."""
+    if properties is None or properties.strip() in ("", _NONE):
+        return _EMPTY, _NONE
+    named, unknown = decode(properties, names)
+    return (
+        json.dumps(named, ensure_ascii=False) if named else _EMPTY,
+        json.dumps(unknown, ensure_ascii=False) if unknown else _NONE,
+    )
+
+
 async def after_page(
-    conn: asyncpg.Connection, m: MirrorTable, ids: Sequence[Any], *, run_id: str | None
+    conn: asyncpg.Connection,
+    m: MirrorTable,
+    ids: Sequence[Any],
+    flagged: dict[int, str],
+    *,
+    run_id: str | None,
 ) -> list[int]:
-    """Decode, count warnings and notify for one stored page; returns the ids it changed."""
+    """Count warnings and notify for one stored page; returns the ids it changed.
+
+    `flagged` is what `before_write` found: only the rows this page really wrote count."""
     changed = await changed_ids(conn, m.table, ids)
     if not changed:
         return []
-    if m.entity == PRODUCT_DETAILS:
-        unknown = await _decode(conn, changed)
-        if unknown:
-            await _warn(conn, m.entity, unknown, run_id)
-    elif m.entity == PROPERTY_DESCRIPTIONS:
-        redecoded, unknown = await _redecode_all(conn)
-        if unknown:
-            await _warn(conn, PRODUCT_DETAILS, unknown, run_id)
+    unknown = {i: flagged[i] for i in changed if i in flagged}
+    if unknown:
+        await _warn(conn, m.entity, unknown, run_id)
+    if m.entity == PROPERTY_DESCRIPTIONS:
+        redecoded, still = await _redecode_all(conn)
+        if still:
+            await _warn(conn, PRODUCT_DETAILS, still, run_id)
         await notify(conn, PRODUCT_DETAILS, redecoded)
     await notify(conn, m.entity, changed)
     return changed
@@ -75,45 +125,118 @@ async def changed_ids(conn: asyncpg.Connection, table: str, ids: Sequence[Any]) 
     return [r["id"] for r in rows]
 
 
-_DECODE = """
-    WITH decoded AS (
-        SELECT s.id, s.deleted, x.attributes, x.unknown
-        FROM mahak_product_details s
-        CROSS JOIN LATERAL mahak_decode_properties(s.properties) x
-        WHERE {where}
-    )
-    UPDATE mahak_product_details d
-    SET attributes = decoded.attributes, unknown_attributes = decoded.unknown{touch}
-    FROM decoded
-    WHERE d.id = decoded.id {only_changed}
-    RETURNING d.id, d.deleted, decoded.unknown::text AS unknown
+_DESCRIPTIONS = """
+    SELECT DISTINCT ON (code) code, coalesce(nullif(name, ''), nullif(title, '')) AS name
+    FROM mahak_property_descriptions
+    WHERE NOT deleted AND code IS NOT NULL
+    ORDER BY code, row_version DESC
 """
 
 
-async def _decode(conn: asyncpg.Connection, ids: list[int]) -> dict[int, str]:
-    """Decode the given details; returns the live ones left with unknown codes."""
-    rows = await conn.fetch(
-        _DECODE.format(where="s.id = ANY($1::bigint[])", touch="", only_changed=""), ids
-    )
-    return _unknown(rows)
+async def _names(conn: asyncpg.Connection) -> dict[str, str]:
+    """Attribute names by PropertyDescriptionCode (as text): the newest live description."""
+    return {str(r["code"]): r["name"] for r in await conn.fetch(_DESCRIPTIONS) if r["name"]}
+
+
+def _code(value: Any) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return str(normalize_text(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def decode(properties: str | None, names: dict[str, str]) -> tuple[dict[str, str], list[Any]]:
+    """`properties` (a JSON array of `{"C": <PropertyDescriptionCode>, "V": <value>}`,
+    shared/mahak-api.md §3) as {name: value}, and the elements no name is known for (text
+    that is not such JSON is kept whole). Values are trimmed, Arabic ي/ك written as Persian
+    ی/ک, as every mirrored name is."""
+    if properties is None or not properties.strip():
+        return {}, []
+    try:
+        parsed = json.loads(properties)
+    except ValueError:
+        return {}, [properties]
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list):
+        return {}, [parsed]
+    attributes: dict[str, str] = {}
+    unknown: list[Any] = []
+    for element in parsed:
+        name = None
+        if isinstance(element, dict):
+            code = _code(element.get("C", element.get("c")))
+            name = names.get(code) if code is not None else None
+        if name is None:
+            unknown.append(element)
+        else:
+            attributes[name] = _value(element.get("V", element.get("v")))
+    return attributes, unknown
+
+
+_SELECT_DETAILS = """
+    SELECT id, deleted, properties, attributes::text AS attributes,
+           unknown_attributes::text AS unknown
+    FROM mahak_product_details WHERE {where}
+"""
+
+
+async def _decode_details(
+    conn: asyncpg.Connection, where: str, *args: Any, touch: bool
+) -> tuple[list[int], dict[int, str]]:
+    """Decode the selected details and write those whose decoding differs from what is
+    stored (a detail without properties keeps the column defaults: no second write). Returns
+    the ids written and, of the rows decoded, the live ones with unknown elements."""
+    names = await _names(conn)
+    ids: list[int] = []
+    attributes: list[str] = []
+    unknowns: list[str] = []
+    flagged: dict[int, str] = {}
+    for row in await conn.fetch(_SELECT_DETAILS.format(where=where), *args):
+        named, unknown = decode(row["properties"], names)
+        if unknown and not row["deleted"]:
+            flagged[row["id"]] = json.dumps(unknown, ensure_ascii=False)
+        if (named, unknown) != (json.loads(row["attributes"]), json.loads(row["unknown"])):
+            ids.append(row["id"])
+            attributes.append(json.dumps(named, ensure_ascii=False))
+            unknowns.append(json.dumps(unknown, ensure_ascii=False))
+    if ids:
+        touched = ", updated_at = now()" if touch else ""
+        await conn.execute(
+            f"""
+            UPDATE mahak_product_details d
+            SET attributes = u.attributes::jsonb, unknown_attributes = u.unknown::jsonb{touched}
+            FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u (id, attributes, unknown)
+            WHERE d.id = u.id
+            """,
+            ids,
+            attributes,
+            unknowns,
+        )
+    return sorted(ids), flagged
 
 
 async def _redecode_all(conn: asyncpg.Connection) -> tuple[list[int], dict[int, str]]:
-    """Decode every detail again after the descriptions changed; only rows whose decoding
-    differs are written (and announced)."""
-    rows = await conn.fetch(
-        _DECODE.format(
-            where="s.properties IS NOT NULL AND btrim(s.properties) NOT IN ('', '[]')",
-            touch=", updated_at = now()",
-            only_changed="AND (d.attributes, d.unknown_attributes) "
-            "IS DISTINCT FROM (decoded.attributes, decoded.unknown)",
-        )
+    """Decode every detail again after the descriptions changed; only the rows whose decoding
+    differs are written, announced and (when left with unknown elements) counted."""
+    written, flagged = await _decode_details(
+        conn, "properties IS NOT NULL AND btrim(properties) NOT IN ('', '[]')", touch=True
     )
-    return sorted(r["id"] for r in rows), _unknown(rows)
-
-
-def _unknown(rows: Sequence[asyncpg.Record]) -> dict[int, str]:
-    return {r["id"]: r["unknown"] for r in rows if not r["deleted"] and r["unknown"] != "[]"}
+    chosen = set(written)
+    return written, {i: text for i, text in flagged.items() if i in chosen}
 
 
 async def _warn(

@@ -171,8 +171,8 @@ CREATE INDEX mahak_promotion_entities_promotion_idx ON mahak_promotion_entities 
 
 -- Columns the catalog needs from rows already mirrored. `attributes` is the variant's
 -- `properties` decoded against the property descriptions when the row is stored (and again
--- when a description changes); codes no live description names stay in
--- `unknown_attributes`, as sent.
+-- when a description changes; shopdb/storefront.py); elements no live description names
+-- stay in `unknown_attributes`, as sent.
 ALTER TABLE mahak_products ADD COLUMN unit_code bigint;
 ALTER TABLE mahak_product_details
     ADD COLUMN discount1              numeric,
@@ -186,52 +186,6 @@ ALTER TABLE mahak_product_details
 
 -- Decode warnings (a property code no description names) per sync run and entity.
 ALTER TABLE mahak_sync_log ADD COLUMN warnings integer NOT NULL DEFAULT 0;
-
--- `properties` is a JSON string: an array of {"C": <PropertyDescriptionCode>, "V": <value>}
--- (shared/mahak-api.md §3). Names come from the newest live description with that code;
--- values are trimmed and their Arabic ي/ك written as Persian ی/ک, as every mirrored name is.
--- An element no live description names, or text that is not such JSON, is kept in `unknown`.
-CREATE FUNCTION mahak_decode_properties(properties text, OUT attributes jsonb, OUT unknown jsonb)
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    parsed jsonb;
-BEGIN
-    attributes := '{}'::jsonb;
-    unknown := '[]'::jsonb;
-    IF properties IS NULL OR btrim(properties) = '' THEN
-        RETURN;
-    END IF;
-    BEGIN
-        parsed := properties::jsonb;
-    EXCEPTION WHEN data_exception THEN
-        unknown := jsonb_build_array(properties);
-        RETURN;
-    END;
-    IF jsonb_typeof(parsed) = 'object' THEN
-        parsed := jsonb_build_array(parsed);
-    ELSIF jsonb_typeof(parsed) <> 'array' THEN
-        unknown := jsonb_build_array(parsed);
-        RETURN;
-    END IF;
-    SELECT coalesce(jsonb_object_agg(e.name, e.value) FILTER (WHERE e.name IS NOT NULL), '{}'),
-           coalesce(jsonb_agg(e.elem ORDER BY e.n) FILTER (WHERE e.name IS NULL), '[]')
-    INTO attributes, unknown
-    FROM (
-        SELECT el.n, el.elem, d.name,
-               to_jsonb(btrim(translate(coalesce(el.elem ->> 'V', el.elem ->> 'v', ''),
-                                        'يكى', 'یکی'))) AS value
-        FROM jsonb_array_elements(parsed) WITH ORDINALITY AS el (elem, n)
-        LEFT JOIN LATERAL (
-            SELECT coalesce(nullif(pd.name, ''), nullif(pd.title, '')) AS name
-            FROM mahak_property_descriptions pd
-            WHERE NOT pd.deleted
-              AND pd.code::text = btrim(coalesce(el.elem ->> 'C', el.elem ->> 'c'))
-            ORDER BY pd.row_version DESC
-            LIMIT 1
-        ) d ON jsonb_typeof(el.elem) = 'object'
-    ) e;
-END
-$$;
 
 -- A setting's value as a number: the newest live row with that code (NULL when absent or
 -- not a number).
