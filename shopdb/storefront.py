@@ -1,6 +1,5 @@
-"""The storefront's read model (issue 18): what `apply_page` does after storing a page.
-
-Inside the page's transaction, after its rows are written and before its cursor moves:
+"""The storefront's read model (issue 18): what `apply_page` does with a page, inside the
+page's transaction (before its rows are written, and after, before its cursor moves):
 
 - product details get their `properties` decoded into `attributes` (names and values,
   `decode`) before they are written (`before_write`), so a page is written once; an element
