@@ -52,6 +52,7 @@ class OutgoingFields:
     charge_percent: float = 0.0
     cash_code: int | None = None
     bank_id: int | None = None
+    taxed: bool = True  # Mahak's Settings 14008 (tax on); off: every line 0 %, as the catalog
 
     @staticmethod
     def _effective(product_value: float | None, default: float) -> float:
@@ -61,10 +62,10 @@ class OutgoingFields:
         return 0.0 if product_value < 0 else float(product_value)
 
     def tax(self, product_value: float | None = None) -> float:
-        return self._effective(product_value, self.tax_percent)
+        return self._effective(product_value, self.tax_percent) if self.taxed else 0.0
 
     def charge(self, product_value: float | None = None) -> float:
-        return self._effective(product_value, self.charge_percent)
+        return self._effective(product_value, self.charge_percent) if self.taxed else 0.0
 
     def receipt_problem(self) -> str | None:
         """Why a receipt cannot be sent, or None."""

@@ -39,7 +39,7 @@ from mahak_sync.config import Settings
 from mahak_sync.errors import ErrorType
 from mahak_sync.errors import classify as classify_error
 from mahak_sync.logging import get_logger
-from shopdb import mapping, orders
+from shopdb import mapping, orders, storefront
 from shopdb.models import ShopOrder
 from shopdb.pool import Executor, transaction
 from workflows.order_types import (
@@ -493,10 +493,14 @@ class OrderActivities:
         return person.entity_id, None
 
     async def _person_group_id(self) -> int | None:
-        """MAHAK_PERSON_GROUP_ID, else the first non-deleted PersonGroups row in Mahak."""
+        """MAHAK_PERSON_GROUP_ID, else the first live person group (mirrored, else from Mahak)."""
         configured = self._settings.mahak_person_group_id
         if configured is not None:
             return configured
+        # Issue 18: the mirrored groups first; Mahak itself while the mirror holds none.
+        mirrored = await storefront.default_person_group(self._pool)
+        if mirrored is not None:
+            return mirrored
         if self._discovered_group is None:
             groups = (await self._mahak.get_all_data({"person_groups": 0}))["person_groups"].rows
             self._discovered_group = next(
@@ -517,11 +521,14 @@ class OrderActivities:
                     None,
                 )
             cash_code = self._cash_codes[visitor_id]
+        # Issue 18: the catalog's rule (shopdb/storefront.py), settings overriding the percents.
+        mahak = await storefront.tax_defaults(self._pool)
         return OutgoingFields(
-            tax_percent=settings.mahak_tax_percent,
-            charge_percent=settings.mahak_charge_percent,
+            tax_percent=_first(settings.mahak_tax_percent, mahak.tax_percent),
+            charge_percent=_first(settings.mahak_charge_percent, mahak.charge_percent),
             cash_code=cash_code,
             bank_id=bank_id,
+            taxed=mahak.enabled,
         )
 
     def all(self) -> list[Any]:
@@ -539,3 +546,7 @@ class OrderActivities:
             self.cancel_and_restock,
             self.notify_customer,
         ]
+
+
+def _first(*values: float | None) -> float:
+    return next((v for v in values if v is not None), 0.0)

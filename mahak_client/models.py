@@ -59,6 +59,16 @@ MahakDateTime = Annotated[
 ]
 
 
+def _as_text(value: Any) -> Any:
+    # Codes, phone numbers and setting values arrive as strings or, from some writers, numbers.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    return value
+
+
+MahakString = Annotated[str | None, BeforeValidator(_as_text)]
+
+
 class SyncedRow(MahakModel):
     row_version: MahakInt = 0
     deleted: MahakBool = False
@@ -100,6 +110,7 @@ class Product(SyncedRow):
     name: MahakText = ""
     unit_name: MahakText | None = None
     unit_name2: MahakText | None = None
+    unit_code: MahakInt | None = None  # Units.UnitCode of the main unit
     unit_ratio: MahakFloat | None = None
     min: MahakFloat | None = None
     tax_percent: MahakFloat | None = None
@@ -136,6 +147,12 @@ class ProductDetail(SyncedRow):
     price9: MahakFloat = 0
     price10: MahakFloat = 0
     discount: MahakFloat | None = None
+    discount1: MahakFloat | None = None
+    discount2: MahakFloat | None = None
+    discount3: MahakFloat | None = None
+    discount4: MahakFloat | None = None
+    default_discount_level: MahakInt | None = None
+    discount_type: MahakInt | None = None  # 0 amount, 1 percent (as on order lines)
     default_sell_price_level: MahakInt | None = None
     customer_price: MahakFloat | None = None
     data_hash: str | None = None
@@ -226,6 +243,24 @@ class PersonGroup(SyncedRow):
     person_group_client_id: MahakInt | None = None
     person_group_code: MahakInt | None = None
     name: MahakText = ""
+    discount_percent: MahakFloat | None = None
+    sell_price_level: MahakInt | None = None  # Price<n> its members buy at
+
+
+class PersonAddress(SyncedRow):
+    person_address_id: MahakInt
+    person_address_client_id: MahakInt | None = None
+    person_address_code: MahakInt | None = None
+    person_id: MahakInt | None = None
+    title: MahakText | None = None
+    address: MahakText | None = None
+    postal_code: MahakString = None
+    tel: MahakString = None
+    mobile: MahakString = None
+    city_id: MahakInt | None = None
+    latitude: MahakFloat | None = None
+    longitude: MahakFloat | None = None
+    is_default: MahakBool | None = None
 
 
 class Visitor(SyncedRow):
@@ -246,6 +281,105 @@ class VisitorPerson(SyncedRow):
     person_id: MahakInt | None = None
     person_client_id: MahakInt | None = None
     visitor_id: MahakInt
+
+
+# --- Storefront: variant attributes, price levels, settings, units, promotions -------------
+# Fields as in Swagger (SW2) where shared/mahak-api.md §3 is silent; README "Storefront catalog".
+
+
+class PropertyDescription(SyncedRow):
+    """An attribute a variant can have (size, colour). `ProductDetails.Properties` names it by
+    its `PropertyDescriptionCode`, not its id."""
+
+    property_description_id: MahakInt
+    property_description_client_id: MahakInt | None = None
+    property_description_code: MahakInt | None = None
+    name: MahakText = ""
+    title: MahakText | None = None
+    empty_title: MahakText | None = None
+    data_type: MahakInt | None = None  # 2 text, 3 serial, 4 number, 5 date, 6 barcode (SW)
+    display_type: MahakInt | None = None
+    description: MahakText | None = None
+    update_date: MahakDateTime | None = None
+
+
+class PropertyDescriptionValue(SyncedRow):
+    """One of the values an attribute offers (by the attribute's code)."""
+
+    property_description_value_id: MahakInt
+    property_description_value_client_id: MahakInt | None = None
+    property_description_value_code: MahakInt | None = None
+    property_description_code: MahakInt | None = None
+    row: MahakInt | None = None
+    value: MahakText | None = None
+    create_date: MahakDateTime | None = None
+
+
+class ProductProperty(SyncedRow):
+    """Which attributes a product's variants have."""
+
+    product_property_id: MahakInt
+    product_id: MahakInt | None = None
+    property_description_id: MahakInt | None = None
+    product_client_id: MahakInt | None = None
+    product_code: MahakInt | None = None
+
+
+class CostLevelName(SyncedRow):
+    """The name of price level `cost_level_name_code` (1-10)."""
+
+    cost_level_name_id: MahakInt
+    cost_level_name_client_id: MahakInt | None = None
+    cost_level_name_code: MahakInt | None = None
+    name: MahakText = ""
+
+
+class Setting(SyncedRow):
+    """One Mahak setting: 14000 default charge %, 14001 default tax %, 14008 tax on (§3)."""
+
+    setting_id: MahakInt
+    setting_code: MahakInt | None = None
+    setting_client_id: MahakInt | None = None
+    visitor_id: MahakInt | None = None
+    value: MahakString = None
+
+
+class Unit(SyncedRow):
+    unit_id: MahakInt
+    unit_code: MahakInt | None = None
+    unit_client_id: MahakInt | None = None
+    name: MahakText = ""
+    comment: MahakText | None = None
+    unit_tin: MahakString = None
+
+
+class Promotion(SyncedRow):
+    """A promotion; its terms live in JSON strings (`OtherFields`), kept as sent."""
+
+    promotion_id: MahakInt
+    promotion_client_id: MahakInt | None = None
+    promotion_code: MahakInt | None = None
+    visitors: MahakString = None
+    stores: MahakString = None
+    other_fields: MahakString = None
+
+
+class PromotionDetail(SyncedRow):
+    promotion_detail_id: MahakInt
+    promotion_detail_client_id: MahakInt | None = None
+    promotion_detail_code: MahakInt | None = None
+    promotion_id: MahakInt | None = None
+    other_fields: MahakString = None
+    promotion_client_id: MahakInt | None = None
+    promotion_code: MahakInt | None = None
+
+
+class PromotionEntity(SyncedRow):
+    promotion_entity_id: MahakInt
+    promotion_entity_code: MahakInt | None = None
+    promotion_id: MahakInt | None = None
+    promotion_entity_client_id: MahakInt | None = None
+    other_fields: MahakString = None
 
 
 # --- Orders --------------------------------------------------------------------------------
@@ -414,11 +548,79 @@ ENTITIES: dict[str, EntitySpec] = {
             "personGroup",
         ),
         _spec("visitors", "Visitors", "fromVisitorVersion", Visitor, "visitor_id", "visitor"),
+        # The storefront's catalog (issue 18).
+        _spec(
+            "person_addresses",
+            "PersonAddresses",
+            "fromPersonAddressVersion",
+            PersonAddress,
+            "person_address_id",
+            "personAddress",
+        ),
+        _spec(
+            "property_descriptions",
+            "PropertyDescriptions",
+            "fromPropertyDescriptionVersion",
+            PropertyDescription,
+            "property_description_id",
+            "PropertyDescription",
+        ),
+        _spec(
+            "property_description_values",
+            "PropertyDescriptionValues",
+            "fromPropertyDescriptionValueVersion",
+            PropertyDescriptionValue,
+            "property_description_value_id",
+            "propertyDescriptionValue",
+        ),
+        _spec(
+            "product_properties",
+            "ProductProperties",
+            "fromProductPropertyVersion",
+            ProductProperty,
+            "product_property_id",
+            "productProperty",
+        ),
+        _spec(
+            "cost_level_names",
+            "CostLevelNames",
+            "fromCostLevelNameVersion",
+            CostLevelName,
+            "cost_level_name_id",
+            "costLevelName",
+        ),
+        _spec("settings", "Settings", "fromSettingVersion", Setting, "setting_id", "setting"),
+        _spec("units", "Units", "fromUnitVersion", Unit, "unit_id", "unit"),
+        _spec(
+            "promotions",
+            "Promotions",
+            "fromPromotionVersion",
+            Promotion,
+            "promotion_id",
+            "promotion",
+        ),
+        _spec(
+            "promotion_details",
+            "PromotionDetails",
+            "fromPromotionDetailVersion",
+            PromotionDetail,
+            "promotion_detail_id",
+            "promotionDetail",
+        ),
+        _spec(
+            "promotion_entities",
+            "PromotionEntities",
+            "fromPromotionEntityVersion",
+            PromotionEntity,
+            "promotion_entity_id",
+            "promotionEntity",
+        ),
     )
 }
 
-# The incoming sync's dependency order: parents before the rows that reference them.
-INCOMING_ORDER: tuple[str, ...] = (
+# The incoming sync's dependency order before the storefront entities (issue 18): what
+# incoming cycles recorded without the `storefront-entities` patch marker replay.
+INCOMING_ORDER_BEFORE_STOREFRONT: tuple[str, ...] = (
     "stores",
     "product_categories",
     "products",
@@ -427,6 +629,33 @@ INCOMING_ORDER: tuple[str, ...] = (
     "product_detail_store_assets",
     "pictures",
     "photo_galleries",
+    "orders",
+    "order_details",
+)
+
+# The incoming sync's dependency order: parents before the rows that reference them. The
+# attributes come before the product details, which are decoded against them as they are
+# stored; settings and price-level names before the details the catalog prices.
+INCOMING_ORDER: tuple[str, ...] = (
+    "stores",
+    "product_categories",
+    "units",
+    "products",
+    "property_descriptions",
+    "property_description_values",
+    "product_properties",
+    "cost_level_names",
+    "settings",
+    "product_details",
+    "visitor_products",
+    "product_detail_store_assets",
+    "pictures",
+    "photo_galleries",
+    "person_groups",
+    "person_addresses",
+    "promotions",
+    "promotion_details",
+    "promotion_entities",
     "orders",
     "order_details",
 )

@@ -412,8 +412,10 @@ class SimControl:
         stock: float = 10,
         people: int = 1,
         link_visitor: bool = True,
+        wholesale_group: bool = False,
     ) -> SeedResult:
         body = SeedRequest(
+            wholesale_group=wholesale_group,
             products=products,
             stores=stores,
             categories=categories,

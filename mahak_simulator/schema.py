@@ -145,6 +145,25 @@ _FIELD_SPECS = {
     "RowVersion:i",
     "PersonGroups": "PersonGroupId:i PersonGroupClientId:i PersonGroupCode:i Name:s DiscountPercent:f "
     "SellPriceLevel:i Deleted:b RowVersion:i",
+    # The storefront entities (issue 18): §3 where it lists them, Swagger (SW2) otherwise.
+    "PersonAddresses": "PersonAddressId:i PersonAddressClientId:i PersonAddressCode:i PersonId:i "
+    "Title:s Address:s PostalCode:s Tel:s Mobile:s CityId:i Latitude:f Longitude:f IsDefault:b "
+    "Deleted:b RowVersion:i PersonClientId:i PersonCode:i",
+    "PropertyDescriptions": "PropertyDescriptionId:i PropertyDescriptionClientId:i "
+    "PropertyDescriptionCode:i Name:s Title:s EmptyTitle:s DataType:i DisplayType:i Description:s "
+    "Deleted:b UpdateDate:d RowVersion:i",
+    "PropertyDescriptionValues": "PropertyDescriptionValueId:i PropertyDescriptionValueClientId:i "
+    "PropertyDescriptionValueCode:i PropertyDescriptionCode:i Row:i Value:s Deleted:b CreateDate:d "
+    "RowVersion:i",
+    "ProductProperties": "ProductPropertyId:i ProductId:i PropertyDescriptionId:i Deleted:b "
+    "RowVersion:i ProductClientId:i ProductCode:i",
+    "Units": "UnitId:i UnitCode:i UnitClientId:i Name:s Comment:s UnitTIN:s Deleted:b RowVersion:i",
+    "Promotions": "PromotionId:i PromotionClientId:i PromotionCode:i Visitors:s Stores:s "
+    "OtherFields:s Deleted:b RowVersion:i",
+    "PromotionDetails": "PromotionDetailId:i PromotionDetailClientId:i PromotionDetailCode:i "
+    "PromotionId:i OtherFields:s Deleted:b RowVersion:i PromotionClientId:i PromotionCode:i",
+    "PromotionEntities": "PromotionEntityId:i PromotionEntityCode:i PromotionId:i "
+    "PromotionEntityClientId:i OtherFields:s Deleted:b RowVersion:i",
     "People": "PersonId:i PersonClientId:i PersonCode:i PersonGroupId:i PersonType:i FirstName:s "
     "LastName:s Organization:s NationalCode:s Email:s Mobile:s Phone:s Address:s City:s State:s "
     "PostalCode:s Credit:f Balance:f DiscountPercent:f SellPriceLevel:i Deleted:b RowVersion:i "

@@ -21,6 +21,19 @@ from .state import SimState
 # row discount as amount, decimal places of quantities and amounts.
 _SETTINGS = {14008: "1", 14000: "0", 14001: "10", 1013: "1", 1042: "0", 1032: "0", 1033: "0"}
 
+# Variant attributes (PropertyDescriptions) and the values each offers. ProductDetails name
+# an attribute by its code: {"C": <code>, "V": <value>} (shared/mahak-api.md §3).
+COLOUR_CODE, SIZE_CODE = 1, 2
+COLOUR_NAME, SIZE_NAME = "رنگ", "سایز"
+COLOURS = ("آبی", "قرمز", "سبز", "مشکی")  # blue, red, green, black
+SIZES = ("S", "M", "L", "XL")
+# Price levels Mahak desktop has names for: retail (the site's) and wholesale.
+PRICE_LEVEL_NAMES = {1: "قیمت فروش", 2: "قیمت عمده"}
+# Measurement units (Products.UnitCode names one).
+UNITS = {1: "عدد", 2: "کارتن"}
+# The wholesale customers' group of `SeedRequest.wholesale_group`.
+WHOLESALE_GROUP = {"Name": "همکاران", "SellPriceLevel": 2, "DiscountPercent": 5}
+
 
 class SeedRequest(BaseModel):
     products: int = Field(5, ge=0, le=100_000)
@@ -31,6 +44,8 @@ class SeedRequest(BaseModel):
     stock: float = Field(10, ge=0)  # Count1 of every detail in every seeded store
     people: int = Field(1, ge=0, le=10_000)
     link_visitor: bool = True  # offer the details to this site (VisitorProducts)
+    # A customer group with its own price level and discount (`WHOLESALE_GROUP`).
+    wholesale_group: bool = False
 
 
 class SeedResult(BaseModel):
@@ -43,6 +58,9 @@ class SeedResult(BaseModel):
     pictures: list[int] = []
     photo_galleries: list[int] = []
     people: list[int] = []
+    person_addresses: list[int] = []
+    product_properties: list[int] = []
+    person_groups: list[int] = []
 
 
 def _arabic(text: str) -> str:
@@ -77,14 +95,8 @@ def seed_base(state: SimState, config: SimulatorConfig) -> None:
             state.create(
                 "Settings", {"SettingCode": code, "VisitorId": config.visitor_id, "Value": value}
             )
-        for level in range(1, 11):
-            state.create(
-                "CostLevelNames",
-                {
-                    "CostLevelNameCode": level,
-                    "Name": _arabic(f"قیمت فروش {level}"),
-                },
-            )
+        for level, name in PRICE_LEVEL_NAMES.items():
+            state.create("CostLevelNames", {"CostLevelNameCode": level, "Name": _arabic(name)})
         state.create(
             "PersonGroups",
             {
@@ -94,6 +106,76 @@ def seed_base(state: SimState, config: SimulatorConfig) -> None:
                 "SellPriceLevel": 1,
             },
         )
+        for code, name in UNITS.items():
+            state.create("Units", {"UnitCode": code, "Name": _arabic(name), "Comment": ""})
+        _seed_attributes(state)
+        _seed_promotion(state, config)
+
+
+def _seed_attributes(state: SimState) -> None:
+    now = mahak_time()
+    for code, name, values in (
+        (COLOUR_CODE, COLOUR_NAME, COLOURS),
+        (SIZE_CODE, SIZE_NAME, SIZES),
+    ):
+        state.create(
+            "PropertyDescriptions",
+            {
+                "PropertyDescriptionCode": code,
+                "Name": _arabic(name) + " ",
+                "Title": _arabic(name),
+                "EmptyTitle": "",
+                "DataType": 2,  # text
+                "DisplayType": 2,
+                "Description": "",
+                "UpdateDate": now,
+            },
+        )
+        for row, value in enumerate(values, start=1):
+            state.create(
+                "PropertyDescriptionValues",
+                {
+                    "PropertyDescriptionValueCode": state.new_code("PropertyDescriptionValues"),
+                    "PropertyDescriptionCode": code,
+                    "Row": row,
+                    "Value": _arabic(value),
+                    "CreateDate": now,
+                },
+            )
+
+
+def _seed_promotion(state: SimState, config: SimulatorConfig) -> None:
+    """A promotion as Mahak desktop defines one: its terms in undocumented JSON strings."""
+    code = state.new_code("Promotions")
+    promotion = state.create(
+        "Promotions",
+        {
+            "PromotionCode": code,
+            "Visitors": str(config.visitor_id),
+            "Stores": "1",
+            "OtherFields": json.dumps(
+                {"Name": _arabic("جشنواره پاییز"), "IsActive": True, "AccordingTo": 1},
+                ensure_ascii=False,
+            ),
+        },
+    )
+    state.create(
+        "PromotionDetails",
+        {
+            "PromotionDetailCode": state.new_code("PromotionDetails"),
+            "PromotionId": promotion["PromotionId"],
+            "PromotionCode": code,
+            "OtherFields": json.dumps({"ToPayment": 1_000_000, "DiscountPercent": 5}),
+        },
+    )
+    state.create(
+        "PromotionEntities",
+        {
+            "PromotionEntityCode": state.new_code("PromotionEntities"),
+            "PromotionId": promotion["PromotionId"],
+            "OtherFields": json.dumps({"EntityType": 102, "CodeEntity": 1}),
+        },
+    )
 
 
 def seed_catalog(state: SimState, config: SimulatorConfig, request: SeedRequest) -> SeedResult:
@@ -147,6 +229,17 @@ def seed_catalog(state: SimState, config: SimulatorConfig, request: SeedRequest)
         for n in range(request.products):
             _seed_product(state, config, request, out, categories[n % len(categories)], stores, now)
 
+        if request.wholesale_group:
+            out.person_groups.append(
+                state.create(
+                    "PersonGroups",
+                    {
+                        "PersonGroupCode": state.new_code("PersonGroups"),
+                        **WHOLESALE_GROUP,
+                        "Name": _arabic(str(WHOLESALE_GROUP["Name"])),
+                    },
+                )["PersonGroupId"]
+            )
         group = next((r for r in state.rows("PersonGroups") if not r["Deleted"]), None)
         for _ in range(request.people):
             code = state.new_code("People")
@@ -167,6 +260,25 @@ def seed_catalog(state: SimState, config: SimulatorConfig, request: SeedRequest)
                 },
             )
             out.people.append(person["PersonId"])
+            out.person_addresses.append(
+                state.create(
+                    "PersonAddresses",
+                    {
+                        "PersonAddressCode": state.new_code("PersonAddresses"),
+                        "PersonId": person["PersonId"],
+                        "PersonCode": code,
+                        "Title": _arabic("منزل"),
+                        "Address": _arabic(f"تهران، خیابان ولیعصر، پلاک {code}"),
+                        "PostalCode": f"1{code:09d}",
+                        "Tel": "",
+                        "Mobile": person["Mobile"],
+                        "CityId": 1,
+                        "Latitude": 35.7,
+                        "Longitude": 51.4,
+                        "IsDefault": True,
+                    },
+                )["PersonAddressId"]
+            )
             state.create(
                 "VisitorPeople",
                 {
@@ -200,7 +312,7 @@ def _seed_product(
             "Name": name,
             "UnitName": _arabic("عدد"),
             "UnitName2": "",
-            "UnitCode": 1,
+            "UnitCode": 1,  # UNITS
             "UnitCode2": 0,
             "Tags": "",
             "UnitRatio": 1,
@@ -224,14 +336,35 @@ def _seed_product(
         },
     )
     out.products.append(product["ProductId"])
+    variants = request.details_per_product > 1
+    if variants:  # its variants differ by size and colour
+        for attribute in (SIZE_CODE, COLOUR_CODE):
+            found = state.find("PropertyDescriptions", PropertyDescriptionCode=attribute)
+            description = next((r for r in found if not r["Deleted"]), None)
+            if description is None:
+                continue
+            out.product_properties.append(
+                state.create(
+                    "ProductProperties",
+                    {
+                        "ProductId": product["ProductId"],
+                        "PropertyDescriptionId": description["PropertyDescriptionId"],
+                        "ProductCode": code,
+                    },
+                )["ProductPropertyId"]
+            )
 
     for variant in range(request.details_per_product):
         base = 150_000 * code + 10_000 * variant
         prices = {f"Price{level}": base - 5_000 * (level - 1) for level in range(1, 11)}
         properties = (
-            []
-            if request.details_per_product == 1
-            else [{"C": 1, "V": _arabic(f"رنگ {variant + 1}")}]
+            [
+                {"C": SIZE_CODE, "V": SIZES[variant % len(SIZES)]},
+                # Two sizes per colour: (S, blue), (M, blue), (L, red), (XL, red), ...
+                {"C": COLOUR_CODE, "V": _arabic(COLOURS[variant // 2 % len(COLOURS)])},
+            ]
+            if variants
+            else []
         )
         detail = state.create(
             "ProductDetails",

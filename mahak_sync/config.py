@@ -201,9 +201,14 @@ class Settings(BaseSettings):
     # What public clients send with an order (shared/mahak-api.md §4, §10 (b) (d)).
     # New customers' person group; unset: the first non-deleted PersonGroups row in Mahak.
     mahak_person_group_id: int | None = Field(None, gt=0, validation_alias="MAHAK_PERSON_GROUP_ID")
-    # A line's tax/charge % when its product says 0 (Mahak's Settings 14001/14000).
-    mahak_tax_percent: float = Field(0.0, ge=0, le=100, validation_alias="MAHAK_TAX_PERCENT")
-    mahak_charge_percent: float = Field(0.0, ge=0, le=100, validation_alias="MAHAK_CHARGE_PERCENT")
+    # A line's tax/charge % when its product says 0; unset: Mahak's Settings 14001/14000 as
+    # mirrored (0 when the mirror has none).
+    mahak_tax_percent: float | None = Field(
+        None, ge=0, le=100, validation_alias="MAHAK_TAX_PERCENT"
+    )
+    mahak_charge_percent: float | None = Field(
+        None, ge=0, le=100, validation_alias="MAHAK_CHARGE_PERCENT"
+    )
     # The receipt's cash box; unset: the bank below, else the login visitor's CashCode.
     mahak_cash_code: int | None = Field(None, gt=0, validation_alias="MAHAK_CASH_CODE")
     mahak_bank_id: int | None = Field(None, gt=0, validation_alias="MAHAK_BANK_ID")

@@ -19,7 +19,7 @@ from mahak_client.types import INT64_MAX, INT64_MIN
 from mahak_sync.config import DEFAULT_SHOP_PRICE_LEVEL
 from mahak_sync.logging import get_logger
 
-from . import dead_letters
+from . import dead_letters, storefront
 from .dead_letters import NewDeadLetter
 from .mirror import Columns, MirrorTable, copy_text, mirror, to_record
 from .models import ApplyCounts, SyncCursor
@@ -62,6 +62,8 @@ async def apply_page(
 
     async with transaction(db) as conn:
         types = await _column_types(conn, m)
+        # Issue 18 hook: decode variant attributes into their columns before the write.
+        flagged = await storefront.before_write(conn, m, columns)
         try:
             async with conn.transaction():  # savepoint: a refused bulk write falls back below
                 applied = await _bulk_apply(conn, m, types, columns)
@@ -79,6 +81,9 @@ async def apply_page(
             # Only a row stored newer (or a letter just recorded) can supersede a letter: a
             # page that changed nothing (a quiet cycle's look-back window) skips the query.
             await dead_letters.resolve_superseded(conn, m.entity, m.table)
+        if applied.total:
+            # Issue 18 hook: count decode warnings, NOTIFY the changed ids.
+            await storefront.after_page(conn, m, columns[0], flagged, run_id=run_id)
         await _advance(conn, m.entity, new_cursor)
 
     rows_failed = len(letters) - len(batch.rejected)

@@ -80,6 +80,20 @@ def _shop_price_level(rows: Sequence[Any], level: int) -> list[int]:
     return [level] * len(rows)
 
 
+# The variant's decoded attributes (issue 18): filled in by `shopdb.storefront.before_write`
+# in the page's transaction, where the property descriptions are read; undecoded, the
+# column defaults.
+DERIVED_COLUMNS = ("attributes", "unknown_attributes")
+
+
+def _no_attributes(rows: Sequence[Any], level: int) -> list[str]:
+    return ["{}"] * len(rows)
+
+
+def _no_unknown_attributes(rows: Sequence[Any], level: int) -> list[str]:
+    return ["[]"] * len(rows)
+
+
 MIRRORS: dict[str, MirrorTable] = {
     m.entity: m
     for m in (
@@ -110,6 +124,7 @@ MIRRORS: dict[str, MirrorTable] = {
             "name",
             "unit_name",
             "unit_name2",
+            "unit_code",
             "unit_ratio",
             ("min_quantity", "min"),
             "tax_percent",
@@ -135,12 +150,20 @@ MIRRORS: dict[str, MirrorTable] = {
             "barcode",
             *(f"price{n}" for n in range(1, 11)),
             "discount",
+            "discount1",
+            "discount2",
+            "discount3",
+            "discount4",
+            "default_discount_level",
+            "discount_type",
             "default_sell_price_level",
             "customer_price",
             ("shop_price", _shop_price),
             ("shop_price_level", _shop_price_level),
             "data_hash",
             ("mahak_created_at", "create_date"),
+            ("attributes", _no_attributes),
+            ("unknown_attributes", _no_unknown_attributes),
         ),
         _table(
             "visitor_products",
@@ -254,6 +277,110 @@ MIRRORS: dict[str, MirrorTable] = {
             "cash_amount",
             ("receipt_date", "date"),
             "description",
+        ),
+        # The storefront's catalog (issue 18; migration 0007).
+        _table(
+            "person_groups",
+            "mahak_person_groups",
+            ("client_id", "person_group_client_id"),
+            ("code", "person_group_code"),
+            "name",
+            "discount_percent",
+            "sell_price_level",
+        ),
+        _table(
+            "person_addresses",
+            "mahak_person_addresses",
+            ("client_id", "person_address_client_id"),
+            ("code", "person_address_code"),
+            "person_id",
+            "title",
+            "address",
+            "postal_code",
+            "tel",
+            "mobile",
+            "city_id",
+            "latitude",
+            "longitude",
+            "is_default",
+        ),
+        _table(
+            "property_descriptions",
+            "mahak_property_descriptions",
+            ("client_id", "property_description_client_id"),
+            ("code", "property_description_code"),
+            "name",
+            "title",
+            "empty_title",
+            "data_type",
+            "display_type",
+            "description",
+            ("mahak_updated_at", "update_date"),
+        ),
+        _table(
+            "property_description_values",
+            "mahak_property_description_values",
+            ("client_id", "property_description_value_client_id"),
+            ("code", "property_description_value_code"),
+            "property_description_code",
+            ("row_number", "row"),
+            "value",
+            ("mahak_created_at", "create_date"),
+        ),
+        _table(
+            "product_properties",
+            "mahak_product_properties",
+            "product_id",
+            "property_description_id",
+        ),
+        _table(
+            "cost_level_names",
+            "mahak_cost_level_names",
+            ("client_id", "cost_level_name_client_id"),
+            ("code", "cost_level_name_code"),
+            "name",
+        ),
+        _table(
+            "settings",
+            "mahak_settings",
+            ("client_id", "setting_client_id"),
+            ("code", "setting_code"),
+            "visitor_id",
+            "value",
+        ),
+        _table(
+            "units",
+            "mahak_units",
+            ("client_id", "unit_client_id"),
+            ("code", "unit_code"),
+            "name",
+            "comment",
+            "unit_tin",
+        ),
+        _table(
+            "promotions",
+            "mahak_promotions",
+            ("client_id", "promotion_client_id"),
+            ("code", "promotion_code"),
+            "visitors",
+            "stores",
+            "other_fields",
+        ),
+        _table(
+            "promotion_details",
+            "mahak_promotion_details",
+            ("client_id", "promotion_detail_client_id"),
+            ("code", "promotion_detail_code"),
+            "promotion_id",
+            "other_fields",
+        ),
+        _table(
+            "promotion_entities",
+            "mahak_promotion_entities",
+            ("client_id", "promotion_entity_client_id"),
+            ("code", "promotion_entity_code"),
+            "promotion_id",
+            "other_fields",
         ),
     )
 }

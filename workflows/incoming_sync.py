@@ -41,7 +41,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError,
 
 with workflow.unsafe.imports_passed_through():
     from activities.incoming import IncomingActivities
-    from mahak_client.models import INCOMING_ORDER
+    from mahak_client.models import INCOMING_ORDER, INCOMING_ORDER_BEFORE_STOREFRONT
     from mahak_sync import metrics
     from mahak_sync.search_attributes import SYNC_KIND, SYNC_PAUSED
     from workflows.incoming_types import (
@@ -86,6 +86,10 @@ PATCH_RECONCILE = "incoming-reconcile"
 # cycle, and its conflict check, in one activity while they are quick); runs recorded before
 # it give every entity an activity of its own.
 PATCH_QUICK_ENTITIES = "incoming-quick-entities"
+# `workflow.patched` id of the storefront entities (issue 18: attributes, price-level names,
+# settings, units, person groups and addresses, promotions): runs recorded before it sync
+# `INCOMING_ORDER_BEFORE_STOREFRONT`, runs with it `INCOMING_ORDER`.
+PATCH_STOREFRONT_ENTITIES = "storefront-entities"
 
 # Bookkeeping activities (sync-log rows, conflict detection, cursor resets) are small DB
 # calls: short attempts, and a budget after which the cycle moves on without them.
@@ -179,6 +183,11 @@ class IncomingSyncWorkflow:
         state.sync_now_pending = False
         # Asked only when due, so cycles of runs recorded before it replay unchanged.
         reconcile = self._reconcile_due() and workflow.patched(PATCH_RECONCILE)
+        entities = (
+            INCOMING_ORDER
+            if workflow.patched(PATCH_STOREFRONT_ENTITIES)
+            else INCOMING_ORDER_BEFORE_STOREFRONT
+        )
         run_id = str(workflow.uuid4())
         summary = CycleSummary(
             run_id=f"{RECONCILE_RUN_PREFIX}{run_id}" if reconcile else run_id,
@@ -197,12 +206,12 @@ class IncomingSyncWorkflow:
         checked: ConflictCheckResult | None = None
         try:
             if not reconcile and workflow.patched(PATCH_QUICK_ENTITIES):
-                quick, checked = await self._sync_quick_entities(summary.run_id)
-            for index, entity in enumerate(INCOMING_ORDER):
+                quick, checked = await self._sync_quick_entities(summary.run_id, entities)
+            for index, entity in enumerate(entities):
                 if entity in quick:
                     result, outage = quick[entity], False
                 elif state.paused:
-                    summary.skipped = list(INCOMING_ORDER[index:])
+                    summary.skipped = list(entities[index:])
                     break
                 else:
                     self._current_entity = entity
@@ -216,7 +225,7 @@ class IncomingSyncWorkflow:
                     state.last_error = f"{entity}: {result.error}"
                     state.last_error_at = workflow.now()
                 if outage:
-                    summary.skipped = list(INCOMING_ORDER[index + 1 :])
+                    summary.skipped = list(entities[index + 1 :])
                     break
                 if entity == STOCK_ENTITY and not workflow.patched(PATCH_CONFLICTS_AFTER_ORDERS):
                     # A run recorded before the check moved after the orders: replay it here.
@@ -319,7 +328,7 @@ class IncomingSyncWorkflow:
             return result, outage
 
     async def _sync_quick_entities(
-        self, run_id: str
+        self, run_id: str, entities: Sequence[str]
     ) -> tuple[dict[str, EntitySyncResult], ConflictCheckResult | None]:
         """The entities, in order, in one activity while they are quick (a cycle with little
         to do costs one activity instead of one per entity, ~11 round trips through the
@@ -327,12 +336,12 @@ class IncomingSyncWorkflow:
         the usual retries and failure policy. Not retried itself: a failure only means the
         slow path runs for every entity (the cursors are stored, so nothing is lost)."""
         config = self._state.config
-        self._current_entity = INCOMING_ORDER[0]
+        self._current_entity = entities[0]
         try:
             batch = await workflow.execute_activity_method(
                 IncomingActivities.sync_entities,
                 SyncEntitiesInput(
-                    entities=list(INCOMING_ORDER), page_size=config.page_size, run_id=run_id
+                    entities=list(entities), page_size=config.page_size, run_id=run_id
                 ),
                 start_to_close_timeout=timedelta(seconds=config.attempt_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=config.heartbeat_timeout_seconds),

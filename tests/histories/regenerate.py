@@ -341,6 +341,27 @@ async def quick_entities(s: Scenario) -> int:
     return 2
 
 
+async def storefront(s: Scenario) -> int:
+    """Run 1: a cycle of the storefront entities too (`PATCH_STOREFRONT_ENTITIES`, with the
+    quick path): variants with their attributes, price-level names, settings, units, person
+    groups and addresses, promotions."""
+    await s.sim.seed(2, details_per_product=4, wholesale_group=True)
+    # One cycle per run, so the run ends (continues as new) and can be exported.
+    await start_incoming(
+        s.client,
+        s.settings,
+        config=CONFIG.model_copy(update={"cycles_per_run": 1}),
+        workflow_id=s.workflow_id,
+    )
+    await s.cycles(1)
+    cycle = (await s.status()).last_cycle
+    if cycle is None or not cycle.ok or "property_descriptions" not in cycle.entities:
+        raise AssertionError(
+            f"{s.workflow_id}: expected a cycle of the storefront entities: {cycle}"
+        )
+    return 1
+
+
 INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
     # Recorded before `PATCH_CONFLICTS_AFTER_ORDERS`: they replay the check after the stock.
     # Regenerating them records the new path instead; keep the old files (rename them
@@ -354,6 +375,8 @@ INCOMING_SCENARIOS: dict[str, Callable[[Scenario], Awaitable[int]]] = {
     "reconcile": reconcile,
     # Recorded with `PATCH_QUICK_ENTITIES` (quiet cycles in one activity).
     "quick_entities": quick_entities,
+    # Recorded with the storefront entities (issue 18); the ones above replay without them.
+    "storefront": storefront,
 }
 
 
