@@ -1,6 +1,6 @@
 """Page-apply throughput vs a raw COPY into the same table.
 
-    .venv/bin/python -m bench.apply_page [--rows 100000] [--page-size 2000] [--repeat 3] [--dsn URL]
+    .venv/bin/python -m bench.apply_page [--rows 100000] [--page-size 2000] [--repeat 3] [--dsn URL] [--quick]
 
 Starts a throw-away embedded PostgreSQL (unless --dsn names a server whose `postgres`
 database may be used to create a scratch database), migrates a scratch database, then,
@@ -222,7 +222,12 @@ async def main() -> None:
     parser.add_argument(
         "--dsn", help="server DSN (superuser); default: a temporary embedded server"
     )
+    parser.add_argument(
+        "--quick", action="store_true", help="2000 rows, pages of 500, 1 run: the smoke test"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.page_size, args.repeat = 2_000, 500, 1
 
     root = None
     server = None
