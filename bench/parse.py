@@ -48,27 +48,16 @@ from mahak_simulator.api import encode_answer
 from mahak_simulator.config import SimulatorConfig
 from mahak_simulator.state import SimState
 
+from .simulator import fill
+
 ENDPOINT = "GetAllDataV2"
 ENTITY = "product_details"
 
 
 def answer(n: int) -> bytes:
-    """`n` ProductDetails rows as the simulator answers them (see bench/simulator.py)."""
+    """`n` ProductDetails rows as the simulator answers them (`bench.simulator.fill`)."""
     state = SimState(SimulatorConfig())
-    for i in range(n):
-        state.create(
-            "ProductDetails",
-            {
-                "ProductDetailCode": i + 1,
-                "ProductId": 1_210_001 + i // 2,
-                "Properties": "[]",
-                "Barcode": f"626{i:010d}",
-                **{f"Price{level}": 150_000 - 5_000 * level + i % 97 for level in range(1, 11)},
-                "DefaultSellPriceLevel": 1,
-                "DataHash": f"{i * 2654435761 % 2**64:040x}",
-                "CreateDate": "2026-12-03T09:57:54.6168990",
-            },
-        )
+    fill(state, n)
     rows = state.rows("ProductDetails")
     return encode_answer({"Result": True, "Data": {"Objects": {"ProductDetails": rows}}}, state)
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from mahak_client.models import ENTITIES
+from mahak_client.models import ENTITIES, INCOMING_ORDER
 from shopdb import orders as shop_orders
 from shopdb.mirror import MIRRORS
 
@@ -281,18 +281,7 @@ async def catalog_differences(cluster: Cluster) -> list[str]:
     assert cluster.control is not None
     out: list[str] = []
     async with cluster.db() as conn:
-        for entity in (
-            "stores",
-            "product_categories",
-            "products",
-            "product_details",
-            "visitor_products",
-            "product_detail_store_assets",
-            "pictures",
-            "photo_galleries",
-            "orders",
-            "order_details",
-        ):
+        for entity in INCOMING_ORDER:
             mirror = MIRRORS[entity]
             rows = await cluster.control.entities(ENTITIES[entity].collection)
             lettered = {
