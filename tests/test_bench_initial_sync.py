@@ -5,15 +5,12 @@ lives in the benchmark's own output (bench/RESULTS.md)."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests.bench_quick import run_quick
 
-ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
 
 
 def figure(out: str, pattern: str) -> float:
@@ -23,15 +20,8 @@ def figure(out: str, pattern: str) -> float:
 
 
 def test_quick_initial_sync_bench_prints_sane_figures() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.initial_sync", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    out = run.stdout
+    out = run_quick("initial_sync")
+
     # 1000 details, 6 rows each, plus the seeded stores and categories, plus (issue 18) the
     # account's storefront rows (2 units, 2 attributes with 8 values, 2 price-level names,
     # 7 settings, a customer group, a promotion with a detail and an entity): all stored.

@@ -4,26 +4,15 @@ speed is the benchmark's business, not the tests')."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_quick import run_quick
 
 
 @pytest.mark.slow
 def test_quick_run_prints_latency_cpu_history_and_ratios() -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.order_latency", "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    text = out.stdout
+    text = run_quick("order_latency")
 
     figures = {}
     for label in ("orders", "floor"):

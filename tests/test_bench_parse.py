@@ -7,11 +7,9 @@ the client, and that the printed ratios are the quotients of the printed rates.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_quick import run_quick
+
 LINE = re.compile(
     r"(?P<n>[\d,]+) rows \(.*MB\)\s+floor\s+(?P<floor>[\d,]+)\s+before\s+(?P<before>[\d,]+)"
     r"\s+client\s+(?P<client>[\d,]+)\s+client/floor\s+(?P<vs_floor>[\d.]+)"
@@ -20,16 +18,9 @@ LINE = re.compile(
 
 
 def test_quick_run_prints_a_line_per_size_with_consistent_ratios() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.parse", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    found = [m.groupdict() for m in map(LINE.search, done.stdout.splitlines()) if m]
-    assert [int(f["n"].replace(",", "")) for f in found] == [500, 2000], done.stdout
+    stdout = run_quick("parse")
+    found = [m.groupdict() for m in map(LINE.search, stdout.splitlines()) if m]
+    assert [int(f["n"].replace(",", "")) for f in found] == [500, 2000], stdout
     for f in found:
         floor, before, client = (int(f[k].replace(",", "")) for k in ("floor", "before", "client"))
         assert floor > 0 and before > 0 and client > 0

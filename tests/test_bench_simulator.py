@@ -7,11 +7,9 @@ ratios are the quotients of the printed times.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_quick import run_quick
+
 NUMBER = r"([\d.]+)"
 LINE = re.compile(
     rf"([\d,]+) rows\s+page\s+{NUMBER}\s+no-change\s+{NUMBER}\s+query\s+{NUMBER}"
@@ -21,16 +19,9 @@ LINE = re.compile(
 
 
 def test_quick_run_prints_a_line_per_table_size() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.simulator", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    found = [m.groups() for m in map(LINE.search, done.stdout.splitlines()) if m]
-    assert [int(g[0].replace(",", "")) for g in found] == [2000, 10000], done.stdout
+    stdout = run_quick("simulator")
+    found = [m.groups() for m in map(LINE.search, stdout.splitlines()) if m]
+    assert [int(g[0].replace(",", "")) for g in found] == [2000, 10000], stdout
     for g in found:
         page, nothing, query, scan, faster, encoder, stdlib, vs_json = map(float, g[1:])
         assert min(page, nothing, query, scan, encoder, stdlib) > 0
