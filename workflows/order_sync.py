@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.types import MethodAsyncSingleParam, ParamType, ReturnType, SelfType
 
@@ -222,11 +222,7 @@ class OrderSyncWorkflow:
             return await self._sync()
         if self._fast:
             # One search-attribute update where there were two.
-            self._stage, self._sync_status, self._status_published = "loading", "pending", True
-            workflow.upsert_search_attributes(
-                [ORDER_ID_ATTR.value_set(inp.order_id), SYNC_STATUS_ATTR.value_set("pending")]
-            )
-            self._describe_current()
+            self._set_status("pending", "loading", ORDER_ID_ATTR.value_set(inp.order_id))
         else:
             workflow.upsert_search_attributes([ORDER_ID_ATTR.value_set(inp.order_id)])
             self._set_status("pending", "loading")
@@ -780,12 +776,15 @@ class OrderSyncWorkflow:
 
     # --- Helpers -----------------------------------------------------------------------------
 
-    def _set_status(self, status: SyncStatus, stage: str) -> None:
+    def _set_status(
+        self, status: SyncStatus, stage: str, *also: SearchAttributeUpdate[Any]
+    ) -> None:
+        """`also`: search attributes published in the same update as a changed status."""
         self._stage = stage
         if status != self._sync_status or not self._status_published:
             self._sync_status = status
             self._status_published = True
-            workflow.upsert_search_attributes([SYNC_STATUS_ATTR.value_set(status)])
+            workflow.upsert_search_attributes([*also, SYNC_STATUS_ATTR.value_set(status)])
         self._describe_current()
 
     def _describe_current(self) -> None:
