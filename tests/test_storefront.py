@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from activities.order_request import OutgoingFields
 from mahak_client.models import ENTITIES, EntityBatch, RejectedRow
 from mahak_simulator.schema import BY_NAME, blank_row
 from shopdb import catalog, storefront
@@ -239,7 +240,13 @@ async def test_catalog_tax_and_charge_follow_the_order_rule(
     await seed_catalog_rows(db_pool, tax=tax, charge=charge)
     row = await db_pool.fetchrow("SELECT tax_percent, charge_percent FROM shop_catalog")
     assert (row["tax_percent"], row["charge_percent"]) == want
-    assert await storefront.effective_percents(db_pool, [10]) == {10: tuple(map(float, want))}
+    # The order send's rule (activities/order_request.py) gives the line the same percents.
+    mahak = await storefront.tax_defaults(db_pool)
+    assert mahak.tax_percent is not None and mahak.charge_percent is not None
+    fields = OutgoingFields(
+        tax_percent=mahak.tax_percent, charge_percent=mahak.charge_percent, taxed=mahak.enabled
+    )
+    assert (fields.tax(tax), fields.charge(charge)) == tuple(map(float, want))
 
 
 async def test_tax_off_in_mahak_means_no_tax_or_charge(db_pool: asyncpg.Pool) -> None:
