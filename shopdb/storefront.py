@@ -186,38 +186,39 @@ def decode(properties: str | None, names: dict[str, str]) -> tuple[dict[str, str
     return attributes, unknown
 
 
-_SELECT_DETAILS = """
+# Details with properties (the others keep the column defaults: nothing to decode).
+_DETAILS_WITH_PROPERTIES = """
     SELECT id, deleted, properties, attributes::text AS attributes,
            unknown_attributes::text AS unknown
-    FROM mahak_product_details WHERE {where}
+    FROM mahak_product_details
+    WHERE properties IS NOT NULL AND btrim(properties) NOT IN ('', '[]')
 """
 
 
-async def _decode_details(
-    conn: asyncpg.Connection, where: str, *args: Any, touch: bool
-) -> tuple[list[int], dict[int, str]]:
-    """Decode the selected details and write those whose decoding differs from what is
-    stored (a detail without properties keeps the column defaults: no second write). Returns
-    the ids written and, of the rows decoded, the live ones with unknown elements."""
+async def _redecode_all(conn: asyncpg.Connection) -> tuple[list[int], dict[int, str]]:
+    """Decode every detail again after the descriptions changed; only the rows whose decoding
+    differs are written (their `updated_at` moved: announced like any change). Returns the
+    ids written and, of those, the live ones left with unknown elements."""
     names = await _names(conn)
     ids: list[int] = []
     attributes: list[str] = []
     unknowns: list[str] = []
     flagged: dict[int, str] = {}
-    for row in await conn.fetch(_SELECT_DETAILS.format(where=where), *args):
+    for row in await conn.fetch(_DETAILS_WITH_PROPERTIES):
         named, unknown = decode(row["properties"], names)
+        if (named, unknown) == (json.loads(row["attributes"]), json.loads(row["unknown"])):
+            continue
+        ids.append(row["id"])
+        attributes.append(json.dumps(named, ensure_ascii=False))
+        unknowns.append(json.dumps(unknown, ensure_ascii=False))
         if unknown and not row["deleted"]:
-            flagged[row["id"]] = json.dumps(unknown, ensure_ascii=False)
-        if (named, unknown) != (json.loads(row["attributes"]), json.loads(row["unknown"])):
-            ids.append(row["id"])
-            attributes.append(json.dumps(named, ensure_ascii=False))
-            unknowns.append(json.dumps(unknown, ensure_ascii=False))
+            flagged[row["id"]] = unknowns[-1]
     if ids:
-        touched = ", updated_at = now()" if touch else ""
         await conn.execute(
-            f"""
+            """
             UPDATE mahak_product_details d
-            SET attributes = u.attributes::jsonb, unknown_attributes = u.unknown::jsonb{touched}
+            SET attributes = u.attributes::jsonb, unknown_attributes = u.unknown::jsonb,
+                updated_at = now()
             FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u (id, attributes, unknown)
             WHERE d.id = u.id
             """,
@@ -226,16 +227,6 @@ async def _decode_details(
             unknowns,
         )
     return sorted(ids), flagged
-
-
-async def _redecode_all(conn: asyncpg.Connection) -> tuple[list[int], dict[int, str]]:
-    """Decode every detail again after the descriptions changed; only the rows whose decoding
-    differs are written, announced and (when left with unknown elements) counted."""
-    written, flagged = await _decode_details(
-        conn, "properties IS NOT NULL AND btrim(properties) NOT IN ('', '[]')", touch=True
-    )
-    chosen = set(written)
-    return written, {i: text for i, text in flagged.items() if i in chosen}
 
 
 async def _warn(
@@ -292,25 +283,6 @@ async def notify(conn: Executor, entity: str, ids: Sequence[int]) -> None:
 
 
 # --- Rules the order send shares with the catalog --------------------------------------------
-
-
-async def effective_percents(
-    db: Executor, product_detail_ids: Sequence[int]
-) -> dict[int, tuple[float, float]]:
-    """(tax %, charge %) of each product detail by `mahak_effective_percent`, the rule the
-    catalog shows: Mahak's Settings fill in where the product says 0. Details the mirror
-    does not hold are left out."""
-    rows = await db.fetch(
-        """
-        SELECT d.id,
-               mahak_effective_percent(p.tax_percent, 14001) AS tax,
-               mahak_effective_percent(p.charge_percent, 14000) AS charge
-        FROM mahak_product_details d JOIN mahak_products p ON p.id = d.product_id
-        WHERE d.id = ANY($1::bigint[])
-        """,
-        list(product_detail_ids),
-    )
-    return {r["id"]: (float(r["tax"]), float(r["charge"])) for r in rows}
 
 
 @dataclass(frozen=True)
