@@ -182,9 +182,7 @@ class IncomingSync:
             )
         ) as pages:
             async for cursor, applied in pages:
-                progress.pages += 1
-                progress.cursor = cursor
-                progress.counts = progress.counts + applied
+                progress.page_stored(cursor, applied)
                 if on_progress:
                     on_progress(progress)
                 if time.monotonic() >= log_due:
@@ -287,9 +285,7 @@ class IncomingSync:
             self._apply_pages(entity, stored, None, request.run_id, start=0, seen=seen)
         ) as pages:
             async for cursor, applied in pages:
-                progress.pages += 1
-                progress.cursor = cursor
-                progress.counts = progress.counts + applied
+                progress.page_stored(cursor, applied)
                 if on_progress:
                     on_progress(progress)
                 await self._log_row(request.run_id, progress)

@@ -85,6 +85,12 @@ class EntityProgress(BaseModel):
     cursor: int = 0
     counts: EntityCounts = Field(default_factory=EntityCounts)
 
+    def page_stored(self, cursor: int, counts: EntityCounts) -> None:
+        """One more page stored, with the cursor it advanced to."""
+        self.pages += 1
+        self.cursor = cursor
+        self.counts = self.counts + counts
+
     @classmethod
     def from_details(cls, details: Sequence[Any]) -> EntityProgress | None:
         """The progress in heartbeat (or failure) details, if they carry a readable one."""
