@@ -63,7 +63,8 @@ def test_the_walkthrough_block_is_parsed_as_written() -> None:
 
 
 def _shell(folder: Path, command: str, simulator: str) -> subprocess.CompletedProcess[str]:
-    env = _clean_env() | {"PATH": f"{BIN}:{_clean_env().get('PATH', '')}"}
+    env = _clean_env()
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
     return subprocess.run(
         ["sh", "-c", command.replace(README_SIMULATOR, simulator)],
         cwd=folder,
