@@ -47,23 +47,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import shutil
 import statistics
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 
 import asyncpg
 
 from mahak_client.models import EntityBatch, ProductDetail
 from shopdb.catalog import apply_page
-from shopdb.embedded import EmbeddedPostgres, quote_ident, with_database
 from shopdb.migrate import migrate
 from shopdb.mirror import MirrorTable, mirror, to_record
 from shopdb.pool import create_pool
+
+from .scratch import scratch_database
 
 TABLE = mirror("product_details")
 
@@ -229,25 +226,8 @@ async def main() -> None:
     if args.quick:
         args.rows, args.page_size, args.repeat = 2_000, 500, 1
 
-    root = None
-    server = None
-    server_dsn = args.dsn
-    if server_dsn is None:
-        root = Path(tempfile.mkdtemp(prefix="mahak-bench-"))
-        server = EmbeddedPostgres(root / "pgdata", delete_on_stop=True)
-        server_dsn = await asyncio.to_thread(server.start)
-    scratch = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {quote_ident(scratch)}")
-        await run(with_database(server_dsn, scratch), args.rows, args.page_size, args.repeat)
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)")
-        await admin.close()
-        if server is not None:
-            await asyncio.to_thread(server.stop)
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
+    async with scratch_database(args.dsn) as (dsn, _folder):
+        await run(dsn, args.rows, args.page_size, args.repeat)
 
 
 if __name__ == "__main__":

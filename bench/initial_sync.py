@@ -32,12 +32,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -61,12 +59,13 @@ from mahak_sync.launch import incoming_config, start_incoming
 from mahak_sync.logging import configure_logging
 from mahak_sync.temporal import SEARCH_ATTRIBUTES, temporal_cli_path
 from shopdb.catalog import _column_types, _param_types, _upsert_sql
-from shopdb.embedded import EmbeddedPostgres, quote_ident, with_database
 from shopdb.migrate import migrate
 from shopdb.mirror import mirror
 from shopdb.pool import create_pool
 from workflows.incoming_sync import IncomingSyncWorkflow
 from workflows.incoming_types import CycleSummary, SyncStatus
+
+from .scratch import scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
 ROWS_PER_DETAIL = 6  # product, detail, stock row, visitor link, picture, gallery row
@@ -372,19 +371,8 @@ async def main() -> None:
     if args.quick:
         args.details, args.rows, args.cycles, args.sample = 1_000, None, 2, 200
 
-    tmp = Path(tempfile.mkdtemp(prefix="mahak-bench-sync-"))
-    server = EmbeddedPostgres(tmp / "pgdata", delete_on_stop=True)
-    server_dsn = await asyncio.to_thread(server.start)
-    scratch = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {quote_ident(scratch)}")
-        await run(args, with_database(server_dsn, scratch), tmp)
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {quote_ident(scratch)} WITH (FORCE)")
-        await admin.close()
-        await asyncio.to_thread(server.stop)
-        shutil.rmtree(tmp, ignore_errors=True)
+    async with scratch_database(prefix="mahak-bench-sync-") as (dsn, tmp):
+        await run(args, dsn, tmp)
 
 
 if __name__ == "__main__":
