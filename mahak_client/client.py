@@ -35,7 +35,7 @@ from .errors import (
     MahakPermanentError,
     MahakTransientError,
 )
-from .models import ENTITIES, EntityBatch, LoginData, entity
+from .models import ENTITIES, EntityBatch, LoginData, RowStamp, entity
 from .save import SaveAllDataRequest, SaveAllDataResult
 
 if TYPE_CHECKING:
@@ -327,21 +327,7 @@ class MahakClient:
         """Rows newer than each cursor (Mahak's boundary may be inclusive: see `pager.py`)."""
         if not from_versions:
             return {}
-        specs = [entity(name) for name in from_versions]
-        login = await self.login()
-        body: dict[str, Any] = {spec.request_field: int(from_versions[spec.name]) for spec in specs}
-        if page_size is not None:
-            body["pageSize"] = int(page_size)
-        if login.visitor_id is not None:
-            body["currentVisitorId"] = login.visitor_id
-        names = [spec.name for spec in specs]
-        batches = await self._call(
-            self._data_path("GetAllData"),
-            body,
-            lambda endpoint, payload, status: envelope.parse_get_all_data(
-                endpoint, payload, names, status=status
-            ),
-        )
+        batches = await self._get_all_data(from_versions, page_size, envelope.parse_get_all_data)
         for name, batch in batches.items():
             if batch.rejected:
                 self._log.warning(
@@ -351,6 +337,35 @@ class MahakClient:
                     first_error=batch.rejected[0].error,
                 )
         return batches
+
+    async def get_row_stamps(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, list[RowStamp]]:
+        """The same request as `get_all_data`, answered with each row's id and RowVersion
+        only, in wire order: no row is validated (a quiet cycle's look-back check)."""
+        if not from_versions:
+            return {}
+        return await self._get_all_data(from_versions, page_size, envelope.parse_row_stamps)
+
+    async def _get_all_data(
+        self,
+        from_versions: Mapping[str, int],
+        page_size: int | None,
+        parse: Callable[..., _T],
+    ) -> _T:
+        specs = [entity(name) for name in from_versions]
+        login = await self.login()
+        body: dict[str, Any] = {spec.request_field: int(from_versions[spec.name]) for spec in specs}
+        if page_size is not None:
+            body["pageSize"] = int(page_size)
+        if login.visitor_id is not None:
+            body["currentVisitorId"] = login.visitor_id
+        names = [spec.name for spec in specs]
+        return await self._call(
+            self._data_path("GetAllData"),
+            body,
+            lambda endpoint, payload, status: parse(endpoint, payload, names, status=status),
+        )
 
     # --- SaveAllData -------------------------------------------------------------------
 
