@@ -29,19 +29,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import asyncpg
 from temporalio import activity
 
 from mahak_client.client import MahakClient
+from mahak_client.lean import LeanRow, LeanWhenUncapped, parse_lean
 from mahak_client.models import INCOMING_ORDER, EntityBatch, RowStamp
 from mahak_client.pager import PagerStats, PagingEvidence, iter_pages
 from mahak_sync import metrics
-from mahak_sync.config import DEFAULT_LOOKBACK_ROWVERSIONS, DEFAULT_SHOP_PRICE_LEVEL, Settings
+from mahak_sync.config import (
+    DEFAULT_LOOKBACK_ROWVERSIONS,
+    DEFAULT_MAHAK_PAGE_SIZE,
+    DEFAULT_SHOP_PRICE_LEVEL,
+    Settings,
+)
 from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
 from shopdb import catalog, orders, synclog
@@ -78,6 +85,8 @@ CONFLICTS_LOG_ENTITY = "inventory_conflicts"
 _MAX_ERROR_TEXT = 2000
 _ABSENT_SAMPLE = 20  # ids named in the sync log's note of rows Mahak no longer lists
 _LIVE_LOG_SECONDS = 1.0  # an entity's sync-log row is updated this often while it drains
+# Rows of an uncapped answer parsed and stored at a time (memory: one part of models at once).
+PART_ROWS = DEFAULT_MAHAK_PAGE_SIZE
 
 ProgressCallback = Callable[[EntityProgress], None]
 T = TypeVar("T")
@@ -120,6 +129,35 @@ async def prefetched(items: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
 def _window_start(cursor: int, lookback: int) -> int:
     """Where a delta read of an entity at `cursor` starts (§10 (f): a look-back window)."""
     return max(0, cursor - lookback) if lookback > 0 else cursor
+
+
+def _parsed_parts(page: EntityBatch, cursor: int) -> Iterator[tuple[EntityBatch, int]]:
+    """`page` as parsed batches, each with the cursor that may be stored with it.
+
+    A page of parsed rows is one batch. A lean page (an uncapped answer, `mahak_client.lean`)
+    is parsed and stored `PART_ROWS` rows at a time in RowVersion order, a part never ending
+    inside a run of equal RowVersions: every row of the page at or below a part's highest
+    RowVersion is then in that part or an earlier one, so that RowVersion is a safe cursor
+    (the page's own, `max_row_version`, is the pager's promise)."""
+    if not any(isinstance(row, LeanRow) for row in page.rows):
+        yield page, max(cursor, page.max_row_version or cursor)
+        return
+    items = [*page.rows, *page.rejected]
+    unversioned = [item for item in items if item.row_version is None]
+    ordered = sorted(
+        (item for item in items if item.row_version is not None), key=attrgetter("row_version")
+    )
+    start = 0
+    while True:
+        end = min(start + PART_ROWS, len(ordered))
+        while 0 < end < len(ordered) and ordered[end].row_version == ordered[end - 1].row_version:
+            end += 1
+        batch = parse_lean(page.entity, [*(unversioned if start == 0 else ()), *ordered[start:end]])
+        cursor = max(cursor, batch.max_row_version or cursor)
+        yield batch, cursor
+        if end >= len(ordered):
+            return
+        start = end
 
 
 def _counts(batch: EntityBatch, applied: ApplyCounts) -> EntityCounts:
@@ -487,7 +525,7 @@ class IncomingSync:
             # The guards' counts as they stood when the page came: the next page's are
             # being counted while this one is applied.
             async for batch in iter_pages(
-                self.mahak,
+                LeanWhenUncapped(self.mahak),
                 entity,
                 start,
                 page_size,
@@ -498,20 +536,25 @@ class IncomingSync:
                 yield batch, stats.reread, stats.dropped
 
         async with aclosing(prefetched(fetched())) as pages:
-            async for batch, reread, dropped in pages:
+            async for page, reread, dropped in pages:
                 if seen is not None:
-                    seen.update(getattr(row, id_field) for row in batch.rows)
-                    seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
-                cursor = max(cursor, batch.max_row_version or cursor)
-                applied = await catalog.apply_page(
-                    self.pool, batch, new_cursor=cursor, run_id=run_id, price_level=self.price_level
-                )
-                counts = _counts(batch, applied).model_copy(
-                    update={"reread": reread - counted.reread, "dropped": dropped - counted.dropped}
-                )
+                    seen.update(getattr(row, id_field) for row in page.rows)
+                    seen.update(r.mahak_id for r in page.rejected if r.mahak_id is not None)
+                guards = {"reread": reread - counted.reread, "dropped": dropped - counted.dropped}
                 counted.reread, counted.dropped = reread, dropped
-                self._page_metrics(entity, counts, cursor)
-                yield cursor, counts
+                for batch, part_cursor in _parsed_parts(page, cursor):
+                    cursor = part_cursor
+                    applied = await catalog.apply_page(
+                        self.pool,
+                        batch,
+                        new_cursor=cursor,
+                        run_id=run_id,
+                        price_level=self.price_level,
+                    )
+                    counts = _counts(batch, applied).model_copy(update=guards)
+                    guards = {}
+                    self._page_metrics(entity, counts, cursor)
+                    yield cursor, counts
         if stats.reread or stats.dropped or stats.below_bound:
             log.warning(
                 "incoming.paging_guard",

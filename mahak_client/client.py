@@ -18,6 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +27,7 @@ from pydantic import SecretStr
 
 from mahak_sync.logging import get_logger, register_secret
 
-from . import envelope
+from . import envelope, lean
 from .auth import Session, md5_password
 from .disputes import DisputeItem, OrderDisputeItem, SolveOrderDisputeResult
 from .errors import (
@@ -73,6 +74,15 @@ def _outcome(status: int) -> str:
     if status in (408, 429):
         return "throttled"
     return "server_error" if status >= 500 else "rejected"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, its body read whole."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytearray
 
 
 class MahakClient:
@@ -231,9 +241,7 @@ class MahakClient:
             self._session.token if self._session else None,
         ]
 
-    async def _send(
-        self, endpoint: str, body: dict[str, Any], *, token: str | None
-    ) -> httpx.Response:
+    async def _send(self, endpoint: str, body: dict[str, Any], *, token: str | None) -> Answer:
         headers = dict(_HEADERS)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -242,9 +250,14 @@ class MahakClient:
         started = time.monotonic()
         outcome = "connection_failed"
         try:
-            response = await self._http.post(url, content=content, headers=headers)
+            async with self._http.stream("POST", url, content=content, headers=headers) as response:
+                # Read into one growing buffer: `read()` holds the chunks and their join at
+                # once, twice the body (a whole entity's answer runs to 100+ MB).
+                received = bytearray()
+                async for chunk in response.aiter_bytes():
+                    received += chunk
             outcome = _outcome(response.status_code)
-            return response
+            return Answer(response.status_code, response.headers, received)
         except httpx.TimeoutException as exc:
             outcome = "timeout"
             raise MahakTransientError(
@@ -259,7 +272,7 @@ class MahakClient:
                 self._observe(endpoint, outcome, time.monotonic() - started)
 
     @staticmethod
-    def _error_message(response: httpx.Response) -> str | None:
+    def _error_message(response: Answer) -> str | None:
         try:
             payload = json.loads(response.content)
         except (ValueError, RecursionError):
@@ -267,7 +280,7 @@ class MahakClient:
         # Folds key case, so the 401 body's lowercase `message` is read as well.
         return envelope.mahak_message(payload)[0]
 
-    def _raise_for_status(self, endpoint: str, response: httpx.Response) -> None:
+    def _raise_for_status(self, endpoint: str, response: Answer) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -292,7 +305,7 @@ class MahakClient:
         )
 
     @staticmethod
-    def _decode(endpoint: str, response: httpx.Response) -> Any:
+    def _decode(endpoint: str, response: Answer) -> Any:
         return envelope.load_json(
             endpoint,
             response.content,
@@ -300,8 +313,16 @@ class MahakClient:
             content_type=response.headers.get("Content-Type"),
         )
 
-    async def _call(self, endpoint: str, body: dict[str, Any], parse: Callable[..., _T]) -> _T:
-        """POST an authenticated call (one transparent re-login on 401), classify, parse."""
+    async def _call(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        parse: Callable[..., _T],
+        *,
+        decoded: bool = True,
+    ) -> _T:
+        """POST an authenticated call (one transparent re-login on 401), classify, parse
+        (the decoded JSON, or with `decoded=False` the body's bytes)."""
         try:
             login = await self.login()
             token = login.user_token
@@ -311,7 +332,7 @@ class MahakClient:
                 login = await self._renew(stale=token)
                 response = await self._send(endpoint, body, token=login.user_token)
             self._raise_for_status(endpoint, response)
-            payload = self._decode(endpoint, response)
+            payload = self._decode(endpoint, response) if decoded else response.content
             return parse(endpoint, payload, status=response.status_code)
         except MahakError as exc:
             raise exc.scrub(self._secrets()) from None
@@ -338,6 +359,18 @@ class MahakClient:
                 )
         return batches
 
+    async def get_all_data_lean(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
+        """`get_all_data`, its rows left unparsed (`lean.LeanRow`) where their id and
+        RowVersion can be read: for answers that may hold a whole entity (no `pageSize`),
+        parsed a part at a time by whoever stores them (`lean.parse_lean`)."""
+        if not from_versions:
+            return {}
+        return await self._get_all_data(
+            from_versions, page_size, lean.parse_get_all_data_lean, decoded=False
+        )
+
     async def get_row_stamps(
         self, from_versions: Mapping[str, int], *, page_size: int | None = None
     ) -> dict[str, list[RowStamp]]:
@@ -352,6 +385,8 @@ class MahakClient:
         from_versions: Mapping[str, int],
         page_size: int | None,
         parse: Callable[..., _T],
+        *,
+        decoded: bool = True,
     ) -> _T:
         specs = [entity(name) for name in from_versions]
         login = await self.login()
@@ -365,6 +400,7 @@ class MahakClient:
             self._data_path("GetAllData"),
             body,
             lambda endpoint, payload, status: parse(endpoint, payload, names, status=status),
+            decoded=decoded,
         )
 
     # --- SaveAllData -------------------------------------------------------------------

@@ -64,7 +64,7 @@ def _snippet(text: str) -> str:
 
 def load_json(
     endpoint: str,
-    content: bytes,
+    content: bytes | bytearray,
     *,
     status: int | None = None,
     content_type: str | None = None,
@@ -105,7 +105,7 @@ def load_json(
     )
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     """An integer Mahak could have meant (int64), else None."""
     try:
         result = _lenient_int(value)
@@ -128,11 +128,11 @@ def mahak_message(payload: Any) -> tuple[str | None, int | None]:
     if not isinstance(payload, dict):
         return None, None
     message = _as_text(field(payload, "Message"))
-    code = _as_int(field(payload, "Code"))
+    code = as_int(field(payload, "Code"))
     data = field(payload, "Data")
     if isinstance(data, dict):
         message = message or _as_text(field(data, "ErrorMessage"))
-        code = code if code else _as_int(field(data, "ErrorCode"))
+        code = code if code else as_int(field(data, "ErrorCode"))
     return message, code or None
 
 
@@ -270,7 +270,7 @@ def _as_delete(spec: EntitySpec, raw: dict[str, Any], exc: ValidationError) -> S
     return row
 
 
-def _wire_id(spec: EntitySpec) -> str:
+def wire_id(spec: EntitySpec) -> str:
     """The id's key on the wire (`product_detail_id` -> `ProductDetailId`)."""
     return "".join(p.capitalize() for p in spec.id_field.split("_"))
 
@@ -285,9 +285,9 @@ def parse_row(spec: EntitySpec, raw: dict[str, Any]) -> SyncedRow | RejectedRow:
             entity=spec.name,
             raw=raw,
             error=_validation_summary(exc),
-            mahak_id=_as_int(field(raw, _wire_id(spec))),
+            mahak_id=as_int(field(raw, wire_id(spec))),
             # Only an int64 RowVersion may move the cursor (it is stored as a bigint).
-            row_version=_as_int(field(raw, "RowVersion")),
+            row_version=as_int(field(raw, "RowVersion")),
         )
 
 
@@ -357,9 +357,9 @@ def parse_row_stamps(
     lists = _entity_lists(endpoint, payload, entities, status)
     out: dict[str, list[RowStamp]] = {}
     for name, rows in lists.items():
-        id_key = _wire_id(ENTITIES[name])
+        id_key = wire_id(ENTITIES[name])
         out[name] = [
-            RowStamp(_as_int(field(raw, id_key)), _as_int(field(raw, "RowVersion"))) for raw in rows
+            RowStamp(as_int(field(raw, id_key)), as_int(field(raw, "RowVersion"))) for raw in rows
         ]
     return out
 
