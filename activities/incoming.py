@@ -320,8 +320,14 @@ class IncomingSync:
         store would find every row unchanged. Anything else, and any error here, leaves the
         entity to `sync_entity`, which reads, checks and stores it in full."""
         try:
-            cursors = await catalog.get_cursors(self.pool)
-            cursors = {entity: cursors.get(entity, 0) for entity in request.entities}
+            # At cursor 0 (never synced, empty, or reset) the window is the whole entity:
+            # without `pageSize` that is all of it in one body, so it is left to the full read.
+            stored_cursors = await catalog.get_cursors(self.pool)
+            cursors = {
+                entity: stored_cursors.get(entity, 0)
+                for entity in request.entities
+                if stored_cursors.get(entity, 0) > 0 or request.page_size is not None
+            }
             starts = {
                 entity: _window_start(cursor, self.lookback) for entity, cursor in cursors.items()
             }

@@ -375,10 +375,16 @@ class MahakClient:
         self, from_versions: Mapping[str, int], *, page_size: int | None = None
     ) -> dict[str, list[RowStamp]]:
         """The same request as `get_all_data`, answered with each row's id and RowVersion
-        only, in wire order: no row is validated (a quiet cycle's look-back check)."""
-        if not from_versions:
-            return {}
-        return await self._get_all_data(from_versions, page_size, envelope.parse_row_stamps)
+        only (None where unreadable), read leanly: no row is validated (a quiet cycle's
+        look-back check). Rows in wire order, quarantined ones after them."""
+        batches = await self.get_all_data_lean(from_versions, page_size=page_size)
+        return {
+            name: [
+                *(RowStamp(getattr(r, ENTITIES[name].id_field), r.row_version) for r in b.rows),
+                *(RowStamp(r.mahak_id, r.row_version) for r in b.rejected),
+            ]
+            for name, b in batches.items()
+        }
 
     async def _get_all_data(
         self,

@@ -29,7 +29,6 @@ from .models import (
     EntitySpec,
     LoginData,
     RejectedRow,
-    RowStamp,
     SyncedRow,
 )
 from .save import EntityUpdateResult, SaveAllDataResult
@@ -347,21 +346,6 @@ def parse_get_all_data(
     """One batch per requested logical entity name (empty when Mahak sent `null` or nothing)."""
     lists = _entity_lists(endpoint, payload, entities, status)
     return {name: _batch(ENTITIES[name], rows) for name, rows in lists.items()}
-
-
-def parse_row_stamps(
-    endpoint: str, payload: Any, entities: Iterable[str], *, status: int | None = None
-) -> dict[str, list[RowStamp]]:
-    """Only each row's id and RowVersion (None where unreadable), in wire order: what a quiet
-    cycle compares with the shop's versions before it parses any row in full."""
-    lists = _entity_lists(endpoint, payload, entities, status)
-    out: dict[str, list[RowStamp]] = {}
-    for name, rows in lists.items():
-        id_key = wire_id(ENTITIES[name])
-        out[name] = [
-            RowStamp(as_int(field(raw, id_key)), as_int(field(raw, "RowVersion"))) for raw in rows
-        ]
-    return out
 
 
 # --- SaveAllData ---------------------------------------------------------------------------

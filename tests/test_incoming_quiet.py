@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from unittest import mock
 
 import asyncpg
 import pytest
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.slow
 
 LOOKBACK = 4  # RowVersions: a few rows of the last entities written fall in the window
 WHOLE = 10**9  # a window that holds every row of every entity
+PAGE_SIZE = 100  # the check's request is capped per entity, as with MAHAK_PAGE_SIZE's default
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ async def _get_all_data_requests(sim: SimControl) -> int:
 
 
 async def _quick(
-    incoming: IncomingSync, run_id: str, page_size: int | None = None
+    incoming: IncomingSync, run_id: str, page_size: int | None = PAGE_SIZE
 ) -> SyncEntitiesResult:
     return await incoming.sync_entities(
         SyncEntitiesInput(
@@ -221,3 +223,22 @@ async def test_a_cursor_reset_by_an_operator_is_read_forwards_again(
     products = next(r for r in result.results if r.entity == "products")
     assert products.cursor == cursor and products.counts.unchanged == 3
     assert await catalog.get_cursor(db_pool, "products") == cursor
+
+
+async def test_entities_never_synced_are_left_out_of_the_check(
+    sim: SimControl, db_pool: asyncpg.Pool, mahak: MahakClient
+) -> None:
+    """Without `pageSize`, an entity at cursor 0 (new, empty, or reset) would answer the
+    check with all of itself: it goes to the full read without being asked for in the
+    check's request at all."""
+    await sim.seed(products=3)
+    incoming = IncomingSync(db_pool, mahak, lookback=LOOKBACK)
+    with mock.patch.object(mahak, "get_row_stamps", wraps=mahak.get_row_stamps) as check:
+        first = await _quick(incoming, "first", page_size=None)
+        assert check.call_args.args[0] == {}, "nothing synced yet: nothing to check"
+        await incoming.reset_cursor(ResetCursorRequest(entity="products", row_version=0))
+        await _quick(incoming, "after-reset", page_size=None)
+        asked = check.call_args.args[0]
+    assert [r.entity for r in first.results] == list(INCOMING_ORDER)
+    assert "products" not in asked and "product_details" in asked
+    await assert_mirrors_simulator(db_pool, sim)
