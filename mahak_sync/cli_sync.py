@@ -243,11 +243,10 @@ def status_lines(status: SyncStatus, *, now: datetime | None = None) -> list[str
     if status.paused:
         state = "paused (resume with `mahak-sync sync resume`)"
     elif status.running:
-        state = (
-            f"running a cycle, now at {status.current_entity}"
-            if status.current_entity
-            else "running a cycle"
-        )
+        # The running activity's heartbeat names the entity it is reading; the workflow's own
+        # `current_entity` is the first of the entities one activity reads in a row.
+        at = status.current_progress.entity if status.current_progress else status.current_entity
+        state = f"running a cycle, now at {at}" if at else "running a cycle"
     else:
         state = "idle"
     progress = status.current_progress

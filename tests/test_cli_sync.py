@@ -26,6 +26,7 @@ from tests.test_incoming_e2e import start_sync  # noqa: F401 - a fixture
 from workflows.incoming_types import (
     CycleSummary,
     EntityCounts,
+    EntityProgress,
     EntitySyncResult,
     SyncConfig,
     SyncStatus,
@@ -75,6 +76,17 @@ def test_status_reads_as_lines_and_a_table() -> None:
         "stores    12      2        2         0        0        0     -",
         "products  3400    5        0         4        0        1     MahakRefused: one row refused",
     ]
+
+
+def test_status_names_the_entity_the_running_activity_reads() -> None:
+    """One activity reads the entities of a quiet cycle in a row: the workflow knows the
+    first, the activity's heartbeat (`current_progress`) the one it is at."""
+    status = sample_status().model_copy(update={"running": True, "current_entity": "stores"})
+    assert status_lines(status, now=NOW)[0] == "incoming sync  running a cycle, now at stores"
+    status.current_progress = EntityProgress(entity="products", started_at=NOW, pages=2)
+    lines = status_lines(status, now=NOW)
+    assert lines[0] == "incoming sync  running a cycle, now at products"
+    assert "products: 2 page(s)" in lines[1]
 
 
 @pytest.mark.parametrize(
