@@ -35,6 +35,7 @@ from .errors import (
     MahakPermanentError,
     MahakTransientError,
 )
+from .fastparse import parse_get_all_data_fast
 from .models import ENTITIES, EntityBatch, LoginData, entity
 from .save import SaveAllDataRequest, SaveAllDataResult
 
@@ -300,8 +301,17 @@ class MahakClient:
             content_type=response.headers.get("Content-Type"),
         )
 
-    async def _call(self, endpoint: str, body: dict[str, Any], parse: Callable[..., _T]) -> _T:
-        """POST an authenticated call (one transparent re-login on 401), classify, parse."""
+    async def _call(
+        self,
+        endpoint: str,
+        body: dict[str, Any],
+        parse: Callable[..., _T],
+        *,
+        fast: Callable[[bytes], _T | None] | None = None,
+    ) -> _T:
+        """POST an authenticated call (one transparent re-login on 401), classify, parse.
+        `fast` may parse a successful body from its bytes first (None: it leaves it to
+        `parse`)."""
         try:
             login = await self.login()
             token = login.user_token
@@ -311,6 +321,8 @@ class MahakClient:
                 login = await self._renew(stale=token)
                 response = await self._send(endpoint, body, token=login.user_token)
             self._raise_for_status(endpoint, response)
+            if fast is not None and (parsed := fast(response.content)) is not None:
+                return parsed
             payload = self._decode(endpoint, response)
             return parse(endpoint, payload, status=response.status_code)
         except MahakError as exc:
@@ -341,6 +353,8 @@ class MahakClient:
             lambda endpoint, payload, status: envelope.parse_get_all_data(
                 endpoint, payload, names, status=status
             ),
+            # Issue 16: clean answers without a Python call per field (fastparse.py).
+            fast=lambda content: parse_get_all_data_fast(content, names),
         )
         for name, batch in batches.items():
             if batch.rejected:
