@@ -56,7 +56,7 @@ import json
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import islice, repeat
 from operator import attrgetter, itemgetter, le, lt
 from typing import Any, Protocol
 
@@ -173,23 +173,25 @@ async def iter_pages(
         size = None
 
     # Rows handed on: keys of those checked one by one (`handed`), and the runs handed on
-    # whole (`runs`: ascending versions and their rows), whose keys are only computed when a
-    # row of the same RowVersion comes again. Every row handed on has RowVersion <= `done`
-    # (as `done` moves after each hand-over), so a row above `done` was never handed on:
-    # on a clean drain no row needs a key at all.
+    # whole (`runs`: ascending RowVersions and the rows' ids, not the rows, which would keep
+    # a whole drain in memory), keyed only when a row of the same RowVersion comes again.
+    # Every row handed on has RowVersion <= `done` (as `done` moves after each hand-over), so
+    # a row above `done` was never handed on: on a clean drain no row needs a key at all.
     handed: set[tuple[Any, ...]] = set()
     runs: list[tuple[list[int], list[Any]]] = []
+    spec = ENTITIES.get(entity)
+    id_field = spec.id_field if spec is not None else None
 
     def seen(key: tuple[Any, ...], version: int | None) -> bool:
         if key in handed:
             return True
         if version is None:
             return False  # rows without a RowVersion are only ever checked one by one
-        for versions, items in runs:
-            for item in islice(
-                items, bisect_left(versions, version), bisect_right(versions, version)
+        for versions, run_ids in runs:
+            for row_id in islice(
+                run_ids, bisect_left(versions, version), bisect_right(versions, version)
             ):
-                handed.add(_key(entity, item))
+                handed.add(("row", row_id, version))
         return key in handed
 
     def checked(items: list[Any]) -> list[Any]:
@@ -212,17 +214,24 @@ async def iter_pages(
         return out
 
     def emit(
-        old: list[Any], new: list[Any], new_versions: list[int], unversioned: list[Any]
+        old: list[Any],
+        new: list[Any],
+        new_versions: list[int],
+        unversioned: list[Any],
+        *,
+        rows_only: bool,
     ) -> list[Any]:
         """The rows to hand on, in this order: `old` (at or below `done`) and `unversioned`
         checked one by one; `new` (above `done`, ascending by `new_versions`) never handed
-        on before, so taken whole unless two share a RowVersion (the same row twice?). None
-        of `new` is at or below the caller's cursor (`done` starts there)."""
-        if not _ascending(new_versions, strictly=True):
+        on before, so taken whole unless two share a RowVersion (the same row twice?) or
+        some are quarantined rows (not `rows_only`: keyed by content, so checked one by
+        one). None of `new` is at or below the caller's cursor (`done` starts there)."""
+        if id_field is None or not rows_only or not _ascending(new_versions, strictly=True):
             return checked([*old, *new, *unversioned])
         out = checked(old)
         if new:
-            runs.append((new_versions, new))
+            # What `_key` reads, in C calls.
+            runs.append((new_versions, list(map(getattr, new, repeat(id_field), repeat(None)))))
             out += new
         out += checked(unversioned)
         return out
@@ -278,7 +287,8 @@ async def iter_pages(
             )
         evidence.most_rows = max(most_before, received)
 
-        items = [*page.rows, *page.rejected] if page.rejected else page.rows
+        clean = not page.rejected
+        items = page.rows if clean else [*page.rows, *page.rejected]
         versions = list(map(_version, items))
         unversioned = [r for r in page.rejected if r.row_version is None]
         if unversioned:
@@ -304,7 +314,7 @@ async def iter_pages(
             cut = not (received < most_before or not new or (one_run and not old))
 
         if not cut:
-            out = emit(old, new, new_versions, unversioned)
+            out = emit(old, new, new_versions, unversioned, rows_only=clean)
             if out:
                 yield _to_batch(entity, out)
             return
@@ -312,14 +322,14 @@ async def iter_pages(
         assert top is not None or full
         below = bisect_left(new_versions, top) if top is not None else 0
         if below:
-            out = emit(old, new[:below], new_versions[:below], unversioned)
+            out = emit(old, new[:below], new_versions[:below], unversioned, rows_only=clean)
             if out:
                 yield _to_batch(entity, out)
             assert top is not None
             done = top - 1  # all rows below `top` were on this page
             continue
 
-        out = emit(old, [], [], unversioned)
+        out = emit(old, [], [], unversioned, rows_only=clean)
         if out:
             yield _to_batch(entity, out)
         if top is not None and top - 1 > done:
@@ -337,7 +347,7 @@ async def iter_pages(
             continue
         # Without pageSize: the rows at the bound and one run at `done + 1`. Hand the run on
         # and ask from it: an inclusive server sends it whole again.
-        out = emit([], new, new_versions, [])
+        out = emit([], new, new_versions, [], rows_only=clean)
         if out:
             yield _to_batch(entity, out)
         if top is None:
