@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import repeat
 from operator import attrgetter
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -50,7 +51,7 @@ from .models import (
     _as_text,
     parse_tehran,
 )
-from .types import _lenient_bool, _lenient_float, _lenient_int, fold_key
+from .types import _ARABIC_TO_PERSIAN, _lenient_bool, _lenient_float, _lenient_int, fold_key
 from .types import normalize_text as _normalize_text
 
 # Per entity: how many unknown keys or respellings one answer may teach before it is left to
@@ -213,6 +214,8 @@ def _texts(values: list[Any], optional: bool) -> list[Any]:
         if optional or len(present) == len(values):
             return values
         return ["" if v is None else v for v in values]
+    if len(present) == len(values):  # normalize_text of strings, in C calls
+        return list(map(str.strip, map(str.translate, values, repeat(_ARABIC_TO_PERSIAN))))
     if optional:
         return [None if v is None else _normalize_text(v) for v in values]
     return list(map(_normalize_text, values))
