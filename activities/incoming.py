@@ -29,19 +29,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import asyncpg
 from temporalio import activity
 
 from mahak_client.client import MahakClient
-from mahak_client.models import INCOMING_ORDER, EntityBatch
+from mahak_client.lean import LeanRow, LeanWhenUncapped, parse_lean
+from mahak_client.models import INCOMING_ORDER, EntityBatch, RowStamp
 from mahak_client.pager import PagerStats, PagingEvidence, iter_pages
 from mahak_sync import metrics
-from mahak_sync.config import DEFAULT_LOOKBACK_ROWVERSIONS, DEFAULT_SHOP_PRICE_LEVEL, Settings
+from mahak_sync.config import (
+    DEFAULT_LOOKBACK_ROWVERSIONS,
+    DEFAULT_MAHAK_PAGE_SIZE,
+    DEFAULT_SHOP_PRICE_LEVEL,
+    Settings,
+)
 from mahak_sync.errors import classify
 from mahak_sync.logging import get_logger
 from shopdb import catalog, orders, synclog
@@ -78,6 +85,8 @@ CONFLICTS_LOG_ENTITY = "inventory_conflicts"
 _MAX_ERROR_TEXT = 2000
 _ABSENT_SAMPLE = 20  # ids named in the sync log's note of rows Mahak no longer lists
 _LIVE_LOG_SECONDS = 1.0  # an entity's sync-log row is updated this often while it drains
+# Rows of an uncapped answer parsed and stored at a time (memory: one part of models at once).
+PART_ROWS = DEFAULT_MAHAK_PAGE_SIZE
 
 ProgressCallback = Callable[[EntityProgress], None]
 T = TypeVar("T")
@@ -115,6 +124,40 @@ async def prefetched(items: AsyncGenerator[T, None]) -> AsyncGenerator[T, None]:
         elif ahead is not None and not ahead.cancelled():
             ahead.exception()  # an error nobody will ask for any more: retrieved, not logged
         await items.aclose()
+
+
+def _window_start(cursor: int, lookback: int) -> int:
+    """Where a delta read of an entity at `cursor` starts (§10 (f): a look-back window)."""
+    return max(0, cursor - lookback) if lookback > 0 else cursor
+
+
+def _parsed_parts(page: EntityBatch, cursor: int) -> Iterator[tuple[EntityBatch, int]]:
+    """`page` as parsed batches, each with the cursor that may be stored with it.
+
+    A page of parsed rows is one batch. A lean page (an uncapped answer, `mahak_client.lean`)
+    is parsed and stored `PART_ROWS` rows at a time in RowVersion order, a part never ending
+    inside a run of equal RowVersions: every row of the page at or below a part's highest
+    RowVersion is then in that part or an earlier one, so that RowVersion is a safe cursor
+    (the page's own, `max_row_version`, is the pager's promise)."""
+    if not any(isinstance(row, LeanRow) for row in page.rows):
+        yield page, max(cursor, page.max_row_version or cursor)
+        return
+    items = [*page.rows, *page.rejected]
+    unversioned = [item for item in items if item.row_version is None]
+    ordered = sorted(
+        (item for item in items if item.row_version is not None), key=attrgetter("row_version")
+    )
+    start = 0
+    while True:
+        end = min(start + PART_ROWS, len(ordered))
+        while 0 < end < len(ordered) and ordered[end].row_version == ordered[end - 1].row_version:
+            end += 1
+        batch = parse_lean(page.entity, [*(unversioned if start == 0 else ()), *ordered[start:end]])
+        cursor = max(cursor, batch.max_row_version or cursor)
+        yield batch, cursor
+        if end >= len(ordered):
+            return
+        start = end
 
 
 def _counts(batch: EntityBatch, applied: ApplyCounts) -> EntityCounts:
@@ -217,7 +260,22 @@ class IncomingSync:
         retries and failure policy, so nothing here decides what an error means."""
         out = SyncEntitiesResult()
         started = time.monotonic()
+        quiet = await self._quiet_entities(request)
         for entity in request.entities:
+            if entity in quiet:
+                result = quiet[entity]
+                out.results.append(result)
+                if on_progress:
+                    on_progress(
+                        EntityProgress(
+                            entity=entity,
+                            started_at=_now(),
+                            pages=result.pages,
+                            cursor=result.cursor or 0,
+                            counts=result.counts,
+                        )
+                    )
+                continue
             if out.results and time.monotonic() - started >= request.budget_seconds:
                 return out
             try:
@@ -249,6 +307,113 @@ class IncomingSync:
                     error=classify(exc).message[:300],
                 )
         return out
+
+    async def _quiet_entities(self, request: SyncEntitiesInput) -> dict[str, EntitySyncResult]:
+        """The entities of `request` that one GetAllData of all their look-back windows shows
+        unchanged, recorded as `sync_entity` would record them (a sync-log row each, the
+        cursor kept, `last_synced_at` for those with rows), in one transaction.
+
+        Only each row's id and RowVersion is read. An entity is unchanged when its list cannot
+        have been cut (shorter than `pageSize` and than the longest list the server has sent:
+        `PagingEvidence`), is ascending from the window's start, holds nothing above the
+        cursor, and the shop holds every row at that RowVersion or newer: then the newer-only
+        store would find every row unchanged. Anything else, and any error here, leaves the
+        entity to `sync_entity`, which reads, checks and stores it in full."""
+        try:
+            cursors = await catalog.get_cursors(self.pool)
+            cursors = {entity: cursors.get(entity, 0) for entity in request.entities}
+            starts = {
+                entity: _window_start(cursor, self.lookback) for entity, cursor in cursors.items()
+            }
+            stamps = await self.mahak.get_row_stamps(starts, page_size=request.page_size)
+            windows = {
+                entity: versions
+                for entity, rows in stamps.items()
+                if (
+                    versions := self._window_versions(
+                        rows, starts[entity], cursors[entity], request.page_size
+                    )
+                )
+                is not None
+            }
+            stored = await catalog.stored_versions(
+                self.pool, {entity: list(versions) for entity, versions in windows.items()}
+            )
+            quiet: dict[str, EntitySyncResult] = {}
+            for entity, versions in windows.items():
+                held = stored[entity]
+                if all(held.get(i, -1) >= version for i, version in versions.items()):
+                    fetched = len(stamps[entity])
+                    quiet[entity] = EntitySyncResult(
+                        entity=entity,
+                        counts=EntityCounts(fetched=fetched, unchanged=fetched),
+                        cursor=cursors[entity],
+                        pages=1 if fetched else 0,
+                    )
+            await self._record_unchanged(request.run_id, list(quiet.values()))
+        except Exception as exc:  # noqa: BLE001 - every entity is then read in full
+            log.info(
+                "incoming.quiet_check_skipped",
+                run_id=request.run_id,
+                error=classify(exc).message[:300],
+            )
+            return {}
+        for result in quiet.values():
+            self._page_metrics(result.entity, result.counts, result.cursor or 0)
+        log.info(
+            "incoming.quiet_check",
+            run_id=request.run_id,
+            unchanged=len(quiet),
+            entities=len(request.entities),
+            rows=sum(result.counts.fetched for result in quiet.values()),
+        )
+        return quiet
+
+    def _window_versions(
+        self, rows: list[RowStamp], start: int, cursor: int, page_size: int | None
+    ) -> dict[int, int] | None:
+        """The highest RowVersion of each id in a window's list, or None when the list cannot
+        show an unchanged entity (see `_quiet_entities`)."""
+        if page_size is not None and len(rows) >= page_size:
+            return None
+        if rows and len(rows) >= self.paging.most_rows:
+            return None  # a silent cap (at least this long) may have cut it
+        versions: dict[int, int] = {}
+        below = start if start > 0 else None
+        for mahak_id, version in rows:
+            if mahak_id is None or version is None or version > cursor:
+                return None
+            if below is not None and version < below:
+                return None  # below the window's start, or out of RowVersion order
+            below = version
+            versions[mahak_id] = max(version, versions.get(mahak_id, version))
+        return versions
+
+    async def _record_unchanged(self, run_id: str, results: list[EntitySyncResult]) -> None:
+        if not results:
+            return
+        now = _now()
+        async with transaction(self.pool) as conn:
+            await synclog.record_many(
+                conn,
+                [
+                    SyncLogEntry(
+                        run_id=run_id,
+                        entity=result.entity,
+                        started_at=now,
+                        finished_at=now,
+                        **result.counts.model_dump(exclude={"reread", "dropped"}),
+                    )
+                    for result in results
+                ],
+            )
+            await catalog.touch_cursors(conn, [r.entity for r in results if r.pages])
+
+    @staticmethod
+    def _page_metrics(entity: str, counts: EntityCounts, cursor: int) -> None:
+        for result in ("inserted", "updated", "unchanged", "deleted", "dead_lettered"):
+            metrics.count("mahak_sync_rows", getattr(counts, result), entity=entity, result=result)
+        metrics.gauge("mahak_sync_cursor", cursor, entity=entity)
 
     async def reconcile_entity(
         self,
@@ -351,7 +516,7 @@ class IncomingSync:
         forwards. `seen` collects the ids of every row received (deleted and rejected ones too).
         """
         if start is None:
-            start = max(0, cursor - lookback) if lookback > 0 else cursor
+            start = _window_start(cursor, lookback)
         id_field = mirror(entity).id_field if seen is not None else ""
         stats = PagerStats()
         counted = PagerStats()
@@ -360,7 +525,7 @@ class IncomingSync:
             # The guards' counts as they stood when the page came: the next page's are
             # being counted while this one is applied.
             async for batch in iter_pages(
-                self.mahak,
+                LeanWhenUncapped(self.mahak),
                 entity,
                 start,
                 page_size,
@@ -371,24 +536,25 @@ class IncomingSync:
                 yield batch, stats.reread, stats.dropped
 
         async with aclosing(prefetched(fetched())) as pages:
-            async for batch, reread, dropped in pages:
+            async for page, reread, dropped in pages:
                 if seen is not None:
-                    seen.update(getattr(row, id_field) for row in batch.rows)
-                    seen.update(r.mahak_id for r in batch.rejected if r.mahak_id is not None)
-                cursor = max(cursor, batch.max_row_version or cursor)
-                applied = await catalog.apply_page(
-                    self.pool, batch, new_cursor=cursor, run_id=run_id, price_level=self.price_level
-                )
-                counts = _counts(batch, applied).model_copy(
-                    update={"reread": reread - counted.reread, "dropped": dropped - counted.dropped}
-                )
+                    seen.update(getattr(row, id_field) for row in page.rows)
+                    seen.update(r.mahak_id for r in page.rejected if r.mahak_id is not None)
+                guards = {"reread": reread - counted.reread, "dropped": dropped - counted.dropped}
                 counted.reread, counted.dropped = reread, dropped
-                for result in ("inserted", "updated", "unchanged", "deleted", "dead_lettered"):
-                    metrics.count(
-                        "mahak_sync_rows", getattr(counts, result), entity=entity, result=result
+                for batch, part_cursor in _parsed_parts(page, cursor):
+                    cursor = part_cursor
+                    applied = await catalog.apply_page(
+                        self.pool,
+                        batch,
+                        new_cursor=cursor,
+                        run_id=run_id,
+                        price_level=self.price_level,
                     )
-                metrics.gauge("mahak_sync_cursor", cursor, entity=entity)
-                yield cursor, counts
+                    counts = _counts(batch, applied).model_copy(update=guards)
+                    guards = {}
+                    self._page_metrics(entity, counts, cursor)
+                    yield cursor, counts
         if stats.reread or stats.dropped or stats.below_bound:
             log.warning(
                 "incoming.paging_guard",

@@ -18,6 +18,9 @@ One run, in this order:
   4. no-change cycle: `run_cycle` updates on the stored data, nothing changed in Mahak
      (median of `--cycles`; the client's wall time of the update, and the workflow's own);
   5. worker peak RSS: VmHWM of the worker process (/proc/PID/status), read after the sync;
+     with `--reconcile` (and in `--quick`), a reconciliation next (`reconcile_now`: every
+     entity read from 0 without pageSize, one whole entity per answer): its time and the
+     worker's peak RSS during it (VmHWM reset first);
   6. per-row upsert (the original plan: one INSERT ... ON CONFLICT per row, one transaction
      per page) of a `--sample` of the stored product details, deleted first;
   7. raw COPY limit: every stored row of every mirror table read back, encoded as COPY text
@@ -117,6 +120,10 @@ class WorkerProcess:
         fields = stat[stat.rindex(")") + 2 :].split()  # after the command name
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    def reset_peak_rss(self) -> None:
+        # Linux: "5" resets VmHWM to the current RSS (proc(5), /proc/PID/clear_refs).
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -163,7 +170,10 @@ async def stored_rows(pool: asyncpg.Pool) -> dict[str, int]:
     }
 
 
-async def first_cycle(handle: WorkflowHandle[Any, Any], timeout: float) -> SyncStatus:
+async def cycles_done(
+    handle: WorkflowHandle[Any, Any], timeout: float, cycles: int = 1
+) -> SyncStatus:
+    """The workflow's status once it has finished `cycles` cycles."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -172,10 +182,10 @@ async def first_cycle(handle: WorkflowHandle[Any, Any], timeout: float) -> SyncS
             )
         except RPCError:  # a worker busy with a large page answers late: ask again
             continue
-        if status.cycles_done >= 1:
+        if status.cycles_done >= cycles:
             return status
         await asyncio.sleep(0.05)
-    raise TimeoutError("the initial sync did not finish in time")
+    raise TimeoutError(f"cycle {cycles} did not finish in time")
 
 
 async def per_row(pool: asyncpg.Pool, sample: int) -> float:
@@ -281,7 +291,7 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
         handle, _ = await start_incoming(
             client, settings, config=config, workflow_id=f"bench-incoming-{queue}"
         )
-        status = await first_cycle(handle, timeout=args.timeout)
+        status = await cycles_done(handle, timeout=args.timeout)
         worker_cpu = worker.cpu_seconds() - cpu_before
         peak_rss = worker.peak_rss_mb()
         for process in spies:
@@ -315,6 +325,20 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
                 raise RuntimeError(f"a no-change cycle changed rows: {cycle.model_dump_json()}")
         for process in spies:
             stop_spy(process)
+
+        reconciled: tuple[float, float] | None = None
+        if args.reconcile:
+            # Every entity read from 0 without pageSize: whole entities in one answer each.
+            done = (await cycles_done(handle, args.timeout)).cycles_done
+            worker.reset_peak_rss()
+            t0 = time.perf_counter()
+            await handle.signal(IncomingSyncWorkflow.reconcile_now)
+            last = (await cycles_done(handle, args.timeout, done + 1)).last_cycle
+            assert last is not None
+            found = last.totals()
+            if not (last.reconcile and last.ok) or found.inserted or found.updated or found.deleted:
+                raise RuntimeError(f"the reconciliation found a difference: {last}")
+            reconciled = (time.perf_counter() - t0, worker.peak_rss_mb())
         await handle.terminate("benchmark done")
         worker.stop()
 
@@ -357,6 +381,11 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
         f"worker peak RSS: {peak_rss:.0f} MB (VmHWM of the `python worker.py` subprocess "
         f"after the initial sync)"
     )
+    if reconciled is not None:
+        print(
+            f"reconciliation (every entity from 0, no pageSize): {reconciled[0]:.1f} s, "
+            f"worker peak RSS {reconciled[1]:.0f} MB (VmHWM reset before it)"
+        )
 
 
 async def main() -> None:
@@ -377,11 +406,17 @@ async def main() -> None:
         "initial sync in DIR/worker-sync.txt, DIR/simulator-sync.txt, of the no-change cycles "
         "in DIR/worker.txt, DIR/simulator.txt",
     )
+    parser.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="then a reconciliation (reconcile_now): its time and the worker's peak RSS",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke test: 1000 details")
     args = parser.parse_args()
     configure_logging("console", "WARNING")
     if args.quick:
         args.details, args.rows, args.cycles, args.sample = 1_000, None, 2, 200
+        args.reconcile = True
 
     async with scratch_database(prefix="mahak-bench-sync-") as (dsn, tmp):
         await run(args, dsn, tmp)

@@ -9,7 +9,15 @@ from .errors import (
     MahakProtocolError,
     MahakTransientError,
 )
-from .models import ENTITIES, INCOMING_ORDER, EntityBatch, EntitySpec, LoginData, RejectedRow
+from .models import (
+    ENTITIES,
+    INCOMING_ORDER,
+    EntityBatch,
+    EntitySpec,
+    LoginData,
+    RejectedRow,
+    RowStamp,
+)
 from .pager import PagingProbe, drain, iter_pages, probe_paging
 from .save import (
     EntityError,
@@ -40,6 +48,7 @@ __all__ = [
     "PagingProbe",
     "RecordFailure",
     "RejectedRow",
+    "RowStamp",
     "SaveAllDataRequest",
     "SaveAllDataResult",
     "SolveOrderDisputeResult",

@@ -18,6 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,7 +27,7 @@ from pydantic import SecretStr
 
 from mahak_sync.logging import get_logger, register_secret
 
-from . import envelope
+from . import envelope, lean
 from .auth import Session, md5_password
 from .disputes import DisputeItem, OrderDisputeItem, SolveOrderDisputeResult
 from .errors import (
@@ -36,7 +37,7 @@ from .errors import (
     MahakTransientError,
 )
 from .fastparse import parse_get_all_data_fast
-from .models import ENTITIES, EntityBatch, LoginData, entity
+from .models import ENTITIES, EntityBatch, LoginData, RowStamp, entity
 from .save import SaveAllDataRequest, SaveAllDataResult
 
 if TYPE_CHECKING:
@@ -74,6 +75,15 @@ def _outcome(status: int) -> str:
     if status in (408, 429):
         return "throttled"
     return "server_error" if status >= 500 else "rejected"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer, its body read whole."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytearray
 
 
 class MahakClient:
@@ -232,9 +242,7 @@ class MahakClient:
             self._session.token if self._session else None,
         ]
 
-    async def _send(
-        self, endpoint: str, body: dict[str, Any], *, token: str | None
-    ) -> httpx.Response:
+    async def _send(self, endpoint: str, body: dict[str, Any], *, token: str | None) -> Answer:
         headers = dict(_HEADERS)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -243,9 +251,14 @@ class MahakClient:
         started = time.monotonic()
         outcome = "connection_failed"
         try:
-            response = await self._http.post(url, content=content, headers=headers)
+            async with self._http.stream("POST", url, content=content, headers=headers) as response:
+                # Read into one growing buffer: `read()` holds the chunks and their join at
+                # once, twice the body (a whole entity's answer runs to 100+ MB).
+                received = bytearray()
+                async for chunk in response.aiter_bytes():
+                    received += chunk
             outcome = _outcome(response.status_code)
-            return response
+            return Answer(response.status_code, response.headers, received)
         except httpx.TimeoutException as exc:
             outcome = "timeout"
             raise MahakTransientError(
@@ -260,7 +273,7 @@ class MahakClient:
                 self._observe(endpoint, outcome, time.monotonic() - started)
 
     @staticmethod
-    def _error_message(response: httpx.Response) -> str | None:
+    def _error_message(response: Answer) -> str | None:
         try:
             payload = json.loads(response.content)
         except (ValueError, RecursionError):
@@ -268,7 +281,7 @@ class MahakClient:
         # Folds key case, so the 401 body's lowercase `message` is read as well.
         return envelope.mahak_message(payload)[0]
 
-    def _raise_for_status(self, endpoint: str, response: httpx.Response) -> None:
+    def _raise_for_status(self, endpoint: str, response: Answer) -> None:
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -293,7 +306,7 @@ class MahakClient:
         )
 
     @staticmethod
-    def _decode(endpoint: str, response: httpx.Response) -> Any:
+    def _decode(endpoint: str, response: Answer) -> Any:
         return envelope.load_json(
             endpoint,
             response.content,
@@ -307,11 +320,12 @@ class MahakClient:
         body: dict[str, Any],
         parse: Callable[..., _T],
         *,
-        fast: Callable[[bytes], _T | None] | None = None,
+        decoded: bool = True,
+        fast: Callable[[bytes | bytearray], _T | None] | None = None,
     ) -> _T:
-        """POST an authenticated call (one transparent re-login on 401), classify, parse.
-        `fast` may parse a successful body from its bytes first (None: it leaves it to
-        `parse`)."""
+        """POST an authenticated call (one transparent re-login on 401), classify, parse
+        (the decoded JSON, or with `decoded=False` the body's bytes). `fast` may parse a
+        successful body from its bytes first (None: it leaves it to `parse`)."""
         try:
             login = await self.login()
             token = login.user_token
@@ -323,7 +337,7 @@ class MahakClient:
             self._raise_for_status(endpoint, response)
             if fast is not None and (parsed := fast(response.content)) is not None:
                 return parsed
-            payload = self._decode(endpoint, response)
+            payload = self._decode(endpoint, response) if decoded else response.content
             return parse(endpoint, payload, status=response.status_code)
         except MahakError as exc:
             raise exc.scrub(self._secrets()) from None
@@ -339,22 +353,12 @@ class MahakClient:
         """Rows newer than each cursor (Mahak's boundary may be inclusive: see `pager.py`)."""
         if not from_versions:
             return {}
-        specs = [entity(name) for name in from_versions]
-        login = await self.login()
-        body: dict[str, Any] = {spec.request_field: int(from_versions[spec.name]) for spec in specs}
-        if page_size is not None:
-            body["pageSize"] = int(page_size)
-        if login.visitor_id is not None:
-            body["currentVisitorId"] = login.visitor_id
-        names = [spec.name for spec in specs]
-        batches = await self._call(
-            self._data_path("GetAllData"),
-            body,
-            lambda endpoint, payload, status: envelope.parse_get_all_data(
-                endpoint, payload, names, status=status
-            ),
+        batches = await self._get_all_data(
+            from_versions,
+            page_size,
+            envelope.parse_get_all_data,
             # Issue 16: clean answers without a Python call per field (fastparse.py).
-            fast=lambda content: parse_get_all_data_fast(content, names),
+            fast=parse_get_all_data_fast,
         )
         for name, batch in batches.items():
             if batch.rejected:
@@ -365,6 +369,52 @@ class MahakClient:
                     first_error=batch.rejected[0].error,
                 )
         return batches
+
+    async def get_all_data_lean(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
+        """`get_all_data`, its rows left unparsed (`lean.LeanRow`) where their id and
+        RowVersion can be read: for answers that may hold a whole entity (no `pageSize`),
+        parsed a part at a time by whoever stores them (`lean.parse_lean`)."""
+        if not from_versions:
+            return {}
+        return await self._get_all_data(
+            from_versions, page_size, lean.parse_get_all_data_lean, decoded=False
+        )
+
+    async def get_row_stamps(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, list[RowStamp]]:
+        """The same request as `get_all_data`, answered with each row's id and RowVersion
+        only, in wire order: no row is validated (a quiet cycle's look-back check)."""
+        if not from_versions:
+            return {}
+        return await self._get_all_data(from_versions, page_size, envelope.parse_row_stamps)
+
+    async def _get_all_data(
+        self,
+        from_versions: Mapping[str, int],
+        page_size: int | None,
+        parse: Callable[..., _T],
+        *,
+        decoded: bool = True,
+        fast: Callable[[bytes | bytearray, list[str]], _T | None] | None = None,
+    ) -> _T:
+        specs = [entity(name) for name in from_versions]
+        login = await self.login()
+        body: dict[str, Any] = {spec.request_field: int(from_versions[spec.name]) for spec in specs}
+        if page_size is not None:
+            body["pageSize"] = int(page_size)
+        if login.visitor_id is not None:
+            body["currentVisitorId"] = login.visitor_id
+        names = [spec.name for spec in specs]
+        return await self._call(
+            self._data_path("GetAllData"),
+            body,
+            lambda endpoint, payload, status: parse(endpoint, payload, names, status=status),
+            decoded=decoded,
+            fast=None if fast is None else lambda content: fast(content, names),
+        )
 
     # --- SaveAllData -------------------------------------------------------------------
 

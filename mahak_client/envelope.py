@@ -23,7 +23,15 @@ from mahak_sync.logging import get_logger
 
 from .disputes import OrderDisputeOutcome, SolveOrderDisputeResult, dispute_rows
 from .errors import MahakAuthError, MahakPermanentError, MahakProtocolError
-from .models import ENTITIES, EntityBatch, EntitySpec, LoginData, RejectedRow, SyncedRow
+from .models import (
+    ENTITIES,
+    EntityBatch,
+    EntitySpec,
+    LoginData,
+    RejectedRow,
+    RowStamp,
+    SyncedRow,
+)
 from .save import EntityUpdateResult, SaveAllDataResult
 from .types import INT64_MAX, INT64_MIN, MahakModel, _lenient_int, fold_key
 
@@ -56,7 +64,7 @@ def _snippet(text: str) -> str:
 
 def load_json(
     endpoint: str,
-    content: bytes,
+    content: bytes | bytearray,
     *,
     status: int | None = None,
     content_type: str | None = None,
@@ -97,7 +105,7 @@ def load_json(
     )
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     """An integer Mahak could have meant (int64), else None."""
     try:
         result = _lenient_int(value)
@@ -120,11 +128,11 @@ def mahak_message(payload: Any) -> tuple[str | None, int | None]:
     if not isinstance(payload, dict):
         return None, None
     message = _as_text(field(payload, "Message"))
-    code = _as_int(field(payload, "Code"))
+    code = as_int(field(payload, "Code"))
     data = field(payload, "Data")
     if isinstance(data, dict):
         message = message or _as_text(field(data, "ErrorMessage"))
-        code = code if code else _as_int(field(data, "ErrorCode"))
+        code = code if code else as_int(field(data, "ErrorCode"))
     return message, code or None
 
 
@@ -262,20 +270,24 @@ def _as_delete(spec: EntitySpec, raw: dict[str, Any], exc: ValidationError) -> S
     return row
 
 
+def wire_id(spec: EntitySpec) -> str:
+    """The id's key on the wire (`product_detail_id` -> `ProductDetailId`)."""
+    return "".join(p.capitalize() for p in spec.id_field.split("_"))
+
+
 def parse_row(spec: EntitySpec, raw: dict[str, Any]) -> SyncedRow | RejectedRow:
     try:
         return spec.model.model_validate(raw)
     except ValidationError as exc:
         if _is_deleted(raw) and (row := _as_delete(spec, raw, exc)) is not None:
             return row
-        id_key = "".join(p.capitalize() for p in spec.id_field.split("_"))
         return RejectedRow(
             entity=spec.name,
             raw=raw,
             error=_validation_summary(exc),
-            mahak_id=_as_int(field(raw, id_key)),
+            mahak_id=as_int(field(raw, wire_id(spec))),
             # Only an int64 RowVersion may move the cursor (it is stored as a bigint).
-            row_version=_as_int(field(raw, "RowVersion")),
+            row_version=as_int(field(raw, "RowVersion")),
         )
 
 
@@ -295,10 +307,11 @@ def _batch(spec: EntitySpec, rows: list[Any]) -> EntityBatch:
     return batch
 
 
-def parse_get_all_data(
-    endpoint: str, payload: Any, entities: Iterable[str], *, status: int | None = None
-) -> dict[str, EntityBatch]:
-    """One batch per requested logical entity name (empty when Mahak sent `null` or nothing)."""
+def _entity_lists(
+    endpoint: str, payload: Any, entities: Iterable[str], status: int | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Each requested entity's list of row objects (empty when Mahak sent `null` or nothing),
+    or a protocol error when the answer is not that shape."""
     data = unwrap(endpoint, payload, status=status)
     if not isinstance(data, dict):
         raise MahakProtocolError("`Data` is not an object", endpoint=endpoint, status_code=status)
@@ -307,7 +320,7 @@ def parse_get_all_data(
         raise MahakProtocolError(
             "`Data.Objects` is not an object", endpoint=endpoint, status_code=status
         )
-    out: dict[str, EntityBatch] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for name in entities:
         spec = ENTITIES[name]
         rows = field(objects, spec.collection)
@@ -324,7 +337,30 @@ def parse_get_all_data(
                     endpoint=endpoint,
                     status_code=status,
                 )
-        out[name] = _batch(spec, rows)
+        out[name] = rows
+    return out
+
+
+def parse_get_all_data(
+    endpoint: str, payload: Any, entities: Iterable[str], *, status: int | None = None
+) -> dict[str, EntityBatch]:
+    """One batch per requested logical entity name (empty when Mahak sent `null` or nothing)."""
+    lists = _entity_lists(endpoint, payload, entities, status)
+    return {name: _batch(ENTITIES[name], rows) for name, rows in lists.items()}
+
+
+def parse_row_stamps(
+    endpoint: str, payload: Any, entities: Iterable[str], *, status: int | None = None
+) -> dict[str, list[RowStamp]]:
+    """Only each row's id and RowVersion (None where unreadable), in wire order: what a quiet
+    cycle compares with the shop's versions before it parses any row in full."""
+    lists = _entity_lists(endpoint, payload, entities, status)
+    out: dict[str, list[RowStamp]] = {}
+    for name, rows in lists.items():
+        id_key = wire_id(ENTITIES[name])
+        out[name] = [
+            RowStamp(as_int(field(raw, id_key)), as_int(field(raw, "RowVersion"))) for raw in rows
+        ]
     return out
 
 

@@ -310,7 +310,7 @@ _ENVELOPE = msgspec.json.Decoder(_Envelope)
 
 
 def parse_get_all_data_fast(
-    content: bytes, entities: Iterable[str]
+    content: bytes | bytearray, entities: Iterable[str]
 ) -> dict[str, EntityBatch] | None:
     """`envelope.parse_get_all_data` of a clean answer, read from its bytes; None when the
     answer (or any requested entity's list) is not clean, to be parsed the lenient way."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, PlainSerializer
@@ -692,6 +692,13 @@ class RejectedRow(MahakModel):
     error: str
     mahak_id: int | None = None
     row_version: int | None = None
+
+
+class RowStamp(NamedTuple):
+    """A GetAllData row's id and RowVersion alone (None where not a readable int64)."""
+
+    mahak_id: int | None
+    row_version: int | None
 
 
 class EntityBatch(MahakModel):

@@ -306,6 +306,39 @@ async def _advance(conn: asyncpg.Connection, entity: str, row_version: int) -> N
     )
 
 
+async def stored_versions(db: Executor, ids: dict[str, Sequence[int]]) -> dict[str, dict[int, int]]:
+    """The stored RowVersion of each of `ids` (per entity) the shop holds, in one query."""
+    wanted = {entity: list(set(values)) for entity, values in ids.items() if values}
+    found: dict[str, dict[int, int]] = {entity: {} for entity in ids}
+    if not wanted:
+        return found
+    async with transaction(db) as conn:
+        parts = []
+        for n, entity in enumerate(wanted, start=1):
+            m = mirror(entity)
+            id_type = (await _column_types(conn, m))[0]
+            # The same index probe per id as `_bulk_apply`, for the same reason.
+            parts.append(
+                f"SELECT {n} AS k, s.id, t.row_version FROM unnest(${n}::{id_type}[]) AS s (id) "
+                f"CROSS JOIN LATERAL (SELECT row_version FROM {m.table} t "
+                f"WHERE t.id = s.id OFFSET 0) t"
+            )
+        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+        names = list(wanted)
+        for row in await conn.fetch(" UNION ALL ".join(parts), *wanted.values()):
+            found[names[row["k"] - 1]][row["id"]] = row["row_version"]
+    return found
+
+
+async def touch_cursors(db: Executor, entities: Sequence[str]) -> None:
+    """Record that `entities` were read up to their cursors just now (what `apply_page`
+    records of a page that changed nothing), the cursors unmoved."""
+    await db.execute(
+        "UPDATE mahak_sync_state SET last_synced_at = now() WHERE entity = ANY($1::text[])",
+        list(entities),
+    )
+
+
 async def get_cursors(db: Executor) -> dict[str, int]:
     rows = await db.fetch("SELECT entity, last_row_version FROM mahak_sync_state")
     return {r["entity"]: r["last_row_version"] for r in rows}

@@ -12,6 +12,16 @@ _FIELDS = tuple(SyncLogEntry.model_fields)
 _PAGING = ("reread", "dropped")
 
 
+def _upsert(names: list[str]) -> str:
+    cols = ", ".join(names)
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    updates = ", ".join(f"{f} = excluded.{f}" for f in names if f not in ("run_id", "entity"))
+    return (
+        f"INSERT INTO mahak_sync_log ({cols}) VALUES ({params}) "
+        f"ON CONFLICT (run_id, entity) DO UPDATE SET {updates}"
+    )
+
+
 async def record(
     db: Executor, entry: SyncLogEntry, *, reread: int | None = None, dropped: int | None = None
 ) -> None:
@@ -24,14 +34,16 @@ async def record(
         if value is not None:
             names.append(name)
             values.append(value)
-    cols = ", ".join(names)
-    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-    updates = ", ".join(f"{f} = excluded.{f}" for f in names if f not in ("run_id", "entity"))
-    await db.execute(
-        f"INSERT INTO mahak_sync_log ({cols}) VALUES ({params}) "
-        f"ON CONFLICT (run_id, entity) DO UPDATE SET {updates}",
-        *values,
-    )
+    await db.execute(_upsert(names), *values)
+
+
+async def record_many(db: Executor, entries: list[SyncLogEntry]) -> None:
+    """`record` of several rows in one round trip, the paging guards' counts set to 0."""
+    if entries:
+        await db.executemany(
+            _upsert([*_FIELDS, *_PAGING]),
+            [[*(getattr(entry, f) for f in _FIELDS), 0, 0] for entry in entries],
+        )
 
 
 async def recent(db: Executor, limit: int = 50, *, entity: str | None = None) -> list[SyncLogEntry]:

@@ -43,3 +43,7 @@ def test_quick_initial_sync_bench_prints_sane_figures() -> None:
     assert figure(out, r"median (\d+) ms") > 0
     rss = figure(out, r"worker peak RSS: (\d+) MB")
     assert 20 < rss < 4_000, "a Python worker's resident set, in MB"
+    # The reconciliation found nothing to change (the bench raises otherwise) and measured
+    # the worker's peak afresh.
+    assert figure(out, r"reconciliation \(every entity from 0, no pageSize\): ([\d.]+) s") > 0
+    assert 20 < figure(out, r"reconciliation .*worker peak RSS (\d+) MB") < 4_000

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,7 @@ import activities.incoming as incoming_module
 import mahak_client.pager as pager_module
 from activities.incoming import IncomingSync
 from mahak_client import MahakProtocolError, iter_pages, probe_paging
+from mahak_client.lean import parse_get_all_data_lean
 from mahak_client.models import EntityBatch, Store
 from shopdb import catalog
 from shopdb.models import ApplyCounts
@@ -170,6 +172,30 @@ class FakeMahak:
     async def get_all_data(
         self, from_versions: Mapping[str, int], *, page_size: int | None = None
     ) -> dict[str, EntityBatch]:
+        selected = self._select(from_versions, page_size)
+        rows = [Store(store_id=i, row_version=v, deleted=d, name=f"s{i}") for i, v, d in selected]
+        return {
+            ENTITY: EntityBatch(
+                entity=ENTITY,
+                rows=rows,
+                max_row_version=max((v for _, v, _ in selected), default=None),
+            )
+        }
+
+    async def get_all_data_lean(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
+        """The same answer on the wire, read leanly (as the client reads uncapped answers)."""
+        selected = self._select(from_versions, page_size)
+        rows = [
+            {"StoreId": i, "RowVersion": v, "Deleted": d, "Name": f"s{i}"} for i, v, d in selected
+        ]
+        body = json.dumps({"Result": True, "Data": {"Objects": {"Stores": rows}}}).encode()
+        return parse_get_all_data_lean("GetAllDataV2", body, [ENTITY], status=200)
+
+    def _select(
+        self, from_versions: Mapping[str, int], page_size: int | None
+    ) -> list[tuple[int, int, bool]]:
         self.requests += 1
         self.sizes.append(page_size)
         self.mutate(self.scheduled.get(self.requests, []))
@@ -190,14 +216,7 @@ class FakeMahak:
             selected = selected[: min(caps)]
         self.served_max = max([self.served_max, *(v for _, v, _ in selected)])
         self.sent.append((len(self.logs), [(i, v) for i, v, _ in selected]))
-        rows = [Store(store_id=i, row_version=v, deleted=d, name=f"s{i}") for i, v, d in selected]
-        return {
-            ENTITY: EntityBatch(
-                entity=ENTITY,
-                rows=rows,
-                max_row_version=max((v for _, v, _ in selected), default=None),
-            )
-        }
+        return selected
 
 
 @contextlib.contextmanager
@@ -215,7 +234,13 @@ def _capturable_loggers() -> Iterator[None]:
 async def _run(sc: Scenario, *, trusted_wrongly: bool = False) -> None:
     """With `trusted_wrongly` (a page size against an id-ordered server), the first read may
     miss rows; only the reconciliation read's outcome is checked."""
-    with capture_logs() as logs, _capturable_loggers():
+    # Parts of two rows: uncapped answers are stored a part at a time, runs of equal
+    # RowVersions and all, under the same cursor checks.
+    with (
+        capture_logs() as logs,
+        _capturable_loggers(),
+        mock.patch.object(incoming_module, "PART_ROWS", 2),
+    ):
         server = FakeMahak(sc, logs)
         server.scheduled = sc.during
         shop: dict[int, tuple[int, bool]] = {}

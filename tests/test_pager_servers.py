@@ -257,12 +257,16 @@ async def test_an_id_ordered_server_whose_pages_look_ascending_loses_nothing_by_
     # the default (shared/mahak-api.md §10 (a)).
     await sim.configure(page_order="id")
     await _rotated_stores(sim, 250)
-    with mock.patch.object(client, "get_all_data", wraps=client.get_all_data) as spy:
+    with (
+        mock.patch.object(client, "get_all_data", wraps=client.get_all_data) as parsed,
+        mock.patch.object(client, "get_all_data_lean", wraps=client.get_all_data_lean) as lean,
+    ):
         result = await _sync(IncomingSync(db_pool, client, lookback=0), "default", size=None)
     truth = await _truth(sim)
     assert await _shop_stores(db_pool) == truth
     assert result.cursor == max(truth.values())
-    assert spy.call_args_list and all(c.kwargs.get("page_size") is None for c in spy.call_args_list)
+    calls = parsed.call_args_list + lean.call_args_list
+    assert calls and all(c.kwargs.get("page_size") is None for c in calls)
 
 
 async def test_a_page_size_trusted_wrongly_is_named_by_the_probe_and_repaired_by_reconciliation(

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 from temporalio.client import Client
 
+import activities.incoming as incoming_module
 import workflows.incoming_sync as incoming_sync_module
 from activities.incoming import IncomingSync
 from mahak_client.client import MahakClient
@@ -244,3 +245,49 @@ async def test_reconcile_now_through_the_worker(
     log = await _log(sync.pool, cycle.run_id)
     assert log["products"]["inserted"] == 1
     await assert_mirrors_simulator(sync.pool, sim)
+
+
+async def test_a_whole_entity_answer_is_stored_a_part_at_a_time(
+    sim: SimControl,
+    db_pool: asyncpg.Pool,
+    simulator: SimulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reconciliation's answers (no pageSize) are read leanly and stored in parts
+    (`PART_ROWS`, here 2), never ending a part inside a run of equal RowVersions: five new
+    stores sharing one RowVersion are stored with the rest, and every part's cursor is one
+    that passes no row not stored."""
+    monkeypatch.setattr(incoming_module, "PART_ROWS", 2)
+    await sim.seed(4, stores=3)
+    async with MahakClient(simulator.base_url, "shop", "secret") as mahak:
+        incoming = IncomingSync(db_pool, mahak, lookback=0)
+        assert (await incoming.run_cycle(page_size=PAGE_SIZE, run_id="cli-1")).ok
+        shared = (await sim.stats()).row_version + 5
+        for i in range(5):
+            await sim.inject_row(
+                "Stores", {"StoreId": 9_100 + i, "Name": f"run{i}", "Deleted": False}, shared
+            )
+        await db_pool.execute(
+            "DELETE FROM mahak_stores WHERE id = (SELECT min(id) FROM mahak_stores)"
+        )
+
+        wire = {r["StoreId"]: r["RowVersion"] for r in await sim.entities("stores")}
+        passed: list[tuple[int, set[int]]] = []
+        store = catalog.apply_page
+
+        async def checked(db: Any, batch: Any, *, new_cursor: int, **kw: Any) -> Any:
+            counts = await store(db, batch, new_cursor=new_cursor, **kw)
+            held = {r["id"] for r in await db_pool.fetch("SELECT id FROM mahak_stores")}
+            passed.append((new_cursor, {i for i, v in wire.items() if v <= new_cursor} - held))
+            return counts
+
+        monkeypatch.setattr(catalog, "apply_page", checked)
+        found = await incoming.reconcile_entity(
+            SyncEntityInput(entity="stores", page_size=PAGE_SIZE, run_id="reconcile-parts")
+        )
+
+    assert [missing for _, missing in passed if missing] == [], passed
+    assert found.counts.inserted == 6, found  # the five of the run and the one deleted
+    assert found.pages >= 3, "stored in parts"
+    assert found.cursor == shared == await catalog.get_cursor(db_pool, "stores")
+    await assert_mirrors_simulator(db_pool, sim)
