@@ -214,11 +214,13 @@ def _texts(values: list[Any], optional: bool) -> list[Any]:
         if optional or len(present) == len(values):
             return values
         return ["" if v is None else v for v in values]
-    if len(present) == len(values):  # normalize_text of strings, in C calls
-        return list(map(str.strip, map(str.translate, values, repeat(_ARABIC_TO_PERSIAN))))
-    if optional:
-        return [None if v is None else _normalize_text(v) for v in values]
-    return list(map(_normalize_text, values))
+    # normalize_text of each distinct value (names, units and tags repeat), in C calls.
+    distinct = set(present)
+    normal: dict[Any, Any] = dict(
+        zip(distinct, map(str.strip, map(str.translate, distinct, repeat(_ARABIC_TO_PERSIAN))))
+    )
+    normal[None] = None if optional else _normalize_text(None)
+    return list(map(normal.__getitem__, values))
 
 
 def _dates(values: list[Any]) -> list[Any] | None:
