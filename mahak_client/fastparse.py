@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 import types
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -346,3 +346,13 @@ def parse_get_all_data_fast(
 
 
 _row_version = attrgetter("row_version")
+
+
+def parse_rows_fast(entity: str, raws: Sequence[msgspec.Raw]) -> list[SyncedRow] | None:
+    """Rows of `entity` kept unparsed (`lean.LeanRow.raw`), parsed as one list the strict
+    way; None when any is not clean (the caller parses each the lenient way)."""
+    strict = plan(entity)
+    if strict is None:
+        return None
+    rows = strict.rows(b"[" + b",".join(map(bytes, raws)) + b"]")
+    return rows if rows is not None and len(rows) == len(raws) else None

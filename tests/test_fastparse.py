@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from mahak_client import ENTITIES
 from mahak_client.envelope import load_json, parse_get_all_data
 from mahak_client.fastparse import _NOT_NORMAL, parse_get_all_data_fast, plan
+from mahak_client.lean import parse_get_all_data_lean, parse_lean
 from mahak_client.models import SyncedRow
 
 ENDPOINT = "GetAllDataV2"
@@ -161,6 +162,24 @@ def test_whatever_the_fast_path_takes_equals_the_lenient_path(data: st.DataObjec
     if fast is not None:
         for entity in entities:
             assert_same(fast[entity], slow[entity])
+
+
+@SETTINGS
+@given(data=st.data())
+def test_lean_rows_parsed_a_part_at_a_time_equal_the_lenient_path(data: st.DataObject) -> None:
+    """A reconciliation's rows (`lean.parse_lean`, answers without pageSize) go through the
+    fast path a part at a time: the same models as the usual parse, clean or odd."""
+    entities = data.draw(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True))
+    body = data.draw(answers(entities, odd=data.draw(st.booleans())))
+    usual = parse_get_all_data(ENDPOINT, load_json(ENDPOINT, body), entities)
+    lean = parse_get_all_data_lean(ENDPOINT, body, entities)
+    for entity in entities:
+        parts = lean[entity]
+        parsed = parse_lean(entity, [*parts.rows, *parts.rejected])
+        want = usual[entity]
+        assert [typed(r) for r in parsed.rows] == [typed(r) for r in want.rows]
+        assert [r.model_dump() for r in parsed.rejected] == [r.model_dump() for r in want.rejected]
+        assert parsed.max_row_version == want.max_row_version
 
 
 def test_answers_the_fast_path_leaves_alone() -> None:
