@@ -114,6 +114,12 @@ class WorkerProcess:
                 return int(line.split()[1]) / 1024
         raise RuntimeError("no VmHWM for the worker")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the worker process has used so far (/proc/PID/stat)."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the command name
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def reset_peak_rss(self) -> None:
         # Linux: "5" resets VmHWM to the current RSS (proc(5), /proc/PID/clear_refs).
         Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
@@ -281,10 +287,12 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
         )
         await asyncio.sleep(1 if spies else 0)  # attached
         start = datetime.now(UTC)
+        cpu_before = worker.cpu_seconds()
         handle, _ = await start_incoming(
             client, settings, config=config, workflow_id=f"bench-incoming-{queue}"
         )
         status = await cycles_done(handle, timeout=args.timeout)
+        worker_cpu = worker.cpu_seconds() - cpu_before
         peak_rss = worker.peak_rss_mb()
         for process in spies:
             stop_spy(process)
@@ -353,6 +361,10 @@ async def run(args: argparse.Namespace, dsn: str, tmp: Path) -> None:
     )
     print(
         f"  end to end  {rate:>10,.0f} rows/s   {rate / raw_rate:5.2f} x raw   ({synced_in:.2f} s)"
+    )
+    print(
+        f"  worker CPU  {worker_cpu * 1e6 / total:>10.1f} us/row  ({worker_cpu:.1f} s of CPU for "
+        f"the initial sync, {worker_cpu / synced_in:.0%} of one core)"
     )
     print(f"  raw COPY    {raw_rate:>10,.0f} rows/s    1.00 x raw   ({raw_rows:,} rows)")
     print(

@@ -24,6 +24,7 @@ from mahak_sync.logging import get_logger
 
 from . import envelope
 from .errors import MahakPermanentError, MahakProtocolError
+from .fastparse import parse_rows_fast
 from .models import ENTITIES, EntityBatch, EntitySpec, RejectedRow
 from .types import fold_key
 
@@ -138,9 +139,12 @@ def parse_lean(entity: str, items: Sequence[Any]) -> EntityBatch:
     spec = ENTITIES[entity]
     batch = EntityBatch(entity=entity)
     versions: list[int] = []
+    # Issue 16: clean rows parsed together the strict way (fastparse.py), else each as usual.
+    raws = [item.raw for item in items if isinstance(item, LeanRow)]
+    fast = iter((parse_rows_fast(entity, raws) if raws else None) or ())
     for item in items:
         if isinstance(item, LeanRow):
-            item = envelope.parse_row(spec, _ANY.decode(item.raw))
+            item = next(fast, None) or envelope.parse_row(spec, _ANY.decode(item.raw))
         (batch.rejected if isinstance(item, RejectedRow) else batch.rows).append(item)
         if item.row_version is not None:
             versions.append(item.row_version)

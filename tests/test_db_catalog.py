@@ -301,3 +301,36 @@ async def test_a_rejected_row_with_a_lone_surrogate_is_still_kept(db_pool: async
     [letter] = await dead_letters.list_open(db_pool, entity="people")
     assert letter.payload["FirstName"] == "bad\ufffdname"
     assert await get_cursor(db_pool, "people") == 60
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        ["2026-12-03T09:57:54.6168990", "2010-07-01T12:00:00", "2026-03-21T00:30:00.5"],
+        # Before 1946 Tehran kept local mean time, +03:25:44: an offset with seconds.
+        ["2026-12-03T09:57:54.6168990", "1930-01-01T12:00:00"],
+    ],
+)
+async def test_mahak_times_are_stored_as_the_instants_they_name(
+    db_pool: asyncpg.Pool, spelled: list[str]
+) -> None:
+    """Tehran wall-clock times (summer time until 2022, local mean time before 1946) reach
+    the timestamptz column as the same instants (issue 16: the COPY text writes them with
+    their own offset, seconds included, rather than converted to UTC)."""
+    rows = [
+        ProductDetail.model_validate(
+            {"ProductDetailId": i, "ProductId": 1, "RowVersion": 10 + i, "CreateDate": text}
+        )
+        for i, text in enumerate(spelled, start=1)
+    ]
+    await apply_page(db_pool, batch("product_details", rows), new_cursor=20, price_level=1)
+    held = await stored(db_pool)
+    for row in rows:
+        assert row.create_date is not None
+        assert held[row.product_detail_id]["mahak_created_at"] == row.create_date
+    assert (
+        await db_pool.fetchval(
+            "SELECT mahak_created_at AT TIME ZONE 'Asia/Tehran' FROM mahak_product_details"
+            " WHERE id = 1"
+        )
+    ).isoformat() == "2026-12-03T09:57:54.616899"
