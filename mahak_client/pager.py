@@ -110,6 +110,10 @@ def _fingerprint(row: RejectedRow) -> str:
 
 def _key(entity: str, item: Any) -> tuple[Any, ...]:
     if isinstance(item, RejectedRow):
+        if item.mahak_id is not None and item.row_version is not None:
+            # Keyed as the row it is: an unparsed (lean) answer brings the same row as a
+            # `LeanRow`, quarantined only when it is parsed.
+            return ("row", item.mahak_id, item.row_version)
         return ("rejected", item.mahak_id, item.row_version, _fingerprint(item))
     spec = ENTITIES.get(entity)
     return ("row", getattr(item, spec.id_field, None) if spec else id(item), item.row_version)
@@ -224,8 +228,9 @@ async def iter_pages(
         """The rows to hand on, in this order: `old` (at or below `done`) and `unversioned`
         checked one by one; `new` (above `done`, ascending by `new_versions`) never handed
         on before, so taken whole unless two share a RowVersion (the same row twice?) or
-        some are quarantined rows (not `rows_only`: keyed by content, so checked one by
-        one). None of `new` is at or below the caller's cursor (`done` starts there)."""
+        some are quarantined rows (not `rows_only`: checked one by one, those without a
+        RowVersion keyed by content). None of `new` is at or below the caller's cursor
+        (`done` starts there)."""
         if id_field is None or not rows_only or not _ascending(new_versions, strictly=True):
             return checked([*old, *new, *unversioned])
         out = checked(old)

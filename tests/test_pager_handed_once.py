@@ -10,11 +10,15 @@ size, with or without `include_held`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
 from mahak_client import iter_pages
+from mahak_client.envelope import parse_get_all_data
+from mahak_client.lean import LeanWhenUncapped, parse_get_all_data_lean
 from mahak_client.models import EntityBatch, Store
 
 
@@ -69,3 +73,56 @@ async def test_each_row_is_handed_on_once(twice: bool, stray: bool, include_held
         ]
         assert len(handed) == len(set(handed)), (page_size, handed)
         assert set(handed) == set(table), page_size
+
+
+class MisorderingServer:
+    """Stores on the wire, answered from the bound inclusive. A capped answer after the first
+    is sent out of RowVersion order (so the pager reads it again without `pageSize`);
+    uncapped answers are read leanly, as the incoming sync reads them
+    (`lean.LeanWhenUncapped`). One row never validates (`Deleted: "maybe"`)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.capped = 0
+
+    def _body(self, start: int, page_size: int | None) -> bytes:
+        picked = [r for r in self.rows if r["RowVersion"] >= start][: page_size or None]
+        if page_size is not None:
+            self.capped += 1
+            if self.capped > 1:
+                picked.reverse()
+        return json.dumps({"Result": True, "Data": {"Objects": {"Stores": picked}}}).encode()
+
+    async def get_all_data(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
+        body = self._body(from_versions["stores"], page_size)
+        return parse_get_all_data("GetAllDataV2", json.loads(body), ["stores"], status=200)
+
+    async def get_all_data_lean(
+        self, from_versions: Mapping[str, int], *, page_size: int | None = None
+    ) -> dict[str, EntityBatch]:
+        body = self._body(from_versions["stores"], page_size)
+        return parse_get_all_data_lean("GetAllDataV2", body, ["stores"], status=200)
+
+
+async def test_a_quarantined_row_is_handed_on_once_across_parsed_and_lean_answers() -> None:
+    rows = [
+        {"StoreId": i, "RowVersion": 100 + i, "Name": f"s{i}", "Deleted": False}
+        for i in range(1, 7)
+    ]
+    rows[1]["Deleted"] = "maybe"  # store 2, RowVersion 102: quarantined wherever it comes
+    server = MisorderingServer(rows)
+    handed = [
+        (getattr(item, "store_id", None) or item.mahak_id, item.row_version)
+        async for batch in iter_pages(
+            LeanWhenUncapped(server),  # type: ignore[arg-type]
+            "stores",
+            0,
+            3,
+            include_held=True,
+        )
+        for item in [*batch.rows, *batch.rejected]
+    ]
+    assert server.capped == 2, "the second capped answer was read again without pageSize"
+    assert sorted(handed) == [(i, 100 + i) for i in range(1, 7)], handed
