@@ -22,6 +22,7 @@ from mahak_client import (
     probe_paging,
 )
 from mahak_client.auth import jwt_claims
+from mahak_client.lean import LeanWhenUncapped
 from mahak_client.models import entity_name
 
 from .config import Settings, chosen_page_size, get_settings, page_size_arg
@@ -171,7 +172,8 @@ async def _check_paging(client: MahakClient, size: int, settings: Settings) -> i
     probes = []
     for name in CORE_ENTITIES:
         try:
-            probe = await probe_paging(client, name, size)
+            # The read without pageSize is a whole entity: read leanly (keys alone matter).
+            probe = await probe_paging(LeanWhenUncapped(client), name, size)
         except MahakError as exc:
             return _fail(f"paging probe of {name} failed: {exc}", EXIT_ENTITY_FAILED)
         probes.append(probe)

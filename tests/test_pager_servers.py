@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from activities.incoming import IncomingSync
 from mahak_client import MahakClient, MahakProtocolError, iter_pages, probe_paging
+from mahak_client.lean import LeanWhenUncapped
 from mahak_simulator import SimControl, SimulatorServer
 from shopdb import catalog
 from shopdb.mirror import mirror
@@ -276,6 +277,8 @@ async def test_a_page_size_trusted_wrongly_is_named_by_the_probe_and_repaired_by
     await _rotated_stores(sim, 250)
     probe = await probe_paging(client, "stores", 100)
     assert (probe.verdict, probe.trusted) == ("not-lowest", False)
+    # As `mahak check --paging` reads it: the whole entity leanly, the same verdict.
+    assert await probe_paging(LeanWhenUncapped(client), "stores", 100) == probe
 
     incoming = IncomingSync(db_pool, client, lookback=0)
     await _sync(incoming, "trusting", size=100)
