@@ -15,8 +15,10 @@ import asyncpg
 
 from activities.order_request import MahakHolding
 from mahak_client.client import MahakClient
+from mahak_client.lean import LeanWhenUncapped, parse_lean
 from mahak_client.models import EntityBatch, Order, OrderDetail, Receipt, SyncedRow
 from mahak_client.pager import iter_pages
+from mahak_sync.config import DEFAULT_MAHAK_PAGE_SIZE
 from shopdb.catalog import get_cursor
 from shopdb.models import ShopOrder
 
@@ -114,8 +116,15 @@ class MahakOrderLookup:
                 return found
         return None
 
-    def _pages(self, entity: str, since: int) -> AsyncIterator[EntityBatch]:
-        return iter_pages(self._mahak, entity, since, self._page_size)
+    async def _pages(self, entity: str, since: int) -> AsyncIterator[EntityBatch]:
+        """`entity`'s rows from `since`, parsed a part at a time: without a page size an
+        answer may hold all of the entity (receipts from 0), read leanly."""
+        async for batch in iter_pages(
+            LeanWhenUncapped(self._mahak), entity, since, self._page_size
+        ):
+            items = [*batch.rows, *batch.rejected]
+            for start in range(0, len(items), DEFAULT_MAHAK_PAGE_SIZE):
+                yield parse_lean(entity, items[start : start + DEFAULT_MAHAK_PAGE_SIZE])
 
     async def _mirrored_order(self, client_id: int) -> Order | None:
         row = await self._pool.fetchrow(

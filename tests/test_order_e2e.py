@@ -28,6 +28,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer, Worker
 
+from activities import mahak_lookup
 from activities.incoming import IncomingSync
 from activities.order_request import order_request
 from activities.order_sweep import OrderSweepActivities
@@ -720,3 +721,24 @@ async def test_worker_killed_after_mahak_accepted_before_the_db_update(
     )
     history = await handle.fetch_history()
     assert any(e.HasField("activity_task_timed_out_event_attributes") for e in history.events)
+
+
+async def test_the_lookup_finds_what_mahak_holds_with_or_without_a_page_size(stack, monkeypatch):
+    """The probe before a resend reads orders, lines and receipts from Mahak: with a page size,
+    page by page; without one, whole answers read leanly and parsed a part at a time (parts
+    of one row here), with the same finding."""
+    monkeypatch.setattr(mahak_lookup, "DEFAULT_MAHAK_PAGE_SIZE", 1)
+    (d1, d2), store = await stack.seed()
+    order = await stack.paid_order([(d1, store, 1, 50000), (d2, store, 2, 1000)])
+    await stack.sent_behind_our_back(order)
+    [sent] = await stack.sim.orders()
+    found = []
+    async with MahakClient(stack.server.base_url, "shop", "secret") as mahak:
+        for page_size in (None, 2):
+            found.append(
+                await mahak_lookup.MahakOrderLookup(stack.pool, mahak, page_size).holding(order)
+            )
+    whole, paged = found
+    assert whole.order is not None and whole.order.order_id == sent.order_id
+    assert sorted(whole.lines) == sorted(ln.order_detail_client_id for ln in order.lines)
+    assert whole == paged
